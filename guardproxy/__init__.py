@@ -1,0 +1,3 @@
+"""guardproxy: an OpenAI-compatible guardrail reverse proxy."""
+
+__version__ = "0.1.0"

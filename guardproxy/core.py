@@ -1,0 +1,41 @@
+"""Core value types shared by every component: small, frozen, typed."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+JSON = dict[str, Any]
+Stage = Literal["input", "output"]
+
+
+@dataclass(frozen=True, slots=True)
+class Span:
+    """A character range [start, end) of the checked text that a detector points at."""
+
+    start: int
+    end: int
+    label: str
+    score: float = 1.0
+
+
+@dataclass(frozen=True, slots=True)
+class Detection:
+    """What a detector reports. It never edits text and never decides the action."""
+
+    score: float
+    labels: tuple[str, ...] = ()
+    spans: tuple[Span, ...] = ()
+    explanation: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class Context:
+    """Where the checked text comes from, for detectors that care (template, canary, judges)."""
+
+    request_id: str
+    stage: Stage
+    role: str = "user"
+    model: str = ""
+    # The whole OpenAI request body, read-only, for request-level detectors (template).
+    request: JSON = field(default_factory=dict)
