@@ -6,7 +6,7 @@ libraries (onnxruntime, presidio) that the policy does not use.
 
 from __future__ import annotations
 
-from typing import Annotated, Literal, Union
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -30,6 +30,12 @@ ALL_PII_ENTITIES: tuple[PiiEntity, ...] = (
 )
 
 InjectionCategory = Literal["instruction_override", "role_play", "prompt_extraction", "delimiter_injection"]
+_ALL_CATEGORIES: tuple[InjectionCategory, ...] = (
+    "instruction_override",
+    "role_play",
+    "prompt_extraction",
+    "delimiter_injection",
+)
 
 
 class _Strict(BaseModel):
@@ -41,7 +47,7 @@ class InjectionHeuristicConfig(_Strict):
 
     type: Literal["injection_heuristic"]
     categories: list[InjectionCategory] = Field(
-        default_factory=lambda: ["instruction_override", "role_play", "prompt_extraction", "delimiter_injection"]
+        default_factory=lambda: list(_ALL_CATEGORIES), description="Pattern families to apply."
     )
     decode: bool = Field(True, description="Also scan base64/hex/rot13/URL-encoded payloads found in the text.")
     extra_patterns: list[str] = Field(default_factory=list, description="More regexes, matched on normalised text.")
@@ -77,7 +83,15 @@ class TemplateConfig(_Strict):
     )
 
 
+class CustomDetectorConfig(_Strict):
+    """Your own detector class: `module.path:ClassName`, constructed as `Class(name, **options)`."""
+
+    type: Literal["custom"]
+    class_path: str = Field(pattern=r"^[\w.]+:\w+$", description="`package.module:ClassName` on the Python path.")
+    options: dict[str, Any] = Field(default_factory=dict, description="Keyword arguments for the constructor.")
+
+
 DetectorConfig = Annotated[
-    Union[InjectionHeuristicConfig, PiiRegexConfig, BlocklistConfig, TemplateConfig],
+    InjectionHeuristicConfig | PiiRegexConfig | BlocklistConfig | TemplateConfig | CustomDetectorConfig,
     Field(discriminator="type"),
 ]

@@ -1,0 +1,21 @@
+# guardproxy: the proxy with the shipped policy. Build: docker build -t guardproxy .
+# Run:   docker run -p 8080:8080 -e OPENAI_API_KEY=sk-... guardproxy
+FROM python:3.11-slim
+
+ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 PIP_NO_CACHE_DIR=1
+WORKDIR /app
+COPY pyproject.toml README.md ./
+COPY guardproxy ./guardproxy
+RUN pip install .
+COPY policy.yaml ./policy.yaml
+
+RUN useradd --system --uid 10001 guardproxy && mkdir -p /data && chown guardproxy /data
+USER guardproxy
+# The audit database lives on a volume so records survive the container.
+WORKDIR /data
+VOLUME ["/data"]
+EXPOSE 8080
+HEALTHCHECK --interval=10s --timeout=2s CMD python -c "import urllib.request; urllib.request.urlopen('http://127.0.0.1:8080/healthz')"
+# SIGTERM (docker stop) drains in-flight requests and flushes the audit queue before exit.
+STOPSIGNAL SIGTERM
+CMD ["guardproxy", "serve", "--policy", "/app/policy.yaml", "--host", "0.0.0.0", "--port", "8080"]

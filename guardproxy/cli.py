@@ -1,0 +1,124 @@
+"""The `guardproxy` command line. Subcommands are thin: each calls one function of a component."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from guardproxy.core import Context
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="guardproxy", description="OpenAI-compatible guardrail reverse proxy.")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    serve = sub.add_parser("serve", help="Run the proxy.")
+    serve.add_argument("--policy", required=True, type=Path, help="Policy YAML file (watched for changes).")
+    serve.add_argument("--host", default="127.0.0.1")
+    serve.add_argument("--port", type=int, default=8080)
+    serve.add_argument("--no-watch", action="store_true", help="Do not reload the policy when the file changes.")
+    serve.add_argument("--log-level", default="warning", choices=["debug", "info", "warning", "error"])
+
+    policy = sub.add_parser("policy", help="Policy file tools.").add_subparsers(dest="policy_command", required=True)
+    validate = policy.add_parser("validate", help="Exit 0 when valid; else print file:line: field: problem; exit 2.")
+    validate.add_argument("path")
+
+    check = sub.add_parser("check", help="Run a policy chain offline on one text and print the decision as JSON.")
+    check.add_argument("--policy", required=True, type=Path)
+    check.add_argument("--stage", choices=["input", "output"], default="input")
+    check.add_argument("text", nargs="?", default="-", help="The text, or - (default) to read standard input.")
+
+    audit = sub.add_parser("audit", help="Audit log tools.").add_subparsers(dest="audit_command", required=True)
+    export = audit.add_parser("export", help="Print audit records as JSON lines.")
+    export.add_argument("--db", required=True, help="Audit SQLite file.")
+    export.add_argument("--blocked", action="store_true", help="Only blocked requests.")
+    export.add_argument("--since", help="ISO date/time, or relative: 15m, 2h, 7d.")
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    if args.command == "serve":
+        return _serve(args)
+    if args.command == "policy":
+        from guardproxy.policies.loader import validate_cmd
+
+        return validate_cmd(args.path, sys.stdout, sys.stderr)
+    if args.command == "check":
+        return asyncio.run(_check(args.policy, args.stage, args.text))
+    if args.command == "audit":
+        from guardproxy.audit.export import export_records
+
+        return export_records(args.db, blocked=args.blocked, since=args.since, out=sys.stdout)
+    raise AssertionError(args.command)
+
+
+def _serve(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from guardproxy.errors import PolicyInvalid
+    from guardproxy.proxy.app import create_app
+    from guardproxy.proxy.settings import Settings
+
+    try:
+        app = create_app(Settings(policy_path=args.policy, watch_policy=not args.no_watch))
+    except PolicyInvalid as exc:
+        print(f"guardproxy: {exc}", file=sys.stderr)
+        return 2
+    uvicorn.run(app, host=args.host, port=args.port, log_level=args.log_level, access_log=False)
+    return 0
+
+
+async def _check(policy_path: Path, stage: str, text: str) -> int:
+    from guardproxy.errors import PolicyInvalid
+    from guardproxy.policies.loader import load_policy
+    from guardproxy.policies.operators import MemoryScope, apply_edits
+    from guardproxy.proxy.runtime import build_chains
+
+    try:
+        policy = load_policy(policy_path)
+    except PolicyInvalid as exc:
+        print(f"guardproxy: {exc}", file=sys.stderr)
+        return 2
+    if text == "-":
+        text = sys.stdin.read()
+    detectors, input_chain, output_chain = build_chains(policy)
+    chain = input_chain if stage == "input" else output_chain
+    ctx = Context("cli-check", "input" if stage == "input" else "output", "user" if stage == "input" else "assistant")
+    try:
+        verdict = await chain.check(text, ctx)
+    finally:
+        for detector in detectors.values():
+            await detector.aclose()
+    blocked = verdict.blocked_by
+    decision = {
+        "stage": stage,
+        "decision": "block" if blocked else ("modify" if verdict.edits else ("flag" if verdict.flagged else "allow")),
+        "blocked_by": None if blocked is None else {"step": blocked.step.name, "labels": list(blocked.labels)},
+        "text": None if blocked else apply_edits(text, verdict.edits, MemoryScope()),
+        "steps": [
+            {
+                "step": r.step.name,
+                "detector": r.step.detector_name,
+                "action": r.step.action,
+                "ran": r.ran,
+                "fired": r.fired,
+                "score": r.score,
+                "labels": list(r.labels),
+                "spans": [{"start": s.start, "end": s.end, "label": s.label, "score": s.score} for s in r.spans],
+                "latency_ms": round(r.latency_ms, 3),
+                "error": r.error,
+            }
+            for r in verdict.results
+        ],
+    }
+    print(json.dumps(decision, indent=2))
+    return 1 if blocked else 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

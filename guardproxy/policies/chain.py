@@ -1,0 +1,175 @@
+"""The chain runner: detectors report, the policy's steps turn reports into one verdict per text.
+
+All steps of a chain see the same original text and run concurrently (detectors never edit
+text, so they are independent); their reports are then folded in YAML order. The first firing
+`block` step blocks; `redact`/`anonymize` spans are applied together; `flag` only records.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Literal
+
+import structlog
+
+from guardproxy.core import Context, Detection, Span, Stage
+from guardproxy.detectors.base import Detector
+from guardproxy.policies.schema import Action, Step
+
+log = structlog.get_logger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class CompiledStep:
+    name: str
+    stage: Stage
+    detector_name: str
+    detector: Detector
+    action: Action
+    threshold: float
+    timeout_s: float
+    on_error: Literal["block", "allow"]
+
+
+@dataclass(frozen=True, slots=True)
+class StepResult:
+    step: CompiledStep
+    ran: bool
+    fired: bool
+    score: float | None
+    labels: tuple[str, ...]
+    spans: tuple[Span, ...]
+    latency_ms: float
+    error: str | None = None
+
+    @property
+    def blocks(self) -> bool:
+        if not self.ran:
+            # A flag step is shadow mode: even failing, it must never change what traffic sees.
+            return self.step.on_error == "block" and self.step.action != "flag"
+        return self.fired and self.step.action == "block"
+
+
+@dataclass(frozen=True, slots=True)
+class Edit:
+    """A span of the checked text to replace: `redact` -> `[LABEL]`, `anonymize` -> a placeholder."""
+
+    start: int
+    end: int
+    label: str
+    action: Literal["redact", "anonymize"]
+
+
+@dataclass(frozen=True, slots=True)
+class Verdict:
+    results: tuple[StepResult, ...]
+    blocked_by: StepResult | None
+    edits: tuple[Edit, ...]
+    # Every span of every fired step, whatever its action: what the audit log must not keep.
+    sensitive: tuple[Edit, ...] = ()
+
+    @property
+    def flagged(self) -> bool:
+        return any(r.fired for r in self.results)
+
+
+ALLOW = Verdict(results=(), blocked_by=None, edits=(), sensitive=())
+
+
+def compile_steps(stage: Stage, steps: Sequence[Step], detectors: dict[str, Detector]) -> tuple[CompiledStep, ...]:
+    return tuple(
+        CompiledStep(
+            name=s.name or f"{stage}.{i}.{s.detector}",
+            stage=stage,
+            detector_name=s.detector,
+            detector=detectors[s.detector],
+            action=s.action,
+            threshold=s.threshold,
+            timeout_s=s.timeout_ms / 1000.0,
+            on_error=s.on_error,
+        )
+        for i, s in enumerate(steps)
+    )
+
+
+async def run_step(step: CompiledStep, text: str, ctx: Context) -> StepResult:
+    started = time.perf_counter()
+    try:
+        async with asyncio.timeout(step.timeout_s):
+            detection = await step.detector.detect(text, ctx)
+    except TimeoutError:
+        return _not_run(step, started, f"timeout after {step.timeout_s * 1000:.0f} ms")
+    except Exception as exc:  # noqa: BLE001 - any detector crash is mapped to the step's on_error policy
+        log.warning("detector_failed", step=step.name, detector=step.detector_name, error=repr(exc))
+        return _not_run(step, started, f"{type(exc).__name__}: {exc}")
+    return _judge(step, detection, started)
+
+
+def _not_run(step: CompiledStep, started: float, error: str) -> StepResult:
+    latency = (time.perf_counter() - started) * 1000.0
+    return StepResult(step, ran=False, fired=False, score=None, labels=(), spans=(), latency_ms=latency, error=error)
+
+
+def _judge(step: CompiledStep, d: Detection, started: float) -> StepResult:
+    spans = tuple(s for s in d.spans if s.score >= step.threshold)
+    fired = d.score >= step.threshold if not d.spans else bool(spans)
+    latency = (time.perf_counter() - started) * 1000.0
+    return StepResult(step, True, fired, d.score, d.labels if fired else (), spans, latency)
+
+
+def fold(results: Sequence[StepResult]) -> Verdict:
+    blocked_by = next((r for r in results if r.blocks), None)
+    # Edits are kept even when blocked: the audit log still needs the redacted view of the text.
+    edits: list[Edit] = []
+    for r in results:
+        if r.fired and r.step.action in ("redact", "anonymize"):
+            action: Literal["redact", "anonymize"] = "redact" if r.step.action == "redact" else "anonymize"
+            edits.extend(Edit(s.start, s.end, s.label, action) for s in r.spans)
+    sensitive = [Edit(s.start, s.end, s.label, "redact") for r in results if r.fired for s in r.spans]
+    return Verdict(tuple(results), blocked_by, _non_overlapping(edits), _non_overlapping(sensitive))
+
+
+def _non_overlapping(edits: list[Edit]) -> tuple[Edit, ...]:
+    # Earliest start wins, then the longest; a later overlapping edit is dropped because the
+    # text it points at is already replaced.
+    kept: list[Edit] = []
+    for e in sorted(edits, key=lambda e: (e.start, -e.end)):
+        if kept and e.start < kept[-1].end:
+            if e.end > kept[-1].end:
+                last = kept[-1]
+                kept[-1] = Edit(last.start, e.end, last.label, last.action)
+            continue
+        kept.append(e)
+    return tuple(kept)
+
+
+@dataclass(frozen=True, slots=True)
+class Chain:
+    """The steps of one stage. `text_steps` run per text; `request_steps` once per request."""
+
+    stage: Stage
+    text_steps: tuple[CompiledStep, ...]
+    request_steps: tuple[CompiledStep, ...]
+
+    @classmethod
+    def build(cls, stage: Stage, steps: tuple[CompiledStep, ...]) -> Chain:
+        return cls(
+            stage,
+            tuple(s for s in steps if s.detector.scope == "text"),
+            tuple(s for s in steps if s.detector.scope == "request"),
+        )
+
+    async def check(self, text: str, ctx: Context) -> Verdict:
+        if not self.text_steps or not text:
+            return ALLOW
+        if len(self.text_steps) == 1:
+            return fold([await run_step(self.text_steps[0], text, ctx)])
+        return fold(await asyncio.gather(*(run_step(s, text, ctx) for s in self.text_steps)))
+
+    async def check_request(self, ctx: Context) -> Verdict:
+        if not self.request_steps:
+            return ALLOW
+        return fold(await asyncio.gather(*(run_step(s, "", ctx) for s in self.request_steps)))

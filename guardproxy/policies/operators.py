@@ -1,0 +1,123 @@
+"""Operators turn a verdict's edits into new text (presidio's split of detection from action).
+
+`redact` replaces a span with `[LABEL]`. `anonymize` replaces it with a reversible placeholder
+`[LABEL_n]` held in a vault scope that lives as long as the request; `restore` puts the
+originals back into the answer after the output chain has passed it.
+
+The vault is a protocol so a networked store (e.g. Redis, for placeholders that must survive
+across replicas or conversation turns) can replace the in-process default.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from typing import Protocol
+
+from guardproxy.policies.chain import Edit
+
+_PLACEHOLDER = re.compile(r"\[([A-Z][A-Z0-9_]*_\d+)\]")
+# A possibly unfinished placeholder at the very end of a text: held back in streams.
+_PARTIAL_PLACEHOLDER = re.compile(r"\[[A-Z0-9_]{0,40}$")
+
+
+class VaultScope(Protocol):
+    def placeholder_for(self, label: str, original: str) -> str: ...
+
+    def original_of(self, placeholder: str) -> str | None: ...
+
+    def __len__(self) -> int: ...
+
+
+class Vault(Protocol):
+    def open(self, scope_id: str) -> VaultScope: ...
+
+    def close(self, scope_id: str) -> None: ...
+
+
+class MemoryScope:
+    """Placeholders of one request. The same original value always gets the same placeholder."""
+
+    __slots__ = ("_by_original", "_by_placeholder", "_counts")
+
+    def __init__(self) -> None:
+        self._by_original: dict[tuple[str, str], str] = {}
+        self._by_placeholder: dict[str, str] = {}
+        self._counts: dict[str, int] = {}
+
+    def placeholder_for(self, label: str, original: str) -> str:
+        key = (label, original)
+        found = self._by_original.get(key)
+        if found is not None:
+            return found
+        n = self._counts.get(label, 0) + 1
+        self._counts[label] = n
+        placeholder = f"[{label}_{n}]"
+        self._by_original[key] = placeholder
+        self._by_placeholder[placeholder] = original
+        return placeholder
+
+    def original_of(self, placeholder: str) -> str | None:
+        return self._by_placeholder.get(placeholder)
+
+    def __len__(self) -> int:
+        return len(self._by_placeholder)
+
+
+class MemoryVault:
+    """In-process vault: a scope per request, dropped when the request ends."""
+
+    def __init__(self) -> None:
+        self._scopes: dict[str, MemoryScope] = {}
+
+    def open(self, scope_id: str) -> MemoryScope:
+        scope = self._scopes.get(scope_id)
+        if scope is None:
+            scope = self._scopes[scope_id] = MemoryScope()
+        return scope
+
+    def close(self, scope_id: str) -> None:
+        self._scopes.pop(scope_id, None)
+
+
+def apply_edits(text: str, edits: Sequence[Edit], scope: VaultScope | None) -> str:
+    """Replace non-overlapping, sorted edits. Without a scope, anonymize degrades to redact."""
+    if not edits:
+        return text
+    out: list[str] = []
+    pos = 0
+    for e in edits:
+        out.append(text[pos : e.start])
+        if e.action == "anonymize" and scope is not None:
+            out.append(scope.placeholder_for(e.label, text[e.start : e.end]))
+        else:
+            out.append(f"[{e.label}]")
+        pos = e.end
+    out.append(text[pos:])
+    return "".join(out)
+
+
+def redact_all(text: str, edits: Sequence[Edit]) -> str:
+    """The audit view: every edit becomes `[LABEL]`, no placeholder or original is kept."""
+    return apply_edits(text, edits, None)
+
+
+def restore(text: str, scope: VaultScope | None) -> str:
+    if scope is None or not len(scope) or "[" not in text:
+        return text
+
+    def _sub(m: re.Match[str]) -> str:
+        original = scope.original_of(m.group(0))
+        return m.group(0) if original is None else original
+
+    return _PLACEHOLDER.sub(_sub, text)
+
+
+def split_partial_placeholder(text: str, scope: VaultScope | None) -> tuple[str, str]:
+    """Split `text` into (ready, held) where `held` may be the start of a placeholder."""
+    if scope is None or not len(scope):
+        return text, ""
+    m = _PARTIAL_PLACEHOLDER.search(text)
+    if m is None:
+        return text, ""
+    return text[: m.start()], text[m.start() :]

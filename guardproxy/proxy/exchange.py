@@ -1,0 +1,105 @@
+"""One request in flight: what it carries, what the chain decided, and its audit record."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+from guardproxy.audit.records import AuditRecord, StepRecord
+from guardproxy.backends.base import Endpoint
+from guardproxy.core import JSON
+from guardproxy.policies.chain import StepResult, Verdict
+from guardproxy.policies.operators import VaultScope
+from guardproxy.proxy.metrics import Metrics
+from guardproxy.proxy.runtime import Runtime
+from guardproxy.proxy.texts import Kind
+
+
+@dataclass(slots=True)
+class Exchange:
+    request_id: str
+    kind: Kind
+    endpoint: Endpoint
+    client: str
+    body: JSON
+    rt: Runtime
+    scope: VaultScope
+    metrics: Metrics
+    started: float = field(default_factory=time.perf_counter)
+    ts: float = field(default_factory=time.time)
+    model: str = ""
+    backend: str = ""
+    stream: bool = False
+    outcome: str = "allowed"
+    status: int = 200
+    error: str | None = None
+    input_text: str = ""
+    output_text: str = ""
+    raw_input: str = ""
+    raw_output: str = ""
+    prompt_tokens: int | None = None
+    completion_tokens: int | None = None
+    upstream_latency_ms: float | None = None
+    steps: list[StepResult] = field(default_factory=list)
+
+    def add(self, verdicts: Iterable[Verdict]) -> None:
+        for v in verdicts:
+            for r in v.results:
+                self.steps.append(r)
+                s = r.step
+                self.metrics.step_latency.labels(s.stage, s.name, s.detector_name).observe(r.latency_ms / 1000.0)
+                if r.blocks:
+                    self.metrics.blocks.labels(s.stage, s.name, s.detector_name).inc()
+
+    def add_results(self, results: Iterable[StepResult]) -> None:
+        self.add([Verdict(tuple(results), None, ())])
+
+    def take_usage(self, response: JSON) -> None:
+        usage = response.get("usage")
+        if isinstance(usage, dict):
+            self.prompt_tokens = usage.get("prompt_tokens", self.prompt_tokens)
+            self.completion_tokens = usage.get("completion_tokens", self.completion_tokens)
+
+    @property
+    def flagged(self) -> bool:
+        return any(r.fired and r.step.action == "flag" for r in self.steps)
+
+    def record(self, *, store_raw: bool) -> AuditRecord:
+        outcome = self.outcome
+        if outcome == "allowed" and self.flagged:
+            outcome = "flagged"
+        return AuditRecord(
+            request_id=self.request_id,
+            ts=self.ts,
+            client=self.client,
+            endpoint=self.endpoint,
+            model=self.model,
+            backend=self.backend,
+            stream=self.stream,
+            outcome=outcome,
+            status=self.status,
+            latency_ms=(time.perf_counter() - self.started) * 1000.0,
+            steps=tuple(_step_record(r) for r in self.steps),
+            prompt_tokens=self.prompt_tokens,
+            completion_tokens=self.completion_tokens,
+            input_text=self.raw_input if store_raw else self.input_text,
+            output_text=self.raw_output if store_raw else self.output_text,
+            error=self.error,
+            upstream_latency_ms=self.upstream_latency_ms,
+        )
+
+
+def _step_record(r: StepResult) -> StepRecord:
+    return StepRecord(
+        name=r.step.name,
+        stage=r.step.stage,
+        detector=r.step.detector_name,
+        action=r.step.action,
+        ran=r.ran,
+        fired=r.fired,
+        latency_ms=r.latency_ms,
+        score=r.score,
+        labels=r.labels,
+        error=r.error,
+    )

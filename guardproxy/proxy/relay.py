@@ -1,0 +1,207 @@
+"""The SSE relay: upstream chunks in, checked chunks out (see `streaming.StreamGuard`).
+
+The first upstream chunk is awaited before the response starts, so failures before the first
+byte still get a proper HTTP status (and fallbacks). After that, errors end the stream with an
+OpenAI-style `error` event, and a block ends it with `finish_reason: "content_filter"`.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
+
+import msgspec
+import structlog
+
+from guardproxy.core import JSON, Context
+from guardproxy.errors import GuardproxyError, UpstreamStatus, UpstreamTimeout, UpstreamUnavailable
+from guardproxy.policies.operators import apply_edits, restore
+from guardproxy.proxy.exchange import Exchange
+from guardproxy.proxy.runtime import Target
+from guardproxy.proxy.streaming import OutputBlocked, StreamGuard
+
+log = structlog.get_logger(__name__)
+DONE = b"data: [DONE]\n\n"
+_encode = msgspec.json.Encoder().encode
+
+
+def sse(obj: JSON) -> bytes:
+    return b"data: " + _encode(obj) + b"\n\n"
+
+
+async def _aclose(it: AsyncIterator[JSON]) -> None:
+    aclose = getattr(it, "aclose", None)
+    if aclose is not None:
+        await aclose()
+
+
+class StreamRelay:
+    def __init__(self, ex: Exchange, upstream: AsyncIterator[JSON], first: JSON | None, on_done: _Done) -> None:
+        self.ex = ex
+        self.upstream = upstream
+        self.first = first
+        self.on_done = on_done
+        self.guards: dict[int, StreamGuard] = {}
+        self.tools: dict[int, dict[int, JSON]] = {}
+        self.finished: set[int] = set()
+        self.raw: list[str] = []
+
+    @classmethod
+    async def open(cls, ex: Exchange, targets: list[Target], on_done: _Done) -> StreamRelay:
+        last: GuardproxyError | None = None
+        for target in targets:
+            ex.body["model"] = target.upstream_model
+            ex.backend = target.route.backend
+            started = time.perf_counter()
+            upstream = target.backend.stream(ex.endpoint, ex.body)
+            try:
+                first = await anext(upstream, None)
+            except (UpstreamUnavailable, UpstreamTimeout, UpstreamStatus) as exc:
+                await _aclose(upstream)
+                if isinstance(exc, UpstreamStatus) and exc.status < 500 and exc.status != 429:
+                    raise
+                last = exc
+                log.warning("upstream_failed", backend=ex.backend, error=exc.message, request_id=ex.request_id)
+                continue
+            elapsed = time.perf_counter() - started
+            ex.upstream_latency_ms = elapsed * 1000.0
+            ex.metrics.upstream_latency.labels(ex.backend, ex.endpoint).observe(elapsed)
+            return cls(ex, upstream, first, on_done)
+        assert last is not None
+        raise last
+
+    async def run(self) -> AsyncIterator[bytes]:
+        ex = self.ex
+        completed = False
+        try:
+            chunk = self.first
+            while chunk is not None:
+                for out in await self._process(chunk):
+                    yield out
+                chunk = await anext(self.upstream, None)
+            for out in await self._flush():
+                yield out
+            completed = True
+            yield DONE
+        except OutputBlocked:
+            completed = True
+            ex.outcome = "blocked_output"
+            for out in self._content_filter():
+                yield out
+            yield DONE
+        except GuardproxyError as exc:
+            completed = True
+            ex.outcome, ex.status = "error", exc.status
+            ex.error = f"{type(exc).__name__}: {exc.message}"
+            yield sse(exc.to_body())
+        finally:
+            await _aclose(self.upstream)
+            if not completed and ex.outcome == "allowed":
+                ex.outcome, ex.error = "error", "client disconnected before the end of the stream"
+            self._settle()
+            await self.on_done(ex)
+
+    def _guard(self, index: int) -> StreamGuard:
+        guard = self.guards.get(index)
+        if guard is None:
+            cfg = self.ex.rt.policy.proxy.stream
+            ctx = Context(self.ex.request_id, "output", "assistant", self.ex.model, self.ex.body)
+            guard = StreamGuard(self.ex.rt.output, ctx, self.ex.scope, cfg.holdback_chars, cfg.context_chars)
+            self.guards[index] = guard
+        return guard
+
+    async def _process(self, chunk: JSON) -> list[bytes]:
+        choices = chunk.get("choices")
+        self.ex.take_usage(chunk)
+        if not choices:
+            return [sse(chunk)]
+        chat = self.ex.kind == "chat"
+        out: list[bytes] = []
+        for pos, choice in enumerate(choices):
+            index = choice.get("index", pos)
+            guard = self._guard(index)
+            delta = (choice.get("delta") or {}) if chat else {}
+            text = delta.get("content") if chat else choice.get("text")
+            released = ""
+            if isinstance(text, str) and text:
+                if self.ex.rt.policy.audit.store_raw:
+                    self.raw.append(text)
+                released = await guard.feed(text)
+            if chat and delta.get("tool_calls"):
+                self._buffer_tools(index, delta["tool_calls"])
+            finish = choice.get("finish_reason")
+            tools: list[JSON] = []
+            if finish is not None:
+                released += await guard.finish()
+                tools = await self._release_tools(index, guard)
+                self.finished.add(index)
+            if released or tools or finish is not None or delta.get("role"):
+                out.append(sse(self._chunk(chunk, index, released, tools, finish, delta.get("role"))))
+        return out
+
+    async def _flush(self) -> list[bytes]:
+        """Upstream ended: release what is left of choices that never sent a finish_reason."""
+        out = []
+        template = self.first or {}
+        for index, guard in self.guards.items():
+            if index in self.finished:
+                continue
+            released = await guard.finish()
+            tools = await self._release_tools(index, guard)
+            if released or tools:
+                out.append(sse(self._chunk(template, index, released, tools, None, None)))
+        return out
+
+    def _buffer_tools(self, index: int, deltas: list[Any]) -> None:
+        calls = self.tools.setdefault(index, {})
+        for d in deltas:
+            slot = calls.setdefault(d.get("index", 0), {"index": d.get("index", 0), "function": {"arguments": ""}})
+            for key in ("id", "type"):
+                if d.get(key):
+                    slot[key] = d[key]
+            fn = d.get("function") or {}
+            if fn.get("name"):
+                slot["function"]["name"] = fn["name"]
+            slot["function"]["arguments"] += fn.get("arguments") or ""
+
+    async def _release_tools(self, index: int, guard: StreamGuard) -> list[JSON]:
+        """Tool-call arguments are released whole, after the output chain checked them."""
+        calls = self.tools.pop(index, {})
+        for call in calls.values():
+            args = call["function"]["arguments"]
+            verdict = await guard.chain.check(args, guard.ctx)
+            guard.results.extend(verdict.results)
+            if verdict.blocked_by is not None:
+                raise OutputBlocked(verdict.blocked_by)
+            call["function"]["arguments"] = restore(apply_edits(args, verdict.edits, None), self.ex.scope)
+        return [calls[k] for k in sorted(calls)]
+
+    def _chunk(
+        self, template: JSON, index: int, text: str, tools: list[JSON], finish: str | None, role: str | None
+    ) -> JSON:
+        chunk = {k: v for k, v in template.items() if k != "choices"}
+        if self.ex.kind == "chat":
+            delta: JSON = {"role": role} if role else {}
+            if text or role:
+                delta["content"] = text
+            if tools:
+                delta["tool_calls"] = tools
+            chunk["choices"] = [{"index": index, "delta": delta, "finish_reason": finish}]
+        else:
+            chunk["choices"] = [{"index": index, "text": text, "finish_reason": finish}]
+        return chunk
+
+    def _content_filter(self) -> list[bytes]:
+        template = self.first or {}
+        indexes = [i for i in sorted(self.guards) if i not in self.finished] or [0]
+        return [sse(self._chunk(template, i, "", [], "content_filter", None)) for i in indexes]
+
+    def _settle(self) -> None:
+        for guard in self.guards.values():
+            self.ex.add_results(guard.results)
+        self.ex.output_text = "\n".join("".join(g.audit_parts) for g in self.guards.values())
+        self.ex.raw_output = "".join(self.raw)
+
+
+_Done = Callable[[Exchange], Awaitable[None]]

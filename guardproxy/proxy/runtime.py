@@ -1,0 +1,117 @@
+"""A compiled policy (backends, detectors, chains) and the holder that swaps it on reload.
+
+Requests take a reference to the runtime that was current when they began and keep it to the
+end, so a reload never changes the rules under an in-flight request; a retired runtime closes
+its backends and detectors once its last request has finished.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass, field
+
+import structlog
+
+from guardproxy.backends.base import Backend
+from guardproxy.backends.registry import build_backend
+from guardproxy.detectors.base import Detector
+from guardproxy.detectors.registry import build_detector
+from guardproxy.errors import ModelNotFound
+from guardproxy.policies.chain import Chain, compile_steps
+from guardproxy.policies.schema import ModelRoute, Policy
+
+log = structlog.get_logger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class Target:
+    route: ModelRoute
+    backend: Backend
+
+    @property
+    def upstream_model(self) -> str:
+        return self.route.upstream_model or self.route.name
+
+
+@dataclass(slots=True)
+class Runtime:
+    policy: Policy
+    backends: dict[str, Backend]
+    detectors: dict[str, Detector]
+    input: Chain
+    output: Chain
+    users: int = 0
+    retired: bool = False
+    _closed: bool = field(default=False, repr=False)
+
+    def targets(self, model: str) -> list[Target]:
+        """The route for `model` followed by its fallbacks, in order."""
+        route = self.policy.route(model)
+        if route is None:
+            known = ", ".join(m.name for m in self.policy.models)
+            raise ModelNotFound(f"The model '{model}' does not exist on this proxy; available: {known}.", param="model")
+        routes = [route, *(r for name in route.fallbacks if (r := self.policy.route(name)) is not None)]
+        return [Target(r, self.backends[r.backend]) for r in routes]
+
+    async def aclose(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        closeables: list[tuple[str, Backend | Detector]] = [*self.backends.items(), *self.detectors.items()]
+        for name, closeable in closeables:
+            try:
+                await closeable.aclose()
+            except Exception as exc:  # noqa: BLE001 - one failing close must not leak the others
+                log.warning("runtime_close_failed", component=name, error=repr(exc))
+
+
+def build_chains(policy: Policy) -> tuple[dict[str, Detector], Chain, Chain]:
+    """Construct every detector once and the input/output chains over them."""
+    detectors = {name: build_detector(name, cfg) for name, cfg in policy.detectors.items()}
+    return (
+        detectors,
+        Chain.build("input", compile_steps("input", policy.input, detectors)),
+        Chain.build("output", compile_steps("output", policy.output, detectors)),
+    )
+
+
+def build_runtime(policy: Policy) -> Runtime:
+    """Construct every backend and detector once. May be slow (models): call it off the loop."""
+    detectors, input_chain, output_chain = build_chains(policy)
+    backends = {name: build_backend(name, cfg) for name, cfg in policy.backends.items()}
+    return Runtime(policy, backends, detectors, input_chain, output_chain)
+
+
+class RuntimeHolder:
+    def __init__(self, runtime: Runtime) -> None:
+        self._current = runtime
+        self._closing: set[asyncio.Task[None]] = set()
+
+    @property
+    def current(self) -> Runtime:
+        return self._current
+
+    def acquire(self) -> Runtime:
+        rt = self._current
+        rt.users += 1
+        return rt
+
+    def release(self, rt: Runtime) -> None:
+        rt.users -= 1
+        if rt.retired and rt.users == 0:
+            self._close_later(rt)
+
+    def swap(self, new: Runtime) -> None:
+        old, self._current = self._current, new
+        old.retired = True
+        if old.users == 0:
+            self._close_later(old)
+
+    def _close_later(self, rt: Runtime) -> None:
+        task = asyncio.get_running_loop().create_task(rt.aclose())
+        self._closing.add(task)
+        task.add_done_callback(self._closing.discard)
+
+    async def aclose(self) -> None:
+        await asyncio.gather(*self._closing)
+        await self._current.aclose()
