@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Literal, Union
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -25,4 +25,4 @@ class OpenAIBackendConfig(_Strict):
     max_connections: int = Field(256, ge=1)
 
 
-BackendConfig = Annotated[Union[OpenAIBackendConfig], Field(discriminator="type")]
+BackendConfig = Annotated[OpenAIBackendConfig, Field(discriminator="type")]

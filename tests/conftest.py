@@ -1,0 +1,27 @@
+"""Shared pytest fixtures."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+
+# --- fake OpenAI-compatible upstream (owner: backend helper) -------------------------------------------
+from tests.fake_upstream import FakeUpstream
+
+
+@pytest.fixture(scope="session")
+def upstream_server() -> Iterator[FakeUpstream]:
+    """One real server for the whole session. Session-scoped fixtures (a proxy) point at its base_url."""
+    with FakeUpstream() as server:
+        yield server
+
+
+@pytest.fixture
+def upstream(upstream_server: FakeUpstream) -> FakeUpstream:
+    """The session's fake upstream with an empty reply queue and no recorded requests."""
+    upstream_server.reset()
+    return upstream_server
+
+
+# --- end of fake upstream section ----------------------------------------------------------------------
