@@ -1,0 +1,220 @@
+"""The embedded audit store: one SQLite file in WAL mode.
+
+Thread model: the connection that writes belongs to the thread that first calls `write_batch`
+(the audit sink's writer thread), and only that thread may write or `close()`. Reads open their own
+short-lived connection in the calling thread, so readers (export, trainer) never share the writer's.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import sqlite3
+import threading
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+from guardproxy.audit.records import BLOCKED_OUTCOMES, AuditRecord
+
+# Migration N (1-based) takes the schema from version N-1 to N; `PRAGMA user_version` records it.
+# Later issues append here (e.g. a `feedback` table keyed by request_id for reviewer labels).
+_MIGRATIONS: tuple[tuple[str, ...], ...] = (
+    (
+        """CREATE TABLE audit_records (
+            request_id TEXT PRIMARY KEY,
+            ts REAL NOT NULL,
+            client TEXT NOT NULL,
+            endpoint TEXT NOT NULL,
+            model TEXT NOT NULL,
+            backend TEXT NOT NULL,
+            stream INTEGER NOT NULL,
+            outcome TEXT NOT NULL,
+            status INTEGER NOT NULL,
+            latency_ms REAL NOT NULL,
+            upstream_latency_ms REAL,
+            prompt_tokens INTEGER,
+            completion_tokens INTEGER,
+            steps TEXT NOT NULL,  -- JSON array of StepRecord, searchable with json_each()
+            input_text TEXT NOT NULL,
+            output_text TEXT NOT NULL,
+            error TEXT,
+            meta TEXT NOT NULL  -- JSON object
+        )""",
+        "CREATE INDEX audit_records_ts ON audit_records (ts)",
+        "CREATE INDEX audit_records_outcome_ts ON audit_records (outcome, ts)",
+    ),
+)
+SCHEMA_VERSION = len(_MIGRATIONS)
+
+_COLUMNS = (
+    "request_id, ts, client, endpoint, model, backend, stream, outcome, status, latency_ms, upstream_latency_ms,"
+    " prompt_tokens, completion_tokens, steps, input_text, output_text, error, meta"
+)
+_INSERT = f"INSERT INTO audit_records ({_COLUMNS}) VALUES ({', '.join('?' * len(_COLUMNS.split(',')))})"
+_BUSY_TIMEOUT_S = 5.0
+# Built once: json.dumps with non-default options constructs an encoder on every call.
+_STEPS_JSON = json.JSONEncoder(separators=(",", ":"))
+_META_JSON = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), default=str)
+
+
+class SQLiteAuditStore:
+    """`AuditStore` on a SQLite file. The schema is created or migrated on open."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        self._writer: sqlite3.Connection | None = None
+        self._writer_thread: int | None = None
+        self._closed = False
+        self._migrate()
+
+    # -- writing (writer thread only) -------------------------------------------------------
+
+    def write_batch(self, records: Sequence[AuditRecord]) -> None:
+        if not records:
+            return
+        rows = [_row(record) for record in records]
+        conn = self._writer_connection()
+        try:
+            # IMMEDIATE takes the write lock up front, so a busy database fails here, not mid-batch.
+            conn.execute("BEGIN IMMEDIATE")
+            conn.executemany(_INSERT, rows)
+            conn.execute("COMMIT")
+        except BaseException:
+            self._abort(conn)
+            raise
+
+    def close(self) -> None:
+        if self._writer is not None:
+            self._check_owner("close()")
+            self._writer.close()
+            self._writer = None
+        self._closed = True
+
+    # -- reading (any thread; one connection per call) ------------------------------------------
+
+    def query(
+        self, *, blocked_only: bool = False, since: float | None = None, limit: int | None = None
+    ) -> Iterator[AuditRecord]:
+        self._check_open()
+        where: list[str] = []
+        params: list[Any] = []
+        if blocked_only:
+            outcomes = sorted(BLOCKED_OUTCOMES)
+            where.append(f"outcome IN ({', '.join('?' * len(outcomes))})")
+            params.extend(outcomes)
+        if since is not None:
+            where.append("ts >= ?")
+            params.append(since)
+        sql = f"SELECT {_COLUMNS} FROM audit_records"
+        if where:
+            sql += " WHERE " + " AND ".join(where)
+        sql += " ORDER BY ts, rowid"
+        if limit is not None:
+            sql += " LIMIT ?"
+            params.append(limit)
+        return self._iter_rows(sql, params)
+
+    def get(self, request_id: str) -> AuditRecord | None:
+        self._check_open()
+        with contextlib.closing(self._reader()) as conn:
+            row = conn.execute(f"SELECT {_COLUMNS} FROM audit_records WHERE request_id = ?", (request_id,)).fetchone()
+        return None if row is None else _record(row)
+
+    def _iter_rows(self, sql: str, params: list[Any]) -> Iterator[AuditRecord]:
+        # Rows stream from the cursor: an export of millions of records stays in constant memory.
+        with contextlib.closing(self._reader()) as conn:
+            for row in conn.execute(sql, params):
+                yield _record(row)
+
+    # -- connections ----------------------------------------------------------------------------
+
+    def _connect(self) -> sqlite3.Connection:
+        # isolation_level=None: we issue BEGIN/COMMIT ourselves instead of the module's implicit ones.
+        conn = sqlite3.connect(self.path, timeout=_BUSY_TIMEOUT_S, isolation_level=None)
+        conn.execute("PRAGMA synchronous=NORMAL")  # with WAL: durable across crashes of the process
+        return conn
+
+    def _reader(self) -> sqlite3.Connection:
+        conn = self._connect()
+        conn.execute("PRAGMA query_only=ON")
+        conn.row_factory = sqlite3.Row
+        return conn
+
+    def _writer_connection(self) -> sqlite3.Connection:
+        self._check_open()
+        if self._writer is None:
+            self._writer = self._connect()
+            self._writer_thread = threading.get_ident()
+        else:
+            self._check_owner("write_batch()")
+        return self._writer
+
+    def _check_owner(self, what: str) -> None:
+        if self._writer_thread != threading.get_ident():
+            raise RuntimeError(f"SQLiteAuditStore.{what} called from a thread that does not own the writer connection")
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise RuntimeError(f"audit store {self.path} is closed")
+
+    def _abort(self, conn: sqlite3.Connection) -> None:
+        with contextlib.suppress(sqlite3.Error):
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+        if conn.in_transaction:
+            # A rollback that failed leaves the connection unusable: drop it, the next write reconnects.
+            with contextlib.suppress(sqlite3.Error):
+                conn.close()
+            self._writer = None
+
+    def _migrate(self) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        with contextlib.closing(self._connect()) as conn:
+            conn.execute("PRAGMA journal_mode=WAL")  # persistent in the file; must be outside a transaction
+            conn.execute("BEGIN IMMEDIATE")  # serialise concurrent openers (several replicas on one file)
+            try:
+                version = int(conn.execute("PRAGMA user_version").fetchone()[0])
+                if version > SCHEMA_VERSION:
+                    raise RuntimeError(
+                        f"audit database {self.path} has schema version {version}; this guardproxy knows up to"
+                        f" {SCHEMA_VERSION}. Upgrade guardproxy."
+                    )
+                for number, statements in enumerate(_MIGRATIONS[version:], start=version + 1):
+                    for statement in statements:
+                        conn.execute(statement)
+                    conn.execute(f"PRAGMA user_version = {number}")
+                conn.execute("COMMIT")
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+
+
+def _row(record: AuditRecord) -> tuple[Any, ...]:
+    return (
+        record.request_id,
+        record.ts,
+        record.client,
+        record.endpoint,
+        record.model,
+        record.backend,
+        int(record.stream),
+        record.outcome,
+        record.status,
+        record.latency_ms,
+        record.upstream_latency_ms,
+        record.prompt_tokens,
+        record.completion_tokens,
+        _STEPS_JSON.encode([step.to_dict() for step in record.steps]),
+        record.input_text,
+        record.output_text,
+        record.error,
+        _META_JSON.encode(record.meta),
+    )
+
+
+def _record(row: sqlite3.Row) -> AuditRecord:
+    data = dict(zip(row.keys(), row, strict=True))
+    data["steps"] = json.loads(data["steps"])
+    data["meta"] = json.loads(data["meta"])
+    return AuditRecord.from_dict(data)

@@ -1,0 +1,1 @@
+"""The OpenAI-compatible HTTP proxy: routes, chain runner, streaming guard and audit sink."""
