@@ -1,0 +1,68 @@
+"""Blocklist: literal phrases (case-insensitive, whole words) and regex patterns from the policy."""
+
+from __future__ import annotations
+
+import re
+from typing import Literal
+
+from guardproxy.core import Context, Detection, Span
+from guardproxy.detectors.configs import BlocklistConfig
+from guardproxy.errors import PolicyInvalid
+
+
+def _word_pattern(words: list[str]) -> re.Pattern[str] | None:
+    """One alternation of all phrases, longest first so that "foo bar" wins over "foo".
+
+    A phrase matches only as whole words: the edges of a phrase that begin or end with a word
+    character must not touch another word character. Inner whitespace matches any run of it.
+    """
+    phrases = sorted({w.strip() for w in words if w.strip()}, key=len, reverse=True)
+    if not phrases:
+        return None
+    parts = []
+    for phrase in phrases:
+        body = r"\s+".join(re.escape(piece) for piece in phrase.split())
+        head = r"(?<!\w)" if re.match(r"\w", phrase) else ""
+        tail = r"(?!\w)" if re.search(r"\w$", phrase) else ""
+        parts.append(head + body + tail)
+    return re.compile("|".join(parts), re.IGNORECASE)
+
+
+class BlocklistDetector:
+    scope: Literal["text", "request"] = "text"
+
+    def __init__(self, name: str, config: BlocklistConfig) -> None:
+        self.name = name
+        self._label = config.label
+        compiled: list[re.Pattern[str]] = []
+        for index, pattern in enumerate(config.patterns):
+            try:
+                compiled.append(re.compile(pattern))
+            except re.error as exc:
+                raise PolicyInvalid(f"detectors.{name}.patterns[{index}]: invalid regex ({exc})") from exc
+        words = _word_pattern(config.words)
+        if words is not None:
+            compiled.append(words)
+        self._patterns: tuple[re.Pattern[str], ...] = tuple(compiled)
+
+    async def detect(self, text: str, ctx: Context) -> Detection:
+        spans = sorted(
+            {
+                Span(found.start(), found.end(), self._label)
+                for pattern in self._patterns
+                for found in pattern.finditer(text)
+                if found.end() > found.start()
+            },
+            key=lambda s: (s.start, s.end),
+        )
+        if not spans:
+            return Detection(score=0.0)
+        return Detection(
+            score=1.0,
+            labels=(self._label,),
+            spans=tuple(spans),
+            explanation=f"{len(spans)} blocklisted match(es)",
+        )
+
+    async def aclose(self) -> None:
+        return None
