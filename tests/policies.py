@@ -29,7 +29,7 @@ detectors:
   pii: {{type: pii_regex, entities: [EMAIL_ADDRESS, PHONE_NUMBER, CREDIT_CARD, US_SSN, IBAN_CODE, IP_ADDRESS]}}
   banned: {{type: blocklist, patterns: ["(?i)internal use only"]}}
 input:
-  - {{detector: injection, action: block}}
+  - {{detector: injection, action: block, roles: [user, assistant, tool, tool_call]}}
   - {{detector: pii, action: anonymize}}
 output:
   - {{detector: banned, action: block}}

@@ -14,7 +14,7 @@ from tests.proxy_harness import ProxyServer
 
 FAULTY = """
   crashing: {type: custom, class_path: "tests.faulty_detectors:Crashing", options: {trigger: CRASH}}
-  crashing_open: {type: custom, class_path: "tests.faulty_detectors:Crashing", options: {trigger: OPENCRASH}}
+  crashing_open: {type: custom, class_path: "tests.faulty_detectors:Crashing", options: {trigger: KABOOM}}
   slow: {type: custom, class_path: "tests.faulty_detectors:Slow", options: {delay_s: 3, trigger: SLOW}}
 """
 
@@ -180,7 +180,7 @@ def test_crashing_detector_fails_closed(client: openai.OpenAI, upstream: FakeUps
 
 def test_crashing_detector_with_on_error_allow_fails_open(client: openai.OpenAI, upstream: FakeUpstream) -> None:
     upstream.enqueue(Reply(content="ok"))
-    completion = client.chat.completions.create(model="gpt-4o-mini", messages=user("please OPENCRASH now"))
+    completion = client.chat.completions.create(model="gpt-4o-mini", messages=user("please KABOOM now"))
     assert completion.choices[0].message.content == "ok"
 
 

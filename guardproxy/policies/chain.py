@@ -32,6 +32,7 @@ class CompiledStep:
     threshold: float
     timeout_s: float
     on_error: Literal["block", "allow"]
+    roles: frozenset[str] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,6 +91,7 @@ def compile_steps(stage: Stage, steps: Sequence[Step], detectors: dict[str, Dete
             threshold=s.threshold,
             timeout_s=s.timeout_ms / 1000.0,
             on_error=s.on_error,
+            roles=None if s.roles is None else frozenset(s.roles),
         )
         for i, s in enumerate(steps)
     )
@@ -165,9 +167,10 @@ class Chain:
     async def check(self, text: str, ctx: Context) -> Verdict:
         if not self.text_steps or not text:
             return ALLOW
-        if len(self.text_steps) == 1:
-            return fold([await run_step(self.text_steps[0], text, ctx)])
-        return fold(await asyncio.gather(*(run_step(s, text, ctx) for s in self.text_steps)))
+        steps = [s for s in self.text_steps if s.roles is None or ctx.role in s.roles]
+        if len(steps) <= 1:
+            return fold([await run_step(steps[0], text, ctx)]) if steps else ALLOW
+        return fold(await asyncio.gather(*(run_step(s, text, ctx) for s in steps)))
 
     async def check_request(self, ctx: Context) -> Verdict:
         if not self.request_steps:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Literal, Union
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
@@ -29,6 +29,10 @@ class _StepBase(_Strict):
     timeout_ms: int = Field(2000, ge=1, description="Longer than this counts as a detector error.")
     on_error: Literal["block", "allow"] = Field("block", description="block = fail closed; allow = fail open.")
     name: str | None = Field(None, description="Name in audit/metrics; defaults to `<stage>.<index>.<detector>`.")
+    roles: list[str] | None = Field(
+        None,
+        description="Only texts from these roles (user, system, developer, assistant, tool, tool_call); null = all.",
+    )
 
 
 class BlockStep(_StepBase):
@@ -47,7 +51,7 @@ class FlagStep(_StepBase):
     action: Literal["flag"]
 
 
-Step = Annotated[Union[BlockStep, RedactStep, AnonymizeStep, FlagStep], Field(discriminator="action")]
+Step = Annotated[BlockStep | RedactStep | AnonymizeStep | FlagStep, Field(discriminator="action")]
 Action = Literal["block", "redact", "anonymize", "flag"]
 
 
