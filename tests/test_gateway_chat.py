@@ -8,7 +8,7 @@ from collections.abc import Iterator
 import openai
 import pytest
 
-from tests.fake_upstream import FakeUpstream, Reply
+from tests.fake_upstream import FakeUpstream, Reply, wait_until
 from tests.policies import write_policy
 from tests.proxy_harness import ProxyServer
 
@@ -198,3 +198,14 @@ def test_step_roles_leave_the_applications_system_prompt_alone(client: openai.Op
     assert completion.choices[0].message.content == "Hello!"
     with pytest.raises(openai.BadRequestError):
         client.chat.completions.create(model="gpt-4o-mini", messages=user(system))
+
+
+def test_client_disconnect_mid_stream_closes_the_upstream(client: openai.OpenAI, upstream: FakeUpstream) -> None:
+    chunks = ["First sentence. ", "Second one. ", "Third. ", "Fourth. "]
+    upstream.enqueue(Reply(content="".join(chunks), chunks=chunks, stall_after_chunks=2, stall_s=5))
+    stream = client.chat.completions.create(model="gpt-4o-mini", messages=user("go"), stream=True)
+    for chunk in stream:
+        if chunk.choices and chunk.choices[0].delta.content:
+            break
+    stream.close()
+    assert wait_until(lambda: upstream.disconnects == 1, timeout_s=5)
