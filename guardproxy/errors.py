@@ -50,7 +50,9 @@ class Blocked(GuardproxyError):
     type = "invalid_request_error"
     code = "content_filter"
 
-    def __init__(self, message: str, *, code: str = "content_filter", step: str, detector: str, labels: tuple[str, ...]) -> None:
+    def __init__(
+        self, message: str, *, code: str = "content_filter", step: str, detector: str, labels: tuple[str, ...]
+    ) -> None:
         super().__init__(message, extra={"guardproxy": {"step": step, "detector": detector, "labels": list(labels)}})
         self.code = code
         self.step = step
