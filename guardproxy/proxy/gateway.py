@@ -171,7 +171,7 @@ class Gateway:
         raw: list[str] = []
         for choice in response.get("choices") or ():
             slots = choice_slots(ex.kind, choice)
-            ctxs = [Context(ex.request_id, "output", "assistant", ex.model, ex.body) for _ in slots]
+            ctxs = [Context(ex.request_id, "output", s.role, ex.model, ex.body) for s in slots]
             verdicts = await asyncio.gather(*(chain.check(s.text, c) for s, c in zip(slots, ctxs, strict=True)))
             ex.add(verdicts)
             audit.extend(redact_all(s.text, v.sensitive) for s, v in zip(slots, verdicts, strict=True))

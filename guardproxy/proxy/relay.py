@@ -8,6 +8,7 @@ OpenAI-style `error` event, and a block ends it with `finish_reason: "content_fi
 from __future__ import annotations
 
 import time
+from dataclasses import replace
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
@@ -170,7 +171,7 @@ class StreamRelay:
         calls = self.tools.pop(index, {})
         for call in calls.values():
             args = call["function"]["arguments"]
-            verdict = await guard.chain.check(args, guard.ctx)
+            verdict = await guard.chain.check(args, replace(guard.ctx, role="tool_call"))
             guard.results.extend(verdict.results)
             if verdict.blocked_by is not None:
                 raise OutputBlocked(verdict.blocked_by)
