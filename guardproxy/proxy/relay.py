@@ -8,8 +8,8 @@ OpenAI-style `error` event, and a block ends it with `finish_reason: "content_fi
 from __future__ import annotations
 
 import time
-from dataclasses import replace
 from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import replace
 from typing import Any
 
 import msgspec
