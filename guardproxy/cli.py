@@ -77,7 +77,7 @@ async def _check(policy_path: Path, stage: str, text: str) -> int:
     from guardproxy.errors import PolicyInvalid
     from guardproxy.policies.loader import load_policy
     from guardproxy.policies.operators import MemoryScope, apply_edits
-    from guardproxy.proxy.runtime import build_chains
+    from guardproxy.proxy.runtime import build_backends, build_chains
 
     try:
         policy = load_policy(policy_path)
@@ -86,7 +86,8 @@ async def _check(policy_path: Path, stage: str, text: str) -> int:
         return 2
     if text == "-":
         text = sys.stdin.read()
-    detectors, input_chain, output_chain = build_chains(policy)
+    backends = build_backends(policy)
+    detectors, input_chain, output_chain = build_chains(policy, backends)
     chain = input_chain if stage == "input" else output_chain
     ctx = Context("cli-check", "input" if stage == "input" else "output", "user" if stage == "input" else "assistant")
     try:
@@ -94,6 +95,8 @@ async def _check(policy_path: Path, stage: str, text: str) -> int:
     finally:
         for detector in detectors.values():
             await detector.aclose()
+        for backend in backends.values():
+            await backend.aclose()
     blocked = verdict.blocked_by
     decision = {
         "stage": stage,

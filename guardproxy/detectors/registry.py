@@ -14,6 +14,7 @@ from collections.abc import Mapping
 from types import MappingProxyType
 from typing import Any
 
+from guardproxy.backends.base import Backend
 from guardproxy.detectors.base import Detector
 from guardproxy.detectors.configs import CustomDetectorConfig, DetectorConfig
 from guardproxy.errors import PolicyInvalid
@@ -55,8 +56,12 @@ def _build_custom(name: str, config: CustomDetectorConfig) -> Detector:
     return _checked(where, detector)
 
 
-def build_detector(name: str, config: DetectorConfig) -> Detector:
-    """A ready detector for `detectors.<name>` of a policy. The caller owns it and must `aclose()` it."""
+def build_detector(name: str, config: DetectorConfig, backends: Mapping[str, Backend] | None = None) -> Detector:
+    """A ready detector for `detectors.<name>` of a policy. The caller owns it and must `aclose()` it.
+
+    Classes that set `uses_backends = True` (LLM-based checks) are built as
+    `Class(name, config, backends)` with the policy's backends, which they share, never own.
+    """
     if isinstance(config, CustomDetectorConfig):
         return _build_custom(name, config)
     entry = DETECTOR_TYPES.get(config.type)
@@ -64,4 +69,6 @@ def build_detector(name: str, config: DetectorConfig) -> Detector:
         known = sorted([*DETECTOR_TYPES, "custom"])
         raise PolicyInvalid(f"detectors.{name}: type {config.type!r} has no implementation; known: {known}")
     cls = _load(f"detectors.{name}", *entry)
+    if getattr(cls, "uses_backends", False):
+        return _checked(f"detectors.{name}", cls(name, config, backends or {}))
     return _checked(f"detectors.{name}", cls(name, config))

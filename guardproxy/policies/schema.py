@@ -100,6 +100,12 @@ class Policy(_Strict):
                     raise ValueError(f"models[{i}].fallbacks: unknown model {fb!r}; defined: {names}")
         if len(set(names)) != len(names):
             raise ValueError(f"models: duplicate model names in {names}")
+        for name, detector in self.detectors.items():
+            backend = getattr(detector, "backend", None)
+            if backend is not None and backend not in self.backends:
+                raise ValueError(
+                    f"detectors.{name}.backend: unknown backend {backend!r}; defined: {sorted(self.backends)}"
+                )
         for stage, steps in (("input", self.input), ("output", self.output)):
             for i, step in enumerate(steps):
                 if step.detector not in self.detectors:

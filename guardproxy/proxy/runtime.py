@@ -8,6 +8,7 @@ its backends and detectors once its last request has finished.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 import structlog
@@ -65,9 +66,11 @@ class Runtime:
                 log.warning("runtime_close_failed", component=name, error=repr(exc))
 
 
-def build_chains(policy: Policy) -> tuple[dict[str, Detector], Chain, Chain]:
+def build_chains(
+    policy: Policy, backends: Mapping[str, Backend] | None = None
+) -> tuple[dict[str, Detector], Chain, Chain]:
     """Construct every detector once and the input/output chains over them."""
-    detectors = {name: build_detector(name, cfg) for name, cfg in policy.detectors.items()}
+    detectors = {name: build_detector(name, cfg, backends) for name, cfg in policy.detectors.items()}
     return (
         detectors,
         Chain.build("input", compile_steps("input", policy.input, detectors)),
@@ -75,10 +78,14 @@ def build_chains(policy: Policy) -> tuple[dict[str, Detector], Chain, Chain]:
     )
 
 
+def build_backends(policy: Policy) -> dict[str, Backend]:
+    return {name: build_backend(name, cfg) for name, cfg in policy.backends.items()}
+
+
 def build_runtime(policy: Policy) -> Runtime:
     """Construct every backend and detector once. May be slow (models): call it off the loop."""
-    detectors, input_chain, output_chain = build_chains(policy)
-    backends = {name: build_backend(name, cfg) for name, cfg in policy.backends.items()}
+    backends = build_backends(policy)
+    detectors, input_chain, output_chain = build_chains(policy, backends)
     return Runtime(policy, backends, detectors, input_chain, output_chain)
 
 
