@@ -32,6 +32,10 @@ def _parser() -> argparse.ArgumentParser:
     check.add_argument("--stage", choices=["input", "output"], default="input")
     check.add_argument("text", nargs="?", default="-", help="The text, or - (default) to read standard input.")
 
+    from guardproxy.evaluation.cli import add_eval_parser
+
+    add_eval_parser(sub)
+
     audit = sub.add_parser("audit", help="Audit log tools.").add_subparsers(dest="audit_command", required=True)
     export = audit.add_parser("export", help="Print audit records as JSON lines.")
     export.add_argument("--db", required=True, help="Audit SQLite file.")
@@ -50,6 +54,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return validate_cmd(args.path, sys.stdout, sys.stderr)
     if args.command == "check":
         return asyncio.run(_check(args.policy, args.stage, args.text))
+    if args.command == "eval":
+        from guardproxy.evaluation.cli import run_eval
+
+        return run_eval(args)
     if args.command == "audit":
         from guardproxy.audit.export import export_records
 

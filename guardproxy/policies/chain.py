@@ -117,7 +117,9 @@ def _not_run(step: CompiledStep, started: float, error: str) -> StepResult:
 
 def _judge(step: CompiledStep, d: Detection, started: float) -> StepResult:
     spans = tuple(s for s in d.spans if s.score >= step.threshold)
-    fired = d.score >= step.threshold if not d.spans else bool(spans)
+    # The overall score decides (several weak signals may add up); spans at or above the
+    # threshold are what redact/anonymize act on, and any of them fires the step too.
+    fired = d.score >= step.threshold or bool(spans)
     latency = (time.perf_counter() - started) * 1000.0
     return StepResult(step, True, fired, d.score, d.labels if fired else (), spans, latency)
 

@@ -1,0 +1,1 @@
+"""`guardproxy eval`: measure a policy's detectors on labeled data (metrics, predictions, report, plot)."""
