@@ -10,6 +10,11 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from guardproxy.detectors.canary import CanaryConfig
+from guardproxy.detectors.llama_guard import LlamaGuardConfig
+from guardproxy.detectors.llm_judge import LlmJudgeConfig
+from guardproxy.detectors.openai_moderation import OpenAIModerationConfig
+
 PiiEntity = Literal[
     "EMAIL_ADDRESS",
     "PHONE_NUMBER",
@@ -92,6 +97,14 @@ class CustomDetectorConfig(_Strict):
 
 
 DetectorConfig = Annotated[
-    InjectionHeuristicConfig | PiiRegexConfig | BlocklistConfig | TemplateConfig | CustomDetectorConfig,
+    InjectionHeuristicConfig
+    | PiiRegexConfig
+    | BlocklistConfig
+    | TemplateConfig
+    | CustomDetectorConfig
+    | LlamaGuardConfig
+    | OpenAIModerationConfig
+    | LlmJudgeConfig
+    | CanaryConfig,
     Field(discriminator="type"),
 ]

@@ -1,0 +1,309 @@
+"""Llama Guard 3 as a detector: the user turn on input, the assistant turn (after the user's question) on output.
+
+Engine `openai` talks to any policy backend that serves a Llama Guard 3 model (vLLM, Ollama, llama.cpp's
+server, a hosted API), in one of two ways:
+
+- `prompt_format: chat_template` sends the conversation as chat messages and lets the server's Llama Guard
+  chat template write the prompt. That template fixes the categories to S1-S14, so a category subset is
+  applied to the answer (a verdict naming only left-out categories counts as safe), and custom categories
+  are not possible.
+- `prompt_format: raw` renders the prompt here (`llama_guard_prompt`) with exactly the configured
+  categories, custom ones included, and sends it to `/v1/completions`.
+
+The score is the model's probability of "unsafe" for the first token of its answer when the backend
+returns log-probabilities (as Meta's model card scores it), else 1.0 / 0.0 from the parsed verdict.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import re
+from collections.abc import Mapping, Sequence
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from guardproxy.backends.base import Backend
+from guardproxy.core import JSON, Context, Detection
+from guardproxy.detectors.llama_guard_prompt import LLAMA_GUARD_3_CATEGORIES, Category, Turn, render_prompt
+from guardproxy.errors import DetectorFailed, GuardproxyError, PolicyInvalid
+
+CategoryCode = Literal["S1", "S2", "S3", "S4", "S5", "S6", "S7", "S8", "S9", "S10", "S11", "S12", "S13", "S14"]
+_ALL_CODES: tuple[CategoryCode, ...] = ("S1", "S2", "S3", "S4", "S5", "S6", "S7", "S8", "S9", "S10", "S11", "S12", "S13", "S14")  # fmt: skip
+_CODE = re.compile(r"S\d{1,3}")
+_NOT_WORD = re.compile(r"\W+")
+_TOP_LOGPROBS = 5
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class LlamaGuardCustomCategory(_Strict):
+    """A category of your own, numbered after S14 in the order given (S15, S16, ...)."""
+
+    name: str = Field(min_length=1, description="Category name as the model reads it, e.g. `Financial Advice`.")
+    description: str = Field("", description="What the category covers; written under its name in the prompt.")
+    label: str | None = Field(
+        None, pattern=r"^\w+$", description="Label reported when it is violated; default: the name in snake_case."
+    )
+
+
+class LlamaGuardConfig(_Strict):
+    """Llama Guard 3: `safe` or `unsafe` plus the violated categories (S1-S14 and custom ones)."""
+
+    type: Literal["llama_guard"]
+    engine: Literal["openai", "llama_cpp", "transformers"] = Field(
+        "openai",
+        description="openai: a policy backend serving a Llama Guard 3 model. llama_cpp/transformers: local "
+        "models (with the local backends, not yet available).",
+    )
+    backend: str | None = Field(None, description="engine openai: a key of `backends:`.")
+    model: str | None = Field(None, description="engine openai: the model name sent to that backend.")
+    model_path: str | None = Field(
+        None, description="engine llama_cpp: a GGUF file; engine transformers: a model directory."
+    )
+    prompt_format: Literal["chat_template", "raw"] = Field(
+        "chat_template",
+        description="chat_template: send chat messages, the server applies the model's template (S1-S14 only). "
+        "raw: send the prompt written here to `/v1/completions` (category subset and custom categories in it).",
+    )
+    categories: list[CategoryCode] = Field(
+        default_factory=lambda: list(_ALL_CODES), description="The Llama Guard 3 categories that count."
+    )
+    custom_categories: list[LlamaGuardCustomCategory] = Field(
+        default_factory=list, description="Your own categories (needs `prompt_format: raw`)."
+    )
+    logprobs: bool = Field(
+        True, description="Ask for log-probabilities to score P(unsafe); turn off for servers that reject them."
+    )
+    max_tokens: int = Field(20, ge=1, description="Upper bound on the answer's length in tokens.")
+    timeout_s: float = Field(10.0, gt=0, description="The detector gives up (a detector error) after this long.")
+
+    @model_validator(mode="after")
+    def _engine_needs(self) -> LlamaGuardConfig:
+        if self.engine == "openai" and (self.backend is None or self.model is None):
+            raise ValueError("engine openai needs `backend` (a key of `backends:`) and `model`")
+        if self.engine != "openai" and self.model_path is None:
+            raise ValueError(f"engine {self.engine} needs `model_path`")
+        if self.custom_categories and self.engine == "openai" and self.prompt_format == "chat_template":
+            raise ValueError(
+                "custom_categories need `prompt_format: raw`: a server's Llama Guard chat template "
+                "always lists S1-S14 and nothing else"
+            )
+        if not self.categories and not self.custom_categories:
+            raise ValueError("at least one category must count")
+        return self
+
+
+def build_categories(config: LlamaGuardConfig) -> tuple[Category, ...]:
+    """The configured subset of S1-S14, then the custom categories as S15, S16, ..."""
+    wanted = set(config.categories)
+    builtin = tuple(c for c in LLAMA_GUARD_3_CATEGORIES if c.code in wanted)
+    first = len(LLAMA_GUARD_3_CATEGORIES) + 1
+    custom = tuple(
+        Category(f"S{first + i}", c.name.strip(), c.label or _snake(c.name), c.description)
+        for i, c in enumerate(config.custom_categories)
+    )
+    return builtin + custom
+
+
+def _snake(name: str) -> str:
+    return _NOT_WORD.sub("_", name.strip().lower()).strip("_") or "custom"
+
+
+class LlamaGuardDetector:
+    scope: Literal["text", "request"] = "text"
+    uses_backends = True
+
+    def __init__(self, name: str, config: LlamaGuardConfig, backends: Mapping[str, Backend]) -> None:
+        self.name = name
+        if config.engine != "openai":
+            raise PolicyInvalid(
+                f"detectors.{name}: engine {config.engine!r} is available with the local backends of issue 4; "
+                "for now serve the model with vLLM, Ollama or llama.cpp's server and use engine: openai"
+            )
+        assert config.backend is not None and config.model is not None  # the config validator ensures it
+        backend = backends.get(config.backend)
+        if backend is None:
+            raise PolicyInvalid(
+                f"detectors.{name}.backend: unknown backend {config.backend!r}; defined: {sorted(backends)}"
+            )
+        self._backend = backend
+        self._model = config.model
+        self._format = config.prompt_format
+        self._logprobs = config.logprobs
+        self._max_tokens = config.max_tokens
+        self._timeout_s = config.timeout_s
+        self.categories = build_categories(config)
+        self._by_code = {c.code: c for c in self.categories}
+        self._known_codes = {c.code for c in LLAMA_GUARD_3_CATEGORIES} | set(self._by_code)
+
+    async def detect(self, text: str, ctx: Context) -> Detection:
+        turns = conversation(text, ctx)
+        endpoint: Literal["chat/completions", "completions"]
+        if self._format == "chat_template":
+            endpoint, body = "chat/completions", self._chat_body(turns)
+        else:
+            endpoint, body = "completions", self._completion_body(turns)
+        answer = await self._call(endpoint, body)
+        choice = _first_choice(answer, self.name)
+        content = choice.get("text") if endpoint == "completions" else (choice.get("message") or {}).get("content")
+        if not isinstance(content, str):
+            raise DetectorFailed(f"llama_guard {self.name!r}: the answer has no text")
+        return self._report(content, unsafe_probability(choice.get("logprobs")))
+
+    def _chat_body(self, turns: Sequence[Turn]) -> JSON:
+        messages = [{"role": "user" if t.role == "User" else "assistant", "content": t.content} for t in turns]
+        body: JSON = {"model": self._model, "messages": messages, "temperature": 0, "max_tokens": self._max_tokens}
+        if self._logprobs:
+            body.update(logprobs=True, top_logprobs=_TOP_LOGPROBS)
+        return body
+
+    def _completion_body(self, turns: Sequence[Turn]) -> JSON:
+        prompt = render_prompt(turns, self.categories)
+        body: JSON = {"model": self._model, "prompt": prompt, "temperature": 0, "max_tokens": self._max_tokens}
+        if self._logprobs:
+            body["logprobs"] = _TOP_LOGPROBS
+        return body
+
+    async def _call(self, endpoint: Literal["chat/completions", "completions"], body: JSON) -> JSON:
+        try:
+            async with asyncio.timeout(self._timeout_s):
+                return await self._backend.complete(endpoint, body)
+        except TimeoutError as exc:
+            raise DetectorFailed(f"llama_guard {self.name!r}: no answer within {self._timeout_s} s") from exc
+        except GuardproxyError as exc:
+            raise DetectorFailed(f"llama_guard {self.name!r}: backend failed: {exc.message}") from exc
+
+    def _report(self, content: str, p_unsafe: float | None) -> Detection:
+        unsafe, codes = parse_verdict(content, self._known_codes, self.name)
+        shown = f"; p(unsafe)={p_unsafe:.3f}" if p_unsafe is not None else ""
+        if not unsafe:
+            return Detection(score=p_unsafe if p_unsafe is not None else 0.0, explanation=f"safe{shown}")
+        violated = [self._by_code[code] for code in codes if code in self._by_code]
+        if codes and not violated:
+            ignored = ",".join(codes)
+            return Detection(score=0.0, explanation=f"unsafe only in categories not checked here ({ignored}){shown}")
+        labels = ["unsafe"]
+        for category in violated:
+            labels += [category.code, category.label]
+        named = ", ".join(f"{c.code} ({c.name})" for c in violated) or "no category given"
+        score = p_unsafe if p_unsafe is not None else 1.0
+        return Detection(score=score, labels=tuple(labels), explanation=f"unsafe: {named}{shown}")
+
+    async def aclose(self) -> None:
+        return None  # the backend belongs to the policy runtime
+
+
+def conversation(text: str, ctx: Context) -> list[Turn]:
+    """Input: the text as the user's turn. Output: the user's last message, then the text as the agent's turn."""
+    if ctx.stage == "input":
+        return [Turn("User", text)]
+    return [Turn("User", last_user_text(ctx.request)), Turn("Agent", text)]
+
+
+def last_user_text(request: Mapping[str, Any]) -> str:
+    messages = request.get("messages")
+    if isinstance(messages, list):
+        for message in reversed(messages):
+            if isinstance(message, dict) and message.get("role") == "user":
+                return _content_text(message.get("content"))
+        return ""
+    prompt = request.get("prompt")  # /v1/completions
+    if isinstance(prompt, list):
+        prompt = prompt[0] if prompt else ""
+    return prompt if isinstance(prompt, str) else ""
+
+
+def _content_text(content: Any) -> str:
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list):
+        return "\n".join(p["text"] for p in content if isinstance(p, dict) and isinstance(p.get("text"), str))
+    return ""
+
+
+def parse_verdict(content: str, known_codes: set[str], name: str = "llama_guard") -> tuple[bool, list[str]]:
+    """`safe` -> (False, []); `unsafe\\nS1,S10` -> (True, ["S1", "S10"]). Anything else raises DetectorFailed."""
+    lines = [line.strip() for line in content.strip().splitlines() if line.strip()]
+    first = lines[0].lower() if lines else ""
+    if first == "safe" and len(lines) == 1:
+        return False, []
+    if first != "unsafe" or len(lines) > 2:
+        raise DetectorFailed(f"llama_guard {name!r}: unexpected answer {content[:120]!r}")
+    codes = [code.strip().upper() for code in lines[1].split(",")] if len(lines) == 2 else []
+    wrong = [code for code in codes if not _CODE.fullmatch(code) or code not in known_codes]
+    if wrong:
+        raise DetectorFailed(f"llama_guard {name!r}: unknown categories {wrong} in {content[:120]!r}")
+    return True, list(dict.fromkeys(codes))
+
+
+def unsafe_probability(logprobs: Any) -> float | None:
+    """P(unsafe) / (P(unsafe) + P(safe)) at the answer's first non-blank token, or None without log-probs.
+
+    Reads both shapes: chat (`logprobs.content[i].top_logprobs` as a list) and completions
+    (`logprobs.tokens` with `logprobs.top_logprobs[i]` as a mapping). A verdict word split over several
+    tokens still starts with a token that belongs to only one of "safe" / "unsafe".
+    """
+    for alternatives in _positions(logprobs):
+        chosen = next(iter(alternatives))
+        if not chosen.strip():
+            continue
+        p_unsafe = p_safe = 0.0
+        for token, logprob in alternatives.items():
+            word = token.strip().lower()
+            if word and "unsafe".startswith(word):
+                p_unsafe += math.exp(logprob)
+            elif word and "safe".startswith(word):
+                p_safe += math.exp(logprob)
+        total = p_unsafe + p_safe
+        return p_unsafe / total if total > 0 else None
+    return None
+
+
+def _positions(logprobs: Any) -> list[dict[str, float]]:
+    """Per answer token: {chosen token: logprob, alternative: logprob, ...}, the chosen one first."""
+    if not isinstance(logprobs, dict):
+        return []
+    positions: list[dict[str, float]] = []
+    content = logprobs.get("content")
+    if isinstance(content, list):  # chat completions
+        for item in content:
+            if not isinstance(item, dict) or not isinstance(item.get("token"), str):
+                return positions
+            alternatives = {item["token"]: _number(item.get("logprob"))}
+            for top in item.get("top_logprobs") or ():
+                if isinstance(top, dict) and isinstance(top.get("token"), str):
+                    alternatives.setdefault(top["token"], _number(top.get("logprob")))
+            positions.append(alternatives)
+        return positions
+    tokens, tops = logprobs.get("tokens"), logprobs.get("top_logprobs")
+    chosen_logprobs = logprobs.get("token_logprobs")
+    if not isinstance(tokens, list):
+        return positions
+    for i, token in enumerate(tokens):  # completions
+        if not isinstance(token, str):
+            return positions
+        chosen = chosen_logprobs[i] if isinstance(chosen_logprobs, list) and i < len(chosen_logprobs) else None
+        alternatives = {token: _number(chosen)}
+        top = tops[i] if isinstance(tops, list) and i < len(tops) else None
+        if isinstance(top, dict):
+            for alternative, logprob in top.items():
+                alternatives.setdefault(str(alternative), _number(logprob))
+        positions.append(alternatives)
+    return positions
+
+
+def _number(value: Any) -> float:
+    # A missing log-prob counts as impossible rather than breaking the score.
+    return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else -math.inf
+
+
+def _first_choice(answer: JSON, name: str) -> JSON:
+    choices = answer.get("choices")
+    if not isinstance(choices, list) or not choices or not isinstance(choices[0], dict):
+        raise DetectorFailed(f"llama_guard {name!r}: the answer has no choices")
+    choice: JSON = choices[0]
+    return choice
