@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Literal, Protocol, runtime_checkable
 
+from guardproxy.backends.base import Backend
 from guardproxy.core import Context, Detection
+from guardproxy.errors import PolicyInvalid
 
 
 @runtime_checkable
@@ -17,3 +20,11 @@ class Detector(Protocol):
     async def detect(self, text: str, ctx: Context) -> Detection: ...
 
     async def aclose(self) -> None: ...
+
+
+def policy_backend(detector: str, backend: str, backends: Mapping[str, Backend]) -> Backend:
+    """The policy backend an LLM-based detector calls (shared with the routes, never owned)."""
+    found = backends.get(backend)
+    if found is None:
+        raise PolicyInvalid(f"detectors.{detector}.backend: unknown backend {backend!r}; defined: {sorted(backends)}")
+    return found

@@ -26,6 +26,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from guardproxy.backends.base import Backend
 from guardproxy.core import JSON, Context, Detection
+from guardproxy.detectors.base import policy_backend
 from guardproxy.detectors.llama_guard_prompt import LLAMA_GUARD_3_CATEGORIES, Category, Turn, render_prompt
 from guardproxy.errors import DetectorFailed, GuardproxyError, PolicyInvalid
 
@@ -125,12 +126,7 @@ class LlamaGuardDetector:
                 "for now serve the model with vLLM, Ollama or llama.cpp's server and use engine: openai"
             )
         assert config.backend is not None and config.model is not None  # the config validator ensures it
-        backend = backends.get(config.backend)
-        if backend is None:
-            raise PolicyInvalid(
-                f"detectors.{name}.backend: unknown backend {config.backend!r}; defined: {sorted(backends)}"
-            )
-        self._backend = backend
+        self._backend = policy_backend(name, config.backend, backends)
         self._model = config.model
         self._format = config.prompt_format
         self._logprobs = config.logprobs

@@ -22,8 +22,9 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from guardproxy.backends.base import Backend
 from guardproxy.core import JSON, Context, Detection
+from guardproxy.detectors.base import policy_backend
 from guardproxy.detectors.llama_guard import last_user_text
-from guardproxy.errors import DetectorFailed, GuardproxyError, PolicyInvalid
+from guardproxy.errors import DetectorFailed, GuardproxyError
 
 PRESETS: dict[str, str] = {
     "injection": (
@@ -121,12 +122,7 @@ class LlmJudgeDetector:
 
     def __init__(self, name: str, config: LlmJudgeConfig, backends: Mapping[str, Backend]) -> None:
         self.name = name
-        backend = backends.get(config.backend)
-        if backend is None:
-            raise PolicyInvalid(
-                f"detectors.{name}.backend: unknown backend {config.backend!r}; defined: {sorted(backends)}"
-            )
-        self._backend = backend
+        self._backend = policy_backend(name, config.backend, backends)
         self._model = config.model
         rubric = config.rubric if config.rubric and config.rubric.strip() else PRESETS[str(config.preset)]
         self._allowed = {label.lower(): label for label in config.labels}

@@ -18,7 +18,8 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from guardproxy.backends.base import Backend
 from guardproxy.core import JSON, Context, Detection
-from guardproxy.errors import DetectorFailed, GuardproxyError, PolicyInvalid
+from guardproxy.detectors.base import policy_backend
+from guardproxy.errors import DetectorFailed, GuardproxyError
 
 _SHOWN_CATEGORIES = 3
 
@@ -68,12 +69,7 @@ class OpenAIModerationDetector:
 
     def __init__(self, name: str, config: OpenAIModerationConfig, backends: Mapping[str, Backend]) -> None:
         self.name = name
-        backend = backends.get(config.backend)
-        if backend is None:
-            raise PolicyInvalid(
-                f"detectors.{name}.backend: unknown backend {config.backend!r}; defined: {sorted(backends)}"
-            )
-        self._backend = backend
+        self._backend = policy_backend(name, config.backend, backends)
         self._model = config.model
         self._categories = frozenset(config.categories) if config.categories is not None else None
         self._thresholds = dict(config.thresholds)
