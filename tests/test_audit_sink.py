@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import queue
 import re
 import signal
 import sqlite3
@@ -124,6 +125,59 @@ async def test_a_lone_record_is_written_after_the_linger_delay(tmp_path: Path) -
     await wait_until(lambda: sink.stats().written == 1, timeout_s=2.0)
     assert store.get("req-00001") == make_record(1)
     await sink.aclose()
+
+
+async def test_a_full_batch_is_written_without_waiting_for_the_linger_delay(tmp_path: Path) -> None:
+    store = GatedStore(tmp_path / "a.db")
+    sink = AuditSink(store, queue_size=100, on_full="wait", scrub=None, batch_size=10, max_delay_s=30.0)
+    await sink.start()
+    for i in range(25):
+        await sink.submit(make_record(i))
+        await asyncio.sleep(0)
+    await wait_until(lambda: sink.stats().written == 20, timeout_s=5.0)  # two full batches; 5 linger
+    assert store.batches == [10, 10]
+    assert await sink.aclose() == 0
+    assert store.batches == [10, 10, 5]
+
+
+async def test_shutdown_flushes_a_backlog_in_batches(tmp_path: Path) -> None:
+    store = FailingStore(tmp_path / "a.db", failures=1)
+    sink = AuditSink(store, queue_size=10_000, on_full="wait", scrub=None, batch_size=100, max_delay_s=0.01)
+    await sink.start()
+    await sink.submit(make_record(0))
+    await wait_until(lambda: sink.stats().write_failures == 1)  # the writer now backs off 0.1 s
+    for i in range(1, 1000):
+        await sink.submit(make_record(i))
+    assert await sink.aclose() == 0  # the stop arrives while 999 records wait
+    assert sum(store.batches) == 1000
+    assert max(store.batches) == 100
+    assert len(stored_ids(tmp_path / "a.db")) == 1000
+
+
+class CountingSignals(queue.SimpleQueue[object]):
+    def __init__(self) -> None:
+        self.puts = 0
+
+    def put(self, item: object, block: bool = True, timeout: float | None = None) -> None:
+        self.puts += 1
+        super().put(item, block, timeout)
+
+
+async def test_submits_do_not_wake_the_writer_per_record(tmp_path: Path) -> None:
+    store = GatedStore(tmp_path / "a.db")
+    sink = AuditSink(store, queue_size=1000, on_full="wait", scrub=None, batch_size=500, max_delay_s=1.0)
+    signals = CountingSignals()
+    sink._signals = signals  # the writer's wake-up channel, counted
+    await sink.start()
+    await asyncio.sleep(0.05)  # the writer is idle, waiting for a first record
+    for i in range(200):
+        await sink.submit(make_record(i))
+        await asyncio.sleep(0)
+    await wait_until(lambda: sink.stats().written == 200)
+    # The first record woke the idle writer; the rest waited for its linger delay to end.
+    assert 1 <= signals.puts <= 3
+    assert await sink.aclose() == 0
+    assert stored_ids(tmp_path / "a.db") == [f"req-{i:05d}" for i in range(200)]
 
 
 async def test_fail_mode_raises_when_full_and_keeps_what_it_accepted(tmp_path: Path) -> None:

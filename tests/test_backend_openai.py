@@ -2,18 +2,21 @@
 
 from __future__ import annotations
 
+import asyncio
 import socket
 import time
 from collections.abc import AsyncIterator, Callable
 from email.utils import formatdate
 from typing import Any
 
-import httpx
+import aiohttp
 import pytest
+from multidict import CIMultiDict
 
 from guardproxy.backends import build_backend
 from guardproxy.backends.configs import OpenAIBackendConfig
-from guardproxy.backends.openai_http import OpenAIBackend, SSEDecoder, SSEEvent, _retry_after_s
+from guardproxy.backends.openai_http import OpenAIBackend, _retry_after_s
+from guardproxy.backends.sse import SSEDecoder, SSEEvent
 from guardproxy.errors import StreamBroken, UpstreamStatus, UpstreamTimeout, UpstreamUnavailable
 from tests.fake_upstream import FakeUpstream, Reply, wait_until
 
@@ -70,6 +73,8 @@ async def test_complete_returns_upstream_json_and_sends_auth_headers_body(
     assert seen.headers["x-tenant"] == "acme"
     assert seen.body == CHAT  # stream keys removed, everything else untouched
     assert seen.headers["accept"] == "application/json"
+    assert seen.headers["content-type"] == "application/json"
+    assert seen.headers["user-agent"] == "guardproxy"
 
 
 async def test_no_authorization_header_without_api_key(upstream: FakeUpstream, make_backend: MakeBackend) -> None:
@@ -108,6 +113,60 @@ async def test_build_backend_makes_a_working_openai_backend(upstream: FakeUpstre
         assert answer["results"][0]["flagged"] is False
     finally:
         await backend.aclose()
+
+
+async def test_cookies_an_upstream_sets_are_never_sent_back(upstream: FakeUpstream, make_backend: MakeBackend) -> None:
+    # One backend serves every tenant: a session cookie from one answer must not ride on the next request.
+    upstream.enqueue(Reply(headers={"set-cookie": "session=tenant-a; Path=/"}))
+    backend = make_backend()
+    await backend.complete("chat/completions", CHAT)
+    await collect(backend)
+    assert [("cookie" in r.headers) for r in upstream.requests] == [False, False]
+
+
+async def test_the_pool_never_opens_more_than_max_connections(
+    upstream: FakeUpstream, make_backend: MakeBackend
+) -> None:
+    upstream.enqueue(Reply(delay_s=0.1), times=4)
+    backend = make_backend(max_connections=2)
+    answers = await asyncio.gather(*(backend.complete("chat/completions", CHAT) for _ in range(4)))
+    assert len(answers) == 4
+    assert len({r.client_port for r in upstream.requests}) == 2  # two waited for a pooled connection
+
+
+async def test_a_connection_closed_by_the_upstream_while_pooled_is_replaced(
+    upstream: FakeUpstream, make_backend: MakeBackend
+) -> None:
+    upstream.enqueue(Reply(headers={"connection": "close"}))
+    backend = make_backend(max_retries=0)
+    await backend.complete("chat/completions", CHAT)
+    await backend.complete("chat/completions", CHAT)  # no retries allowed: the dead socket must not be reused
+    assert len({r.client_port for r in upstream.requests}) == 2
+
+
+async def test_a_proxy_named_by_the_environment_is_used(
+    upstream: FakeUpstream, make_backend: MakeBackend, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The fake upstream stands in for the proxy: it gets the absolute-form request for a host that
+    # does not resolve, so the answer can only have come through it.
+    monkeypatch.setenv("HTTP_PROXY", f"http://user:secret@{upstream.host}:{upstream.port}")
+    monkeypatch.delenv("NO_PROXY", raising=False)
+    monkeypatch.delenv("no_proxy", raising=False)
+    answer = await make_backend(base_url="http://upstream.invalid/v1").complete("chat/completions", CHAT)
+    assert answer["choices"][0]["message"]["content"] == "hello there, world"
+    [seen] = upstream.requests
+    assert seen.path == "/v1/chat/completions"
+    assert seen.headers["host"] == "upstream.invalid"
+    assert seen.headers["proxy-authorization"] == "Basic dXNlcjpzZWNyZXQ="  # user:secret
+
+
+async def test_no_proxy_exempts_the_upstream_host(
+    upstream: FakeUpstream, make_backend: MakeBackend, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("HTTP_PROXY", f"http://127.0.0.1:{refused_port()}")
+    monkeypatch.setenv("NO_PROXY", f"example.org, .{upstream.host}")
+    await make_backend(max_retries=0).complete("chat/completions", CHAT)
+    assert len(upstream.requests) == 1  # straight there: the proxy's port refuses connections
 
 
 # --- retries -------------------------------------------------------------------------------------
@@ -260,7 +319,7 @@ async def test_dropped_connection_mid_stream_is_stream_broken(
     upstream.enqueue(Reply(chunks=["x", "y", "z"], break_after_chunks=2))
     with pytest.raises(StreamBroken) as caught:
         await collect(make_backend())
-    assert isinstance(caught.value.__cause__, httpx.RemoteProtocolError)
+    assert isinstance(caught.value.__cause__, aiohttp.ClientPayloadError)
 
 
 async def test_error_object_in_stream_raises_upstream_status(upstream: FakeUpstream, make_backend: MakeBackend) -> None:
@@ -324,9 +383,9 @@ def test_sse_decoder_flush_dispatches_a_last_event_without_blank_line() -> None:
 
 
 def test_retry_after_forms() -> None:
-    assert _retry_after_s(httpx.Headers({"retry-after-ms": "250", "retry-after": "9"})) == 0.25
-    assert _retry_after_s(httpx.Headers({"retry-after": "2"})) == 2.0
-    assert _retry_after_s(httpx.Headers({"retry-after": "soon"})) is None
-    assert _retry_after_s(httpx.Headers({})) is None
-    in_three_s = _retry_after_s(httpx.Headers({"retry-after": formatdate(time.time() + 3, usegmt=True)}))
+    assert _retry_after_s(CIMultiDict({"Retry-After-Ms": "250", "retry-after": "9"})) == 0.25
+    assert _retry_after_s(CIMultiDict({"retry-after": "2"})) == 2.0
+    assert _retry_after_s(CIMultiDict({"retry-after": "soon"})) is None
+    assert _retry_after_s(CIMultiDict({})) is None
+    in_three_s = _retry_after_s(CIMultiDict({"retry-after": formatdate(time.time() + 3, usegmt=True)}))
     assert in_three_s is not None and 1.0 < in_three_s <= 3.0

@@ -25,4 +25,9 @@ class OpenAIBackendConfig(_Strict):
     max_connections: int = Field(256, ge=1)
 
 
-BackendConfig = Annotated[OpenAIBackendConfig, Field(discriminator="type")]
+from guardproxy.backends.llama_cpp import LlamaCppBackendConfig  # noqa: E402 - the union needs every member
+from guardproxy.backends.transformers_backend import TransformersBackendConfig  # noqa: E402
+
+BackendConfig = Annotated[
+    OpenAIBackendConfig | LlamaCppBackendConfig | TransformersBackendConfig, Field(discriminator="type")
+]

@@ -22,9 +22,27 @@ def _build_openai(name: str, config: BackendConfig) -> Backend:
     return OpenAIBackend(name, config)
 
 
+def _build_llama_cpp(name: str, config: BackendConfig) -> Backend:
+    from guardproxy.backends.llama_cpp import LlamaCppBackend, LlamaCppBackendConfig
+
+    if not isinstance(config, LlamaCppBackendConfig):
+        raise TypeError(f"backend {name!r}: the llama_cpp builder got a {type(config).__name__}")
+    return LlamaCppBackend(name, config)
+
+
+def _build_transformers(name: str, config: BackendConfig) -> Backend:
+    from guardproxy.backends.transformers_backend import TransformersBackend, TransformersBackendConfig
+
+    if not isinstance(config, TransformersBackendConfig):
+        raise TypeError(f"backend {name!r}: the transformers builder got a {type(config).__name__}")
+    return TransformersBackend(name, config)
+
+
 BUILDERS: Mapping[str, Callable[[str, BackendConfig], Backend]] = MappingProxyType(
     {
         "openai": _build_openai,
+        "llama_cpp": _build_llama_cpp,
+        "transformers": _build_transformers,
     }
 )
 

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import random
 import time
-import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
@@ -56,7 +56,8 @@ class StreamResult:
 
 
 def new_request_id() -> str:
-    return "gp-" + uuid.uuid4().hex
+    # 128 random bits without uuid4's os.urandom syscall (3 us -> 0.4 us); ids need uniqueness, not secrecy.
+    return f"gp-{random.getrandbits(128):032x}"
 
 
 def client_label(host: str | None, authorization: str | None) -> str:
@@ -111,7 +112,9 @@ class Gateway:
     async def _finish(self, ex: Exchange) -> None:
         self.vault.close(ex.request_id)
         self.holder.release(ex.rt)
-        self.metrics.requests.labels(ex.endpoint, ex.model, ex.outcome).inc()
+        # Only policy model names become label values: client-chosen names would grow metrics without bound.
+        model = ex.model if ex.rt.policy.route(ex.model) is not None else "unknown"
+        self.metrics.requests.labels(ex.endpoint, model, ex.outcome).inc()
         self.metrics.request_latency.labels(ex.endpoint).observe(time.perf_counter() - ex.started)
         await self.sink.submit(ex.record(store_raw=ex.rt.policy.audit.store_raw))
 
