@@ -36,6 +36,10 @@ def _parser() -> argparse.ArgumentParser:
 
     add_eval_parser(sub)
 
+    from guardproxy.bench import add_bench_parser
+
+    add_bench_parser(sub)
+
     audit = sub.add_parser("audit", help="Audit log tools.").add_subparsers(dest="audit_command", required=True)
     export = audit.add_parser("export", help="Print audit records as JSON lines.")
     export.add_argument("--db", required=True, help="Audit SQLite file.")
@@ -58,6 +62,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         from guardproxy.evaluation.cli import run_eval
 
         return run_eval(args)
+    if args.command == "bench":
+        from guardproxy.bench import run_bench
+
+        return run_bench(args)
     if args.command == "audit":
         from guardproxy.audit.export import export_records
 

@@ -102,7 +102,7 @@ def test_missing_type_and_missing_required_field(tmp_path: Path, monkeypatch: py
     text = "backends:\n  upstream: {base_url: 'http://x'}\ndetectors: {}\n"
     assert problems(tmp_path, monkeypatch, text).splitlines() == [
         "policy.yaml:1:1: missing required field 'models'",
-        "policy.yaml:2:13: backends.upstream: missing field 'type'; allowed: openai",
+        "policy.yaml:2:13: backends.upstream: missing field 'type'; allowed: llama_cpp, openai, transformers",
     ]
 
 
