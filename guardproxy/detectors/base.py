@@ -16,6 +16,9 @@ class Detector(Protocol):
     # "text": called once per text of the request/response. "request": once per request,
     # with `ctx.request` holding the whole body (e.g. template validation); `text` is "".
     scope: Literal["text", "request"]
+    # Optional class attribute `inline = True`: detect() never awaits (cheap pure-CPU work), so the
+    # chain runs it in the caller's task, without a task or timeout of its own (it could not be
+    # interrupted anyway). Detectors that do I/O or heavy work leave it unset.
 
     async def detect(self, text: str, ctx: Context) -> Detection: ...
 

@@ -45,6 +45,8 @@ def _matches(templates: tuple[re.Pattern[str], ...], prompt: str) -> bool:
 
 class TemplateDetector:
     scope: Literal["text", "request"] = "request"
+    # Pure CPU, microseconds, never awaits: the chain calls it in place instead of as a task.
+    inline = True
 
     def __init__(self, name: str, config: TemplateConfig) -> None:
         self.name = name

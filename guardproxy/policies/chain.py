@@ -166,15 +166,41 @@ class Chain:
             tuple(s for s in steps if s.detector.scope == "request"),
         )
 
+    @property
+    def inline_only(self) -> bool:
+        """No step ever awaits: checking texts one after another costs less than tasks would."""
+        return all(getattr(s.detector, "inline", False) for s in self.text_steps)
+
     async def check(self, text: str, ctx: Context) -> Verdict:
         if not self.text_steps or not text:
             return ALLOW
-        steps = [s for s in self.text_steps if s.roles is None or ctx.role in s.roles]
-        if len(steps) <= 1:
-            return fold([await run_step(steps[0], text, ctx)]) if steps else ALLOW
-        return fold(await asyncio.gather(*(run_step(s, text, ctx) for s in steps)))
+        return fold(await _run_all([s for s in self.text_steps if s.roles is None or ctx.role in s.roles], text, ctx))
 
     async def check_request(self, ctx: Context) -> Verdict:
         if not self.request_steps:
             return ALLOW
-        return fold(await asyncio.gather(*(run_step(s, "", ctx) for s in self.request_steps)))
+        return fold(await _run_all(list(self.request_steps), "", ctx))
+
+
+async def _run_all(steps: list[CompiledStep], text: str, ctx: Context) -> list[StepResult]:
+    """Results in step order: inline steps run in place, the others concurrently as tasks."""
+    results: list[StepResult | None] = [
+        await run_inline(s, text, ctx) if getattr(s.detector, "inline", False) else None for s in steps
+    ]
+    waiting = [i for i, r in enumerate(results) if r is None]
+    if len(waiting) == 1:
+        results[waiting[0]] = await run_step(steps[waiting[0]], text, ctx)
+    elif waiting:
+        for i, r in zip(waiting, await asyncio.gather(*(run_step(steps[i], text, ctx) for i in waiting)), strict=True):
+            results[i] = r
+    return [r for r in results if r is not None]
+
+
+async def run_inline(step: CompiledStep, text: str, ctx: Context) -> StepResult:
+    started = time.perf_counter()
+    try:
+        detection = await step.detector.detect(text, ctx)
+    except Exception as exc:  # noqa: BLE001 - any detector crash is mapped to the step's on_error policy
+        log.warning("detector_failed", step=step.name, detector=step.detector_name, error=repr(exc))
+        return _not_run(step, started, f"{type(exc).__name__}: {exc}")
+    return _judge(step, detection, started)

@@ -120,9 +120,10 @@ class Gateway:
 
     async def _check_slots(self, ex: Exchange, slots: list[TextSlot]) -> list[Verdict]:
         chain = ex.rt.input
-        if len(slots) == 1:
-            s = slots[0]
-            return [await chain.check(s.text, Context(ex.request_id, "input", s.role, ex.model, ex.body))]
+        if len(slots) == 1 or chain.inline_only:
+            return [
+                await chain.check(s.text, Context(ex.request_id, "input", s.role, ex.model, ex.body)) for s in slots
+            ]
         return list(
             await asyncio.gather(
                 *(chain.check(s.text, Context(ex.request_id, "input", s.role, ex.model, ex.body)) for s in slots)
@@ -179,7 +180,12 @@ class Gateway:
         for choice in response.get("choices") or ():
             slots = choice_slots(ex.kind, choice)
             ctxs = [Context(ex.request_id, "output", s.role, ex.model, ex.body) for s in slots]
-            verdicts = await asyncio.gather(*(chain.check(s.text, c) for s, c in zip(slots, ctxs, strict=True)))
+            if chain.inline_only:
+                verdicts = [await chain.check(s.text, c) for s, c in zip(slots, ctxs, strict=True)]
+            else:
+                verdicts = list(
+                    await asyncio.gather(*(chain.check(s.text, c) for s, c in zip(slots, ctxs, strict=True)))
+                )
             ex.add(verdicts)
             audit.extend(redact_all(s.text, v.sensitive) for s, v in zip(slots, verdicts, strict=True))
             raw.extend(s.text for s in slots)
