@@ -14,6 +14,7 @@ from guardproxy.detectors.canary import CanaryConfig
 from guardproxy.detectors.llama_guard import LlamaGuardConfig
 from guardproxy.detectors.llm_judge import LlmJudgeConfig
 from guardproxy.detectors.openai_moderation import OpenAIModerationConfig
+from guardproxy.detectors.presidio_config import PresidioConfig
 
 PiiEntity = Literal[
     "EMAIL_ADDRESS",
@@ -105,6 +106,7 @@ DetectorConfig = Annotated[
     | LlamaGuardConfig
     | OpenAIModerationConfig
     | LlmJudgeConfig
-    | CanaryConfig,
+    | CanaryConfig
+    | PresidioConfig,
     Field(discriminator="type"),
 ]

