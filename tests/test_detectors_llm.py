@@ -268,8 +268,10 @@ def test_config_errors_are_named() -> None:
 
 def test_local_engines_and_unknown_backends_are_refused_at_build() -> None:
     local = LlamaGuardConfig(type="llama_guard", engine="transformers", model_path="/models/lg3")
-    with pytest.raises(PolicyInvalid, match="local backends of issue 4"):
+    with pytest.raises(PolicyInvalid, match="engine: backend"):
         LlamaGuardDetector("lg", local, {})
+    shared = LlamaGuardConfig(type="llama_guard", engine="backend", backend="local")
+    assert shared.model == "llama-guard"  # local backends ignore the name; none is needed
     remote = LlamaGuardConfig(type="llama_guard", backend="missing", model="lg3")
     with pytest.raises(PolicyInvalid, match="unknown backend 'missing'"):
         LlamaGuardDetector("lg", remote, {})

@@ -55,10 +55,11 @@ class LlamaGuardConfig(_Strict):
     """Llama Guard 3: `safe` or `unsafe` plus the violated categories (S1-S14 and custom ones)."""
 
     type: Literal["llama_guard"]
-    engine: Literal["openai", "llama_cpp", "transformers"] = Field(
+    engine: Literal["openai", "backend", "llama_cpp", "transformers"] = Field(
         "openai",
-        description="openai: a policy backend serving a Llama Guard 3 model. llama_cpp/transformers: local "
-        "models (with the local backends, not yet available).",
+        description="openai / backend: a policy backend serving a Llama Guard 3 model — an OpenAI-compatible "
+        "server, or a `llama_cpp` / `transformers` backend of this policy, shared rather than loaded twice. "
+        "llama_cpp / transformers: declare such a backend instead (see the error message).",
     )
     backend: str | None = Field(None, description="engine openai: a key of `backends:`.")
     model: str | None = Field(None, description="engine openai: the model name sent to that backend.")
@@ -84,11 +85,13 @@ class LlamaGuardConfig(_Strict):
 
     @model_validator(mode="after")
     def _engine_needs(self) -> LlamaGuardConfig:
-        if self.engine == "openai" and (self.backend is None or self.model is None):
-            raise ValueError("engine openai needs `backend` (a key of `backends:`) and `model`")
-        if self.engine != "openai" and self.model_path is None:
+        if self.engine == "backend" and self.backend is not None and self.model is None:
+            object.__setattr__(self, "model", "llama-guard")  # local backends ignore the model name
+        if self.engine in ("openai", "backend") and (self.backend is None or self.model is None):
+            raise ValueError(f"engine {self.engine} needs `backend` (a key of `backends:`) and `model`")
+        if self.engine not in ("openai", "backend") and self.model_path is None:
             raise ValueError(f"engine {self.engine} needs `model_path`")
-        if self.custom_categories and self.engine == "openai" and self.prompt_format == "chat_template":
+        if self.custom_categories and self.engine in ("openai", "backend") and self.prompt_format == "chat_template":
             raise ValueError(
                 "custom_categories need `prompt_format: raw`: a server's Llama Guard chat template "
                 "always lists S1-S14 and nothing else"
@@ -120,10 +123,11 @@ class LlamaGuardDetector:
 
     def __init__(self, name: str, config: LlamaGuardConfig, backends: Mapping[str, Backend]) -> None:
         self.name = name
-        if config.engine != "openai":
+        if config.engine not in ("openai", "backend"):
             raise PolicyInvalid(
-                f"detectors.{name}: engine {config.engine!r} is available with the local backends of issue 4; "
-                "for now serve the model with vLLM, Ollama or llama.cpp's server and use engine: openai"
+                f"detectors.{name}: engine {config.engine!r}: declare the model as a `{config.engine}` backend "
+                f"(model_path: {config.model_path}) in `backends:` and use `engine: backend, backend: <its name>`, "
+                "so the proxy loads it once and can also serve it"
             )
         assert config.backend is not None and config.model is not None  # the config validator ensures it
         self._backend = policy_backend(name, config.backend, backends)
