@@ -40,6 +40,14 @@ def _parser() -> argparse.ArgumentParser:
 
     add_bench_parser(sub)
 
+    train = sub.add_parser(
+        "train",
+        help="Trainer (needs the `trainer` extra): `train classifier --config F.yaml` fine-tunes and exports a "
+        "detector model; `train holdout --config F.yaml --out F.jsonl` exports its held-out test records.",
+    )
+    train.add_argument("train_command", choices=["classifier", "holdout"])
+    train.add_argument("train_args", nargs=argparse.REMAINDER, help="Arguments of the step (see its --help).")
+
     audit = sub.add_parser("audit", help="Audit log tools.").add_subparsers(dest="audit_command", required=True)
     export = audit.add_parser("export", help="Print audit records as JSON lines.")
     export.add_argument("--db", required=True, help="Audit SQLite file.")
@@ -66,6 +74,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         from guardproxy.bench import run_bench
 
         return run_bench(args)
+    if args.command == "train":
+        if args.train_command == "holdout":
+            from guardproxy.trainer.classifier.holdout import cli_main as holdout_main
+
+            return holdout_main(args.train_args)
+        from guardproxy.trainer.classifier.pipeline import cli_main as train_main
+
+        return train_main(args.train_args)
     if args.command == "audit":
         from guardproxy.audit.export import export_records
 

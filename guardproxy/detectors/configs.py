@@ -97,6 +97,43 @@ class CustomDetectorConfig(_Strict):
     options: dict[str, Any] = Field(default_factory=dict, description="Keyword arguments for the constructor.")
 
 
+class _ClassifierConfig(_Strict):
+    model_path: str | None = Field(
+        None,
+        description="A model directory (model_card.json, model.onnx, tokenizer.json), or a registry directory "
+        "of vN versions (the newest is used). Default: the model the project ships in models/.",
+    )
+    max_length: int | None = Field(None, ge=16, le=512, description="Window tokens; default from the model card.")
+    stride: int | None = Field(None, ge=0, description="Window overlap in tokens; default from the model card.")
+    threads: int = Field(2, ge=1, description="onnxruntime intra-op threads per inference.")
+    batch_size: int = Field(8, ge=1, description="Windows per onnxruntime call.")
+
+
+class InjectionClassifierConfig(_ClassifierConfig):
+    """Prompt injection / jailbreak classifier (direct, and indirect in documents or tool results), int8 ONNX."""
+
+    type: Literal["injection_classifier"]
+    threshold: float | None = Field(
+        None, gt=0.0, lt=1.0, description="Raw probability reported as score 0.5; default from the model card."
+    )
+
+
+class ModerationClassifierConfig(_ClassifierConfig):
+    """Harmful-content classifier with OpenAI's moderation categories, int8 ONNX."""
+
+    type: Literal["moderation_classifier"]
+    categories: list[str] | None = Field(
+        None,
+        description="Categories that fire (harassment, hate, self-harm, sexual, violence, illicit); default all "
+        "the model has. Scores of the others are still reported by /v1/moderations.",
+    )
+    thresholds: dict[str, float] = Field(
+        default_factory=dict,
+        description="Raw probability per category reported as score 0.5; default from the model card "
+        "(chosen on validation for a target false-positive rate).",
+    )
+
+
 DetectorConfig = Annotated[
     InjectionHeuristicConfig
     | PiiRegexConfig
@@ -107,6 +144,8 @@ DetectorConfig = Annotated[
     | OpenAIModerationConfig
     | LlmJudgeConfig
     | CanaryConfig
-    | PresidioConfig,
+    | PresidioConfig
+    | InjectionClassifierConfig
+    | ModerationClassifierConfig,
     Field(discriminator="type"),
 ]

@@ -17,6 +17,7 @@ from typing import Any
 from guardproxy.backends.base import Backend
 from guardproxy.detectors.base import Detector
 from guardproxy.detectors.configs import CustomDetectorConfig, DetectorConfig
+from guardproxy.detectors.shared import SharedResources
 from guardproxy.errors import PolicyInvalid
 
 DETECTOR_TYPES: Mapping[str, tuple[str, str]] = MappingProxyType(
@@ -30,6 +31,8 @@ DETECTOR_TYPES: Mapping[str, tuple[str, str]] = MappingProxyType(
         "openai_moderation": ("guardproxy.detectors.openai_moderation", "OpenAIModerationDetector"),
         "llm_judge": ("guardproxy.detectors.llm_judge", "LlmJudgeDetector"),
         "canary": ("guardproxy.detectors.canary", "CanaryDetector"),
+        "injection_classifier": ("guardproxy.detectors.onnx_classifier", "InjectionClassifierDetector"),
+        "moderation_classifier": ("guardproxy.detectors.onnx_classifier", "ModerationClassifierDetector"),
     }
 )
 
@@ -61,11 +64,18 @@ def _build_custom(name: str, config: CustomDetectorConfig) -> Detector:
     return _checked(where, detector)
 
 
-def build_detector(name: str, config: DetectorConfig, backends: Mapping[str, Backend] | None = None) -> Detector:
+def build_detector(
+    name: str,
+    config: DetectorConfig,
+    backends: Mapping[str, Backend] | None = None,
+    shared: SharedResources | None = None,
+) -> Detector:
     """A ready detector for `detectors.<name>` of a policy. The caller owns it and must `aclose()` it.
 
     Classes that set `uses_backends = True` (LLM-based checks) are built as
     `Class(name, config, backends)` with the policy's backends, which they share, never own.
+    Classes that set `uses_shared = True` (model classifiers) are built as `Class(name, config, shared)`:
+    detectors given the same `shared` load one copy of a model and share its forward passes.
     """
     if isinstance(config, CustomDetectorConfig):
         return _build_custom(name, config)
@@ -76,4 +86,6 @@ def build_detector(name: str, config: DetectorConfig, backends: Mapping[str, Bac
     cls = _load(f"detectors.{name}", *entry)
     if getattr(cls, "uses_backends", False):
         return _checked(f"detectors.{name}", cls(name, config, backends or {}))
+    if getattr(cls, "uses_shared", False):
+        return _checked(f"detectors.{name}", cls(name, config, shared if shared is not None else SharedResources()))
     return _checked(f"detectors.{name}", cls(name, config))

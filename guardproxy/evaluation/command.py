@@ -17,6 +17,7 @@ from guardproxy.backends.registry import build_backend
 from guardproxy.core import JSON
 from guardproxy.detectors.base import Detector
 from guardproxy.detectors.registry import build_detector
+from guardproxy.detectors.shared import SharedResources
 from guardproxy.evaluation import plot
 from guardproxy.evaluation import report as rep
 from guardproxy.evaluation.data import DEFAULT_POSITIVE_LABELS, load_dataset, parse_entity_map, split_names
@@ -42,9 +43,10 @@ async def run(args: argparse.Namespace) -> int:
 
     backends = {name: build_backend(name, cfg) for name, cfg in policy.backends.items()}
     detectors: dict[str, Detector] = {}
+    shared = SharedResources()
     try:
         for target in targets:
-            detectors[target.name] = build_detector(target.name, policy.detectors[target.name], backends)
+            detectors[target.name] = build_detector(target.name, policy.detectors[target.name], backends, shared)
         steps = compile_targets(targets, detectors, stage)
         started = time.perf_counter()
         results = await evaluate(

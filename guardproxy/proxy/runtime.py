@@ -17,6 +17,7 @@ from guardproxy.backends.base import Backend
 from guardproxy.backends.registry import build_backend
 from guardproxy.detectors.base import Detector
 from guardproxy.detectors.registry import build_detector
+from guardproxy.detectors.shared import SharedResources
 from guardproxy.errors import ModelNotFound
 from guardproxy.policies.chain import Chain, compile_steps
 from guardproxy.policies.schema import ModelRoute, Policy
@@ -70,7 +71,8 @@ def build_chains(
     policy: Policy, backends: Mapping[str, Backend] | None = None
 ) -> tuple[dict[str, Detector], Chain, Chain]:
     """Construct every detector once and the input/output chains over them."""
-    detectors = {name: build_detector(name, cfg, backends) for name, cfg in policy.detectors.items()}
+    shared = SharedResources()  # per runtime: a reload loads fresh models, the old ones close with the old runtime
+    detectors = {name: build_detector(name, cfg, backends, shared) for name, cfg in policy.detectors.items()}
     return (
         detectors,
         Chain.build("input", compile_steps("input", policy.input, detectors)),

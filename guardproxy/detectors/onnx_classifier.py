@@ -1,0 +1,304 @@
+"""Text classifiers served from an int8 ONNX export with onnxruntime + tokenizers (no torch).
+
+A model directory holds `model.onnx`, `tokenizer.json` and `model_card.json` (written by
+`guardproxy.trainer.classifier`). Texts longer than one window are scored over overlapping windows and the
+highest-scoring window wins, so an instruction planted at the end of a long document is not truncated away.
+
+The detector's score is calibrated so that 0.5 is the operating point chosen on validation (the model card's
+threshold, e.g. the one giving 1% false positives): a policy step with the default `threshold: 0.5` gets the
+validated trade-off, and a step may move along the curve (0.7 = stricter) without knowing raw probabilities.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections import OrderedDict
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, ClassVar, Literal
+
+import numpy as np
+import numpy.typing as npt
+
+from guardproxy.core import Context, Detection, Span
+from guardproxy.detectors.configs import InjectionClassifierConfig, ModerationClassifierConfig
+from guardproxy.detectors.model_files import default_models_root, resolve_model_dir
+from guardproxy.detectors.shared import SharedResources
+from guardproxy.errors import DetectorFailed
+
+FloatArray = npt.NDArray[np.float32]
+
+
+def window_starts(n_tokens: int, window: int, stride: int) -> list[int]:
+    """Start offsets of windows of `window` tokens overlapping by `stride`; the last one ends at the text's end."""
+    if n_tokens <= window:
+        return [0]
+    step = window - stride
+    starts = list(range(0, n_tokens - window, step))
+    starts.append(n_tokens - window)
+    return starts
+
+
+def calibrate(p: FloatArray, threshold: float) -> FloatArray:
+    """Monotone map of probabilities with `threshold` -> 0.5, 0 -> 0 and 1 -> 1."""
+    low = 0.5 * p / threshold
+    high = 0.5 + 0.5 * (p - threshold) / (1.0 - threshold)
+    return np.where(p < threshold, low, high).astype(np.float32)
+
+
+@dataclass(frozen=True, slots=True)
+class WindowScores:
+    """Per-window class probabilities of one text and the character range each window covers."""
+
+    probs: FloatArray  # shape [windows, classes]
+    char_spans: tuple[tuple[int, int], ...]
+
+
+class OnnxTextClassifier:
+    """The synchronous core: tokenise, window, run onnxruntime. Shared by the detector, trainer and bench."""
+
+    def __init__(
+        self,
+        model_dir: str | Path,
+        *,
+        max_length: int | None = None,
+        stride: int | None = None,
+        threads: int = 2,
+        batch_size: int = 8,
+    ) -> None:
+        self.model_dir = resolve_model_dir(model_dir)
+        try:
+            self._load(threads=threads, max_length=max_length, stride=stride)
+        except DetectorFailed:
+            raise
+        except Exception as exc:  # a broken card, tokenizer or ONNX file: onnxruntime errors are untyped
+            raise DetectorFailed(f"cannot load the model in {self.model_dir}: {type(exc).__name__}: {exc}") from exc
+        self.batch_size = batch_size
+
+    def _load(self, *, threads: int, max_length: int | None, stride: int | None) -> None:
+        import onnxruntime as ort  # type: ignore[import-untyped]
+        from tokenizers import Tokenizer
+
+        self.card: dict[str, Any] = json.loads((self.model_dir / "model_card.json").read_text(encoding="utf-8"))
+        serving = self.card["serving"]
+        self.labels: list[str] = list(self.card["labels"])
+        self.head: Literal["softmax", "sigmoid"] = serving["head"]
+        self.max_length = int(max_length or serving["max_length"])
+        self.stride = int(serving["stride"] if stride is None else stride)
+        if not 0 <= self.stride < self.max_length - 2:
+            raise DetectorFailed(f"stride {self.stride} must be below max_length - 2 ({self.max_length - 2})")
+
+        self.tokenizer = Tokenizer.from_file(str(self.model_dir / serving["tokenizer_file"]))
+        self.tokenizer.no_truncation()
+        self.tokenizer.no_padding()
+        self.cls_id = int(serving["cls_token_id"])
+        self.sep_id = int(serving["sep_token_id"])
+
+        opts = ort.SessionOptions()
+        opts.intra_op_num_threads = threads
+        opts.inter_op_num_threads = 1
+        opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+        opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        self.session = ort.InferenceSession(
+            str(self.model_dir / serving["onnx_file"]), opts, providers=["CPUExecutionProvider"]
+        )
+        self.input_names = {i.name for i in self.session.get_inputs()}
+
+    def _run(self, ids: npt.NDArray[np.int64]) -> FloatArray:
+        feeds: dict[str, npt.NDArray[np.int64]] = {"input_ids": ids}
+        if "attention_mask" in self.input_names:
+            feeds["attention_mask"] = np.ones_like(ids)
+        if "token_type_ids" in self.input_names:
+            feeds["token_type_ids"] = np.zeros_like(ids)
+        logits: FloatArray = np.asarray(self.session.run(["logits"], feeds)[0], dtype=np.float32)
+        probs: npt.NDArray[np.floating[Any]]
+        if self.head == "sigmoid":
+            probs = 1.0 / (1.0 + np.exp(-logits))
+        else:
+            shifted = np.exp(logits - logits.max(axis=1, keepdims=True))
+            probs = shifted / shifted.sum(axis=1, keepdims=True)
+        return probs.astype(np.float32)
+
+    def score(self, text: str) -> WindowScores:
+        enc = self.tokenizer.encode(text, add_special_tokens=False)
+        ids = np.asarray(enc.ids, dtype=np.int64)
+        offsets = enc.offsets
+        window = self.max_length - 2
+        starts = window_starts(len(ids), window, self.stride)
+        rows = [np.concatenate(([self.cls_id], ids[s : s + window], [self.sep_id])) for s in starts]
+        probs = np.concatenate(
+            [self._run(np.stack(rows[i : i + self.batch_size])) for i in range(0, len(rows), self.batch_size)]
+        )
+        spans = tuple(
+            (offsets[s][0], offsets[min(s + window, len(ids)) - 1][1]) if len(ids) else (0, 0) for s in starts
+        )
+        return WindowScores(probs=probs, char_spans=spans)
+
+
+class ClassifierService:
+    """One loaded model serving every detector that uses it: one worker thread (onnxruntime already uses
+    `threads` cores per call, and queued calls beat oversubscription) and a small cache of recent texts, so
+    detectors reading different outputs of one model (injection, moderation) share one forward pass."""
+
+    def __init__(self, classifier: OnnxTextClassifier, cache_size: int = 64) -> None:
+        self.classifier = classifier
+        self._cache: OrderedDict[str, WindowScores] = OrderedDict()
+        self._cache_size = cache_size
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="onnx-classifier")
+
+    def score_sync(self, text: str) -> WindowScores:
+        """Only ever called on the worker thread, so the cache needs no lock."""
+        hit = self._cache.get(text)
+        if hit is not None:
+            self._cache.move_to_end(text)
+            return hit
+        scores = self.classifier.score(text)
+        self._cache[text] = scores
+        if len(self._cache) > self._cache_size:
+            self._cache.popitem(last=False)
+        return scores
+
+    async def score(self, text: str) -> WindowScores:
+        return await asyncio.get_running_loop().run_in_executor(self._executor, self.score_sync, text)
+
+    def close(self) -> None:
+        self._executor.shutdown(wait=False, cancel_futures=True)
+
+
+ClassifierConfig = InjectionClassifierConfig | ModerationClassifierConfig
+
+
+class OnnxClassifierDetector:
+    """A `Detector` over one group of a model's outputs, with the model card's calibrated operating points.
+
+    softmax model: the score is P(any positive class) in the worst window, one threshold.
+    sigmoid model: each label of the detector's group has its own threshold; the score is the highest
+    calibrated label score, and the labels above their operating point are reported.
+    Subclasses name the shipped model and the group they serve.
+    """
+
+    scope: Literal["text", "request"] = "text"
+    uses_shared: ClassVar[bool] = True
+    default_model: ClassVar[str] = ""  # a directory name under default_models_root()
+    group: ClassVar[str] = ""  # the model card group this detector serves
+
+    def __init__(self, name: str, config: ClassifierConfig, shared: SharedResources) -> None:
+        self.name = name
+        self._closed = False
+        model_dir = resolve_model_dir(config.model_path or default_models_root() / self.default_model)
+        self._shared = shared
+        self._key = ("onnx_classifier", str(model_dir.resolve()), config.max_length, config.stride, config.threads)
+        self.service: ClassifierService = shared.acquire(
+            self._key,
+            lambda: ClassifierService(
+                OnnxTextClassifier(
+                    model_dir,
+                    max_length=config.max_length,
+                    stride=config.stride,
+                    threads=config.threads,
+                    batch_size=config.batch_size,
+                )
+            ),
+        )
+        try:
+            self.columns, self.thresholds = self._operating_points(config)
+        except DetectorFailed:
+            self.close()
+            raise
+
+    def _operating_points(self, config: ClassifierConfig) -> tuple[list[int], FloatArray]:
+        clf = self.service.classifier
+        card = clf.card
+        if clf.head == "softmax":
+            columns = [i for i, label in enumerate(clf.labels) if label in card["positive_labels"]]
+            threshold = getattr(config, "threshold", None) or card["threshold"]
+            return columns, np.asarray([threshold], np.float32)
+        groups: dict[str, list[str]] = card.get("groups") or {}
+        members = groups.get(self.group)
+        if members is None:
+            raise DetectorFailed(f"{self.name}: {clf.model_dir} has no {self.group!r} outputs (groups: {list(groups)})")
+        wanted = getattr(config, "categories", None)
+        if wanted is not None:
+            unknown = sorted(set(wanted) - set(members))
+            if unknown:
+                raise DetectorFailed(f"{self.name}: unknown categories {unknown}; the model has {members}")
+            members = [m for m in members if m in wanted]
+        overrides: dict[str, float] = getattr(config, "thresholds", {})
+        unknown = sorted(set(overrides) - set(members))
+        if unknown:
+            raise DetectorFailed(f"{self.name}: thresholds for unknown categories {unknown}; the model has {members}")
+        columns = [clf.labels.index(m) for m in members]
+        thresholds = [overrides.get(m, card["thresholds"][m]) for m in members]
+        return columns, np.asarray(thresholds, np.float32)
+
+    def label_scores(self, scores: WindowScores) -> dict[str, float]:
+        """Calibrated score (0.5 = operating point) of each label of this detector's group, max over windows."""
+        clf = self.service.classifier
+        if clf.head == "softmax":
+            return {}
+        probs = scores.probs[:, self.columns].max(axis=0)
+        calibrated = [float(calibrate(probs[j : j + 1], float(t))[0]) for j, t in enumerate(self.thresholds)]
+        return {clf.labels[c]: v for c, v in zip(self.columns, calibrated, strict=True)}
+
+    def decide(self, scores: WindowScores) -> Detection:
+        clf = self.service.classifier
+        labels = clf.labels
+        picked = scores.probs[:, self.columns]  # [windows, labels of this group]
+        # softmax: one operating point on P(any positive class), labelled with the likeliest positive class.
+        per_label = picked.sum(axis=1, keepdims=True) if clf.head == "softmax" else picked
+        calibrated = np.stack([calibrate(per_label[:, j], float(t)) for j, t in enumerate(self.thresholds)], 1)
+        window, column = np.unravel_index(int(np.argmax(calibrated)), calibrated.shape)
+        score = float(calibrated[window, column])
+        if clf.head == "softmax":
+            top = labels[self.columns[int(np.argmax(picked[window]))]]
+            fired: tuple[str, ...] = (top,) if score >= 0.5 else ()
+        else:
+            best = calibrated.max(axis=0)
+            fired = tuple(labels[c] for j, c in enumerate(self.columns) if best[j] >= 0.5)
+        start, end = scores.char_spans[window]
+        explanation = (
+            f"{labels[self.columns[int(column)]] if clf.head == 'sigmoid' else 'p'}="
+            f"{float(per_label[window, column]):.3f} in window {int(window) + 1}/{len(scores.char_spans)} "
+            f"(chars {start}-{end})"
+        )
+        spans = tuple(Span(start, end, label, score) for label in fired)
+        return Detection(score=score, labels=fired, spans=spans, explanation=explanation)
+
+    def detect_sync(self, text: str) -> Detection:
+        if not text.strip():
+            return Detection(score=0.0)
+        return self.decide(self.service.score_sync(text))
+
+    async def detect(self, text: str, ctx: Context) -> Detection:
+        if not text.strip():
+            return Detection(score=0.0)
+        try:
+            return self.decide(await self.service.score(text))
+        except DetectorFailed:
+            raise
+        except Exception as exc:  # onnxruntime raises its own, untyped errors: map them at the boundary
+            raise DetectorFailed(f"{self.name}: {type(exc).__name__}: {exc}") from exc
+
+    def close(self) -> None:
+        if not self._closed:  # releasing twice would close the model under another detector
+            self._closed = True
+            self._shared.release(self._key, lambda service: service.close())
+
+    async def aclose(self) -> None:
+        self.close()
+
+
+class InjectionClassifierDetector(OnnxClassifierDetector):
+    """`type: injection_classifier`: prompt injection and jailbreak, served from models/injection-classifier."""
+
+    default_model = "guard-classifier"
+    group = "injection"
+
+
+class ModerationClassifierDetector(OnnxClassifierDetector):
+    """`type: moderation_classifier`: OpenAI moderation categories, served from models/guard-classifier."""
+
+    default_model = "guard-classifier"
+    group = "moderation"
