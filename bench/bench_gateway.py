@@ -1,4 +1,4 @@
-"""Gateway benchmark: direct upstream vs guardproxy (shipped non-ML policy) vs LiteLLM proxy (no guardrails).
+"""Gateway benchmark: direct upstream vs guardproxy (rules-only policy, bench/policy.rules-only.yaml) vs LiteLLM proxy (no guardrails).
 
 One run starts a fast local OpenAI-compatible upstream, then measures each target in turn (never two at once),
 each server with one worker process, at each concurrency: a warm-up (discarded), then a fixed-duration closed-loop
@@ -81,7 +81,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--duration", type=float, default=10.0, help="measured seconds per point")
     parser.add_argument("--warmup", type=float, default=2.0, help="discarded seconds before each point")
     parser.add_argument("--guardproxy-bin", default=_default_guardproxy_bin())
-    parser.add_argument("--policy", type=Path, default=REPO_DIR / "policy.yaml", help="guardproxy policy file")
+    parser.add_argument(
+        "--policy", type=Path, default=REPO_DIR / "bench" / "policy.rules-only.yaml", help="guardproxy policy file"
+    )
     parser.add_argument("--litellm-bin", default=_default_litellm_bin())
     parser.add_argument("--litellm-config", type=Path, default=BENCH_DIR / "litellm_config.yaml")
     parser.add_argument("--loadgen", choices=["auto", "wrk", "python"], default="auto")

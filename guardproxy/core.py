@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -27,6 +28,9 @@ class Detection:
     labels: tuple[str, ...] = ()
     spans: tuple[Span, ...] = ()
     explanation: str = ""
+    # Per-category scores on the detector's own scale (0.5 = its operating point), for detectors with several
+    # categories (moderation): /v1/moderations reports them and a step fires a category at its threshold.
+    label_scores: Mapping[str, float] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)

@@ -264,7 +264,8 @@ class OnnxClassifierDetector:
             f"(chars {start}-{end})"
         )
         spans = tuple(Span(start, end, label, score) for label in fired)
-        return Detection(score=score, labels=fired, spans=spans, explanation=explanation)
+        label_scores = self.label_scores(scores) if clf.head == "sigmoid" else {}
+        return Detection(score=score, labels=fired, spans=spans, explanation=explanation, label_scores=label_scores)
 
     def detect_sync(self, text: str) -> Detection:
         if not text.strip():

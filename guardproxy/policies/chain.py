@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Literal
 
 import structlog
@@ -45,6 +45,7 @@ class StepResult:
     spans: tuple[Span, ...]
     latency_ms: float
     error: str | None = None
+    label_scores: Mapping[str, float] = field(default_factory=dict)
 
     @property
     def blocks(self) -> bool:
@@ -121,7 +122,9 @@ def _judge(step: CompiledStep, d: Detection, started: float) -> StepResult:
     # threshold are what redact/anonymize act on, and any of them fires the step too.
     fired = d.score >= step.threshold or bool(spans)
     latency = (time.perf_counter() - started) * 1000.0
-    return StepResult(step, True, fired, d.score, d.labels if fired else (), spans, latency)
+    # A category the detector scores fires at the step's threshold, not the detector's default one.
+    labels = tuple(x for x in d.labels if d.label_scores.get(x, 1.0) >= step.threshold) if fired else ()
+    return StepResult(step, True, fired, d.score, labels, spans, latency, label_scores=d.label_scores)
 
 
 def fold(results: Sequence[StepResult]) -> Verdict:

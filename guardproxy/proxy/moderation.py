@@ -36,10 +36,13 @@ def moderation_result(verdict: Verdict) -> JSON:
         score = r.score or 0.0
         categories[key] = categories.get(key, False) or r.fired
         scores[key] = max(scores.get(key, 0.0), score)
+        for label, label_score in r.label_scores.items():  # a moderation model scores every category
+            if label in scores:
+                scores[label] = max(scores[label], label_score)
         for label in r.labels:
             if label in scores:
                 categories[label] = categories[label] or r.fired
-                scores[label] = max(scores[label], score)
+                scores[label] = max(scores[label], r.label_scores.get(label, score))
     return {
         "flagged": any(r.fired or r.blocks for r in verdict.results),
         "categories": categories,
