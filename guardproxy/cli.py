@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -53,6 +54,36 @@ def _parser() -> argparse.ArgumentParser:
     export.add_argument("--db", required=True, help="Audit SQLite file.")
     export.add_argument("--blocked", action="store_true", help="Only blocked requests.")
     export.add_argument("--since", help="ISO date/time, or relative: 15m, 2h, 7d.")
+    label = audit.add_parser("label", help="Label a logged decision (feedback for the trainer); prints it as JSON.")
+    label.add_argument("request_id", metavar="ID", help="The x-guardproxy-request-id of the response.")
+    label.add_argument(
+        "--as", dest="label", required=True, choices=["false_positive", "false_negative", "correct"], help="The label."
+    )
+    label.add_argument("--note", default="", help="Why (PII in it is redacted before it is stored).")
+    label.add_argument("--db", default="./guardproxy-audit.db", help="Audit SQLite file (default: %(default)s).")
+    label.add_argument("--user", help="Who labels it (default: $USER).")
+    feedback = audit.add_parser("feedback", help="Print stored feedback as JSON lines, oldest first.")
+    feedback.add_argument("--db", required=True, help="Audit SQLite file.")
+    feedback.add_argument("--since", help="ISO date/time, or relative: 15m, 2h, 7d.")
+
+    replay = sub.add_parser(
+        "replay",
+        help="Re-run a new policy's steps over the audit log and report which decisions would change.",
+        description="Replays stored (redacted) records through NEW.yaml's input and output steps and compares "
+        "with the decisions made then: newly blocked / newly allowed request ids, per-step fired counts, and how "
+        "requests with reviewer feedback fare. See docs/feedback-and-replay.md.",
+    )
+    replay.add_argument("--policy", required=True, type=Path, metavar="NEW.yaml", help="The policy to try.")
+    replay.add_argument("--db", required=True, help="Audit SQLite file.")
+    replay.add_argument("--since", help="Only records at or after: ISO date/time, or relative: 15m, 2h, 7d.")
+    replay.add_argument("--limit", type=int, help="At most N records (the oldest first).")
+    replay.add_argument("--out", type=Path, metavar="report.json", help="Also write the full report as JSON.")
+    replay.add_argument(
+        "--no-carry-over",
+        action="store_true",
+        help="Judge only the stored text (for logs kept with audit.store_raw); default also counts a step as fired "
+        "when the record shows its detector firing then, since redaction hid what it found.",
+    )
     return p
 
 
@@ -83,10 +114,25 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         return train_main(args.train_args)
     if args.command == "audit":
-        from guardproxy.audit.export import export_records
+        return _audit(args)
+    if args.command == "replay":
+        from guardproxy.evaluation.replay import run_replay
 
-        return export_records(args.db, blocked=args.blocked, since=args.since, out=sys.stdout)
+        return run_replay(
+            args.policy, args.db, since=args.since, limit=args.limit, out=args.out, carry_over=not args.no_carry_over
+        )
     raise AssertionError(args.command)
+
+
+def _audit(args: argparse.Namespace) -> int:
+    from guardproxy.audit.export import export_feedback, export_records, label_record
+
+    if args.audit_command == "label":
+        user = args.user or os.environ.get("USER") or "unknown"
+        return label_record(args.db, args.request_id, label=args.label, actor=user, note=args.note)
+    if args.audit_command == "feedback":
+        return export_feedback(args.db, since=args.since, out=sys.stdout)
+    return export_records(args.db, blocked=args.blocked, since=args.since, out=sys.stdout)
 
 
 def _serve(args: argparse.Namespace) -> int:

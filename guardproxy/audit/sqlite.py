@@ -15,10 +15,13 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
+from guardproxy.audit.feedback import FEEDBACK_LABELS, Feedback, FeedbackLabel
 from guardproxy.audit.records import BLOCKED_OUTCOMES, AuditRecord
+from guardproxy.audit.store import UnknownRequest
+from guardproxy.detectors.pii_regex import find_pii, redact_text
 
 # Migration N (1-based) takes the schema from version N-1 to N; `PRAGMA user_version` records it.
-# Later issues append here (e.g. a `feedback` table keyed by request_id for reviewer labels).
+# Statements are idempotent (IF NOT EXISTS) so a half-applied migration from a crash re-runs cleanly.
 _MIGRATIONS: tuple[tuple[str, ...], ...] = (
     (
         """CREATE TABLE audit_records (
@@ -44,6 +47,22 @@ _MIGRATIONS: tuple[tuple[str, ...], ...] = (
         "CREATE INDEX audit_records_ts ON audit_records (ts)",
         "CREATE INDEX audit_records_outcome_ts ON audit_records (outcome, ts)",
     ),
+    (
+        # Reviewer/client labels. Several rows per request (history); consumers take the latest.
+        # No FOREIGN KEY clause: SQLite does not enforce it by default; add_feedback checks in its transaction.
+        f"""CREATE TABLE IF NOT EXISTS feedback (
+            id INTEGER PRIMARY KEY AUTOINCREMENT,
+            request_id TEXT NOT NULL,
+            label TEXT NOT NULL CHECK (label IN ({", ".join(repr(label) for label in FEEDBACK_LABELS)})),
+            actor TEXT NOT NULL,
+            ts REAL NOT NULL,
+            note TEXT NOT NULL,
+            stage TEXT CHECK (stage IN ('input', 'output')),
+            step TEXT
+        )""",
+        "CREATE INDEX IF NOT EXISTS feedback_request ON feedback (request_id, id)",
+        "CREATE INDEX IF NOT EXISTS feedback_ts ON feedback (ts, id)",
+    ),
 )
 SCHEMA_VERSION = len(_MIGRATIONS)
 
@@ -52,6 +71,7 @@ _COLUMNS = (
     " prompt_tokens, completion_tokens, steps, input_text, output_text, error, meta"
 )
 _INSERT = f"INSERT INTO audit_records ({_COLUMNS}) VALUES ({', '.join('?' * len(_COLUMNS.split(',')))})"
+_FEEDBACK_COLUMNS = "id, request_id, label, actor, ts, note, stage, step"
 _BUSY_TIMEOUT_S = 5.0
 # Built once: json.dumps with non-default options constructs an encoder on every call.
 _STEPS_JSON = json.JSONEncoder(separators=(",", ":"))
@@ -83,6 +103,39 @@ class SQLiteAuditStore:
         except BaseException:
             self._abort(conn)
             raise
+
+    def add_feedback(self, fb: Feedback) -> int:
+        """Any thread: a short-lived connection of its own, so it never touches the sink's writer."""
+        self._check_open()
+        if fb.label not in FEEDBACK_LABELS:
+            raise ValueError(f"feedback label must be one of {', '.join(FEEDBACK_LABELS)}, got {fb.label!r}")
+        row = (
+            fb.request_id,
+            fb.label,
+            fb.actor,
+            fb.ts,
+            scrub_pii(fb.note),
+            fb.stage,
+            None if fb.step is None else scrub_pii(fb.step),
+        )
+        with contextlib.closing(self._connect()) as conn:
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                if (
+                    conn.execute("SELECT 1 FROM audit_records WHERE request_id = ?", (fb.request_id,)).fetchone()
+                    is None
+                ):
+                    raise UnknownRequest(fb.request_id)
+                cursor = conn.execute(
+                    "INSERT INTO feedback (request_id, label, actor, ts, note, stage, step) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                    row,
+                )
+                conn.execute("COMMIT")
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+        assert cursor.lastrowid is not None
+        return cursor.lastrowid
 
     def close(self) -> None:
         if self._writer is not None:
@@ -120,6 +173,26 @@ class SQLiteAuditStore:
         with contextlib.closing(self._reader()) as conn:
             row = conn.execute(f"SELECT {_COLUMNS} FROM audit_records WHERE request_id = ?", (request_id,)).fetchone()
         return None if row is None else _record(row)
+
+    def feedback(self, *, since: float | None = None, request_id: str | None = None) -> Iterator[Feedback]:
+        self._check_open()
+        where: list[str] = []
+        params: list[Any] = []
+        if since is not None:
+            where.append("ts >= ?")
+            params.append(since)
+        if request_id is not None:
+            where.append("request_id = ?")
+            params.append(request_id)
+        sql = f"SELECT {_FEEDBACK_COLUMNS} FROM feedback"
+        if where:
+            sql += " WHERE " + " AND ".join(where)
+        return self._iter_feedback(sql + " ORDER BY ts, id", params)
+
+    def _iter_feedback(self, sql: str, params: list[Any]) -> Iterator[Feedback]:
+        with contextlib.closing(self._reader()) as conn:
+            for row in conn.execute(sql, params):
+                yield _feedback(row)
 
     def _iter_rows(self, sql: str, params: list[Any]) -> Iterator[AuditRecord]:
         # Rows stream from the cursor: an export of millions of records stays in constant memory.
@@ -188,6 +261,31 @@ class SQLiteAuditStore:
             except BaseException:
                 conn.execute("ROLLBACK")
                 raise
+
+
+def scrub_pii(text: str) -> str:
+    """The audit log's PII safety net (validated regexes), as the proxy's audit writer applies it."""
+    return redact_text(text, find_pii(text)) if text else text
+
+
+def _feedback(row: sqlite3.Row) -> Feedback:
+    stage = row["stage"]
+    return Feedback(
+        request_id=row["request_id"],
+        label=_label(row["label"]),
+        actor=row["actor"],
+        ts=float(row["ts"]),
+        note=row["note"],
+        stage="input" if stage == "input" else "output" if stage == "output" else None,
+        step=row["step"],
+    )
+
+
+def _label(value: str) -> FeedbackLabel:
+    for label in FEEDBACK_LABELS:
+        if value == label:
+            return label
+    raise ValueError(f"feedback table holds an unknown label {value!r}")
 
 
 def _row(record: AuditRecord) -> tuple[Any, ...]:

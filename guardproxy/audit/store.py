@@ -3,11 +3,13 @@ stateless replicas implements the same protocol, so callers never change."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from typing import Protocol, runtime_checkable
 
+from guardproxy.audit.feedback import Feedback
 from guardproxy.audit.records import AuditRecord
-from guardproxy.audit.sqlite import SQLiteAuditStore
+
+__all__ = ["AuditStore", "UnknownRequest", "UnsupportedStore", "latest_feedback", "open_store"]
 
 
 @runtime_checkable
@@ -27,7 +29,36 @@ class AuditStore(Protocol):
 
     def get(self, request_id: str) -> AuditRecord | None: ...
 
+    def add_feedback(self, fb: Feedback) -> int:
+        """Store one feedback row (several per request are kept: history) and return its id.
+
+        The note (and step name) are scrubbed of PII before they are written, whatever the caller.
+        Raises `UnknownRequest` when `fb.request_id` is not in the audit log. Synchronous and safe
+        from any thread: call it via `asyncio.to_thread` from the event loop.
+        """
+        ...
+
+    def feedback(self, *, since: float | None = None, request_id: str | None = None) -> Iterator[Feedback]:
+        """Feedback oldest first (by `ts`, then insertion); `since` is a unix timestamp (inclusive)."""
+        ...
+
     def close(self) -> None: ...
+
+
+class UnknownRequest(LookupError):
+    """Feedback for a request id that is not in the audit log (never logged, or not written yet)."""
+
+    def __init__(self, request_id: str) -> None:
+        super().__init__(f"no audit record with request id {request_id!r}")
+        self.request_id = request_id
+
+
+def latest_feedback(items: Iterable[Feedback]) -> dict[str, Feedback]:
+    """The feedback that counts for each request id: the latest one (items given oldest first)."""
+    latest: dict[str, Feedback] = {}
+    for fb in items:
+        latest[fb.request_id] = fb
+    return latest
 
 
 class UnsupportedStore(ValueError):
@@ -39,6 +70,9 @@ def open_store(path_or_url: str) -> AuditStore:
 
     A plain path or `sqlite:///path` opens the embedded SQLite store.
     """
+    # Imported here: the implementation imports this module's types, the protocol needs none of it.
+    from guardproxy.audit.sqlite import SQLiteAuditStore
+
     scheme, sep, rest = path_or_url.partition("://")
     if not sep:
         return SQLiteAuditStore(path_or_url)

@@ -26,6 +26,7 @@ from guardproxy.policies.loader import load_policy, policy_fingerprint
 from guardproxy.policies.schema import Policy
 from guardproxy.policies.watcher import PolicyWatcher
 from guardproxy.proxy.audit_sink import AuditSink
+from guardproxy.proxy.feedback import feedback_route
 from guardproxy.proxy.gateway import Gateway, JSONResult, client_label, new_request_id
 from guardproxy.proxy.metrics import Metrics
 from guardproxy.proxy.runtime import RuntimeHolder, build_runtime
@@ -42,8 +43,9 @@ _decode = msgspec.json.Decoder().decode
 def create_app(settings: Settings) -> Litestar:
     policy = load_policy(settings.policy_path)
     holder = RuntimeHolder(build_runtime(policy))
+    store = open_store(policy.audit.path)
     sink = AuditSink(
-        open_store(policy.audit.path),
+        store,
         queue_size=policy.audit.queue_size,
         on_full=policy.audit.on_full,
         scrub=None if policy.audit.store_raw else _scrub_pii,
@@ -135,7 +137,16 @@ def create_app(settings: Settings) -> Litestar:
             await sink.aclose()
 
     return Litestar(
-        route_handlers=[chat_completions, completions, embeddings, moderations, models, healthz, prometheus],
+        route_handlers=[
+            chat_completions,
+            completions,
+            embeddings,
+            moderations,
+            models,
+            healthz,
+            prometheus,
+            feedback_route(store, sink, request_id_header=REQUEST_ID_HEADER),
+        ],
         exception_handlers={Exception: _render_error},
         lifespan=[lifespan],
         request_max_body_size=None,

@@ -1,0 +1,159 @@
+"""`POST /v1/feedback`: a client or reviewer labels a logged decision (the sidecar trainer's signal).
+
+    {"request_id": "...", "label": "false_positive" | "false_negative" | "correct",
+     "note": "...", "stage": "input" | "output", "step": "input.0.injection"}   -> 201 {"id", "request_id", "label"}
+
+The actor is the `x-guardproxy-user` header when present, else a fingerprint of the credential the
+gateway also puts in audit records (`key:` + 12 hex of sha256 of the Authorization header, so the two
+can be joined), else `anonymous`. The header is taken as is: deploy behind an auth layer that sets it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import time
+from typing import Any
+
+import msgspec
+from litestar import Request, Response, post
+from litestar.handlers import HTTPRouteHandler
+
+from guardproxy.audit.feedback import FEEDBACK_LABELS, Feedback
+from guardproxy.audit.store import AuditStore, UnknownRequest
+from guardproxy.errors import BodyTooLarge, GuardproxyError, InvalidRequest
+from guardproxy.proxy.audit_sink import AuditSink
+from guardproxy.proxy.gateway import new_request_id
+
+AnyRequest = Request[Any, Any, Any]
+USER_HEADER = "x-guardproxy-user"
+MAX_BODY_BYTES = 64 * 1024
+MAX_NOTE_CHARS = 4000
+MAX_NAME_CHARS = 200
+# A client may send feedback the moment its answer arrives, before the audit writer has stored the
+# record (it batches for up to ~50 ms): wait at most this long for what was queued to be written.
+SETTLE_TIMEOUT_S = 2.0
+_FIELDS = frozenset({"request_id", "label", "note", "stage", "step"})
+_decode = msgspec.json.Decoder().decode
+_encode = msgspec.json.Encoder().encode
+
+
+class RequestNotFound(GuardproxyError):
+    """Feedback names a request id the audit log does not hold."""
+
+    status = 404
+    type = "invalid_request_error"
+    code = "request_not_found"
+
+
+def actor_of(authorization: str | None, user: str | None) -> str:
+    """Who gave the feedback, without ever keeping a credential."""
+    if user and user.strip():
+        return user.strip()[:MAX_NAME_CHARS]
+    if authorization:
+        return "key:" + hashlib.sha256(authorization.encode()).hexdigest()[:12]
+    return "anonymous"
+
+
+def parse_feedback(raw: bytes, *, actor: str, now: float) -> Feedback:
+    """The request body as a `Feedback`, or InvalidRequest naming the field that is wrong."""
+    try:
+        body = _decode(raw)
+    except msgspec.DecodeError as exc:
+        raise InvalidRequest(f"We could not parse the JSON body of your request: {exc}.") from None
+    if not isinstance(body, dict):
+        raise InvalidRequest("The request body must be a JSON object.")
+    unknown = sorted(set(body) - _FIELDS)
+    if unknown:
+        raise InvalidRequest(f"Unknown field(s): {', '.join(unknown)}.", param=unknown[0])
+    request_id = body.get("request_id")
+    if not isinstance(request_id, str) or not request_id.strip():
+        raise InvalidRequest("'request_id' is required: the x-guardproxy-request-id of a response.", param="request_id")
+    label = next((known for known in FEEDBACK_LABELS if known == body.get("label")), None)
+    if label is None:
+        raise InvalidRequest(
+            f"'label' must be one of {', '.join(FEEDBACK_LABELS)}, got {body.get('label')!r}.", param="label"
+        )
+    stage = body.get("stage")
+    if stage not in (None, "input", "output"):
+        raise InvalidRequest(f"'stage' must be 'input', 'output' or absent, got {stage!r}.", param="stage")
+    note = _optional_str(body, "note", MAX_NOTE_CHARS) or ""
+    return Feedback(
+        request_id=request_id.strip(),
+        label=label,
+        actor=actor,
+        ts=now,
+        note=note,
+        stage="input" if stage == "input" else "output" if stage == "output" else None,
+        step=_optional_str(body, "step", MAX_NAME_CHARS),
+    )
+
+
+def _optional_str(body: dict[str, Any], name: str, limit: int) -> str | None:
+    value = body.get(name)
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise InvalidRequest(f"'{name}' must be a string.", param=name)
+    if len(value) > limit:
+        raise InvalidRequest(f"'{name}' is longer than {limit} characters.", param=name)
+    return value
+
+
+async def store_feedback(store: AuditStore, sink: AuditSink, fb: Feedback) -> int:
+    """Write off the event loop; on an unknown id, let records queued before now reach the store, then retry."""
+    try:
+        return await asyncio.to_thread(store.add_feedback, fb)
+    except UnknownRequest:
+        if not await _settle(sink):
+            raise
+    return await asyncio.to_thread(store.add_feedback, fb)
+
+
+async def _settle(sink: AuditSink) -> bool:
+    """Wait until every record accepted before this call is written (or given up). False: nothing was pending."""
+    stats = sink.stats()
+    target = stats.accepted
+    if stats.written + stats.quarantined + stats.abandoned >= target:
+        return False
+    deadline = time.monotonic() + SETTLE_TIMEOUT_S
+    while time.monotonic() < deadline:
+        await asyncio.sleep(0.01)
+        stats = sink.stats()
+        if stats.written + stats.quarantined + stats.abandoned >= target:
+            break
+    return True
+
+
+def feedback_route(store: AuditStore, sink: AuditSink, *, request_id_header: str) -> HTTPRouteHandler:
+    """The route handler, bound to the app's audit store and sink (no module-level state)."""
+
+    @post("/v1/feedback", status_code=201)
+    async def feedback(request: AnyRequest) -> Response[bytes]:
+        # This call's own id (for its response and error body), not the id being labelled.
+        request.state.request_id = new_request_id()
+        raw = await _read_body(request)
+        actor = actor_of(request.headers.get("authorization"), request.headers.get(USER_HEADER))
+        fb = parse_feedback(raw, actor=actor, now=time.time())
+        try:
+            feedback_id = await store_feedback(store, sink, fb)
+        except UnknownRequest:
+            raise RequestNotFound(
+                f"No audit record has the request id '{fb.request_id}'.", param="request_id"
+            ) from None
+        body = {"id": feedback_id, "object": "feedback", "request_id": fb.request_id, "label": fb.label}
+        headers = {request_id_header: request.state.request_id}
+        return Response(_encode(body), status_code=201, media_type="application/json", headers=headers)
+
+    return feedback
+
+
+async def _read_body(request: AnyRequest) -> bytes:
+    parts: list[bytes] = []
+    size = 0
+    async for part in request.stream():
+        size += len(part)
+        if size > MAX_BODY_BYTES:
+            raise BodyTooLarge(f"A feedback body is limited to {MAX_BODY_BYTES} bytes.")
+        parts.append(part)
+    return b"".join(parts)
