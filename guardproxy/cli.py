@@ -49,6 +49,14 @@ def _parser() -> argparse.ArgumentParser:
     train.add_argument("train_command", choices=["classifier", "holdout"])
     train.add_argument("train_args", nargs=argparse.REMAINDER, help="Arguments of the step (see its --help).")
 
+    trainer = sub.add_parser(
+        "trainer",
+        help="Sidecar trainer: `trainer dataset build|list|diff|export ...` builds versioned training snapshots "
+        "from the audit log and reviewers' feedback.",
+    )
+    trainer.add_argument("trainer_command", choices=["dataset"])
+    trainer.add_argument("trainer_args", nargs=argparse.REMAINDER, help="Arguments of the step (see its --help).")
+
     audit = sub.add_parser("audit", help="Audit log tools.").add_subparsers(dest="audit_command", required=True)
     export = audit.add_parser("export", help="Print audit records as JSON lines.")
     export.add_argument("--db", required=True, help="Audit SQLite file.")
@@ -105,6 +113,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         from guardproxy.bench import run_bench
 
         return run_bench(args)
+    if args.command == "trainer":
+        from guardproxy.trainer.dataset.cli import cli_main as dataset_main
+
+        return dataset_main(args.trainer_args)
     if args.command == "train":
         if args.train_command == "holdout":
             from guardproxy.trainer.classifier.holdout import cli_main as holdout_main
