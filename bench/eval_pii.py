@@ -18,6 +18,7 @@ false positive in the `lenient` tables, and is in the `strict` ones.
 
     python bench/eval_pii.py                        # held-out tables + bench/results/pii_eval.json
     python bench/eval_pii.py --split tune --show-errors PERSON
+    python bench/eval_pii.py --latency-only --iterations 500   # timings only, nothing written
 """
 
 from __future__ import annotations
@@ -271,6 +272,13 @@ def _percentiles(samples: list[float]) -> dict[str, float]:
     }
 
 
+def _print_latency(t: dict[str, Any]) -> None:
+    print(
+        f"{t['tokens']} spaCy tokens ({t['chars']} chars): sync p50 {t['sync']['p50_ms']} ms p99 {t['sync']['p99_ms']} ms; "
+        f"async detect p50 {t['async_detect']['p50_ms']} ms p99 {t['async_detect']['p99_ms']} ms"
+    )
+
+
 def _print_table(title: str, counts: dict[str, Counts]) -> None:
     print(f"\n{title}")
     print(
@@ -300,6 +308,7 @@ def main() -> int:
     parser.add_argument("--show-errors", metavar="ENTITY", help="print misses and false positives (tune only)")
     parser.add_argument("--iterations", type=int, default=200, help="latency samples per length")
     parser.add_argument("--no-latency", action="store_true")
+    parser.add_argument("--latency-only", action="store_true", help="only time the detector; writes no results")
     parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args()
     if args.show_errors and args.split != "tune":
@@ -309,6 +318,10 @@ def main() -> int:
     began = time.perf_counter()
     detector = PresidioDetector("pii", PresidioConfig(type="presidio", **options))
     build_s = time.perf_counter() - began
+    if args.latency_only:
+        for t in (latency(detector, n, args.iterations) for n in (128, 512)):
+            _print_latency(t)
+        return 0
     entities = [e for e in SCORED if e in detector.analysis.engine.get_supported_entities()]
     detector = PresidioDetector("pii", PresidioConfig(type="presidio", **{"entities": entities, **options}))
     config = detector.analysis.config
@@ -339,10 +352,7 @@ def main() -> int:
     timings = [] if args.no_latency else [latency(detector, n, args.iterations) for n in (128, 512)]
     lag = [] if args.no_latency else [event_loop_lag(detector, 512)]
     for t in timings:
-        print(
-            f"{t['tokens']} spaCy tokens ({t['chars']} chars): sync p50 {t['sync']['p50_ms']} ms p99 {t['sync']['p99_ms']} ms; "
-            f"async detect p50 {t['async_detect']['p50_ms']} ms p99 {t['async_detect']['p99_ms']} ms"
-        )
+        _print_latency(t)
 
     for row in lag:
         print(f"event loop while analysing {row['tokens']} tokens: {row}")

@@ -10,11 +10,19 @@ from typing import Any
 
 import openai
 import pytest
+from threadpoolctl import ThreadpoolController  # type: ignore[import-untyped]
 
 from guardproxy.core import Context, Detection
 from guardproxy.detectors import presidio
 from guardproxy.detectors.configs import CustomDetectorConfig
-from guardproxy.detectors.presidio import PresidioConfig, PresidioDetector, PresidioRecognizerConfig
+from guardproxy.detectors.presidio import (
+    GreedyNer,
+    PresidioConfig,
+    PresidioDetector,
+    PresidioRecognizerConfig,
+    load_pipeline,
+)
+from guardproxy.detectors.presidio_config import STOCK_MODEL
 from guardproxy.detectors.registry import build_detector
 from guardproxy.errors import PolicyInvalid
 from tests.fake_upstream import FakeUpstream, Reply
@@ -169,6 +177,54 @@ async def test_engine_is_built_once_not_per_request(monkeypatch: pytest.MonkeyPa
     await asyncio.gather(*(detector.detect(f"user{i}@example.com", CTX) for i in range(8)))
     assert len(built) == 1
     await detector.aclose()
+
+
+# Entities at the start and end, one-token texts, runs of spaces and line breaks (spaCy makes them
+# tokens, where no entity may start), long entities and a long text.
+DECODER_TEXTS = (
+    "",
+    "Paris",
+    "Maria Gonzalez",
+    "  \n\n Maria   Gonzalez \n",
+    "My name is Maria Gonzalez and I moved from Lisbon to Toronto last year.",
+    "Ship it to:\n1600 Amphitheatre Parkway\nMountain View, CA 94043\nThanks, Sam",
+    "Dr. Jean-Pierre van der Berg of the University of Cape Town met the Prime Minister of New Zealand on 3 March 2021.",
+    "call Ahmed on 020 7946 0958 or write to 12 Rue de Rivoli, 75001 Paris, France.\tBest, O'Neil",
+    "How do I sort a list of numbers in descending order?",
+    " ".join(["David Chen flew from Nairobi to São Paulo with the Red Cross in July."] * 12),
+)
+
+
+@pytest.mark.parametrize("model", [None, STOCK_MODEL])
+def test_greedy_decoder_finds_exactly_spacys_entities(model: str | None) -> None:
+    decoder_nlp = load_pipeline(model, full=False)
+    decoder = GreedyNer.for_pipeline(decoder_nlp)
+    assert decoder is not None
+    reference = load_pipeline(model, full=False)
+    n_entities = 0
+    for text in DECODER_TEXTS:
+        expected = [(e.start_char, e.end_char, e.label_) for e in reference(text).ents]
+        got = [(e.start_char, e.end_char, e.label_) for e in decoder(decoder_nlp.make_doc(text))]
+        assert got == expected, text
+        n_entities += len(expected)
+    assert n_entities > 40
+
+
+def test_full_pipeline_is_decoded_by_spacy() -> None:
+    assert GreedyNer.for_pipeline(load_pipeline(STOCK_MODEL, full=True)) is None
+    detector = PresidioDetector("pii", PresidioConfig(type="presidio", model=STOCK_MODEL, full_pipeline=True))
+    assert detector.analysis.engine.nlp_engine._greedy is None
+    text = "Please email John Smith in Berlin."
+    assert {("PERSON", "John Smith"), ("LOCATION", "Berlin")} <= found(detector.detect_sync(text), text)
+
+
+def test_blas_threads_are_limited_only_during_analysis(detector: PresidioDetector) -> None:
+    blas = ThreadpoolController().select(user_api="blas")
+    before = [info["num_threads"] for info in blas.info()]
+    assert before, "numpy's BLAS should be visible to threadpoolctl"
+    text = "Maria Gonzalez from Lisbon"
+    assert found(detector.detect_sync(text), text) == {("PERSON", "Maria Gonzalez"), ("LOCATION", "Lisbon")}
+    assert [info["num_threads"] for info in blas.info()] == before
 
 
 def test_unknown_entity_and_missing_model_are_policy_errors() -> None:
