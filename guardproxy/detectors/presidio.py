@@ -57,7 +57,7 @@ from thinc.api import Model, NumpyOps
 from threadpoolctl import ThreadpoolController  # type: ignore[import-untyped]
 
 from guardproxy.core import Context, Detection, Span
-from guardproxy.detectors.model_files import default_models_root, resolve_model_dir
+from guardproxy.detectors.model_files import ModelDir, default_models_root, resolve_model_dir
 from guardproxy.detectors.pii_regex import find_pii
 from guardproxy.detectors.presidio_config import SHIPPED_MODEL, STOCK_MODEL, PresidioConfig, PresidioRecognizerConfig
 from guardproxy.errors import DetectorFailed, PolicyInvalid
@@ -506,6 +506,18 @@ class PresidioDetector:
         except PolicyInvalid as exc:
             raise PolicyInvalid(f"detectors.{name}: {exc.message}") from exc
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"presidio-{name}")
+
+    @classmethod
+    def model_sources(cls, config: PresidioConfig) -> tuple[Path, ...]:
+        """The shipped registry when the policy names no spaCy pipeline (a named one is a fixed package)."""
+        return (default_models_root() / SHIPPED_MODEL,) if config.model is None else ()
+
+    def model_dirs(self) -> tuple[ModelDir, ...]:
+        """The NER model this detector serves and where it came from: the policy watcher reloads when they differ."""
+        loaded = self.analysis.nlp.path
+        if loaded is None:
+            return ()
+        return tuple(ModelDir(source, Path(loaded)) for source in self.model_sources(self.analysis.config))
 
     def detect_sync(self, text: str) -> Detection:
         spans = self.analysis.analyze(text)

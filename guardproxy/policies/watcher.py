@@ -1,8 +1,15 @@
-"""Hot reload: poll policy.yaml and hand each valid, changed policy to a callback.
+"""Hot reload: poll policy.yaml, and the model registries its detectors serve from, and hand each valid,
+changed policy to a callback.
 
 Polling `stat` needs no dependency and catches every way editors save: in-place writes (mtime,
 size) and write-then-rename (inode). An invalid edit is logged and ignored: the last good policy
 stays in force until the file is fixed.
+
+Models: a detector configured with a registry directory (`models/<name>/`) serves the version it resolved
+when it was built. When the registry resolves elsewhere (a `CURRENT` pointer was promoted or rolled back,
+or a newer `vN` appeared and there is no pointer), the same policy is handed to the callback again: the app
+builds a new runtime and swaps it in, exactly as for a policy edit. A version that fails to build is
+logged and the old runtime stays; it is retried only when the registry changes again.
 """
 
 from __future__ import annotations
@@ -10,15 +17,18 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
+import importlib
 import os
 import time
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
 import structlog
 
-from guardproxy.errors import PolicyInvalid
+from guardproxy.detectors.model_files import ModelDir, resolve_model_dir
+from guardproxy.detectors.registry import DETECTOR_TYPES
+from guardproxy.errors import DetectorFailed, PolicyInvalid
 from guardproxy.policies.loader import parse_policy
 from guardproxy.policies.schema import Policy
 
@@ -42,6 +52,12 @@ class PolicyWatcher:
     Pass `current` (the policy the app loaded) so an edit made before the watcher starts is not
     missed; without it, the first valid read becomes the baseline without a callback.
     `on_error` receives the message of every rejected change (e.g. to count failed reloads).
+
+    `loaded_models` reports the model directories the serving runtime's detectors loaded (e.g.
+    `lambda: detector_model_dirs(holder.current.detectors.values())`): exact, whatever happened before
+    the watcher started. Without it, the watcher resolves the policy's registries itself when it starts
+    and before each rebuild, so a promotion made while the proxy was starting up may go unnoticed until
+    the next change.
     """
 
     def __init__(
@@ -54,6 +70,7 @@ class PolicyWatcher:
         settle_s: float = 0.05,
         env: Mapping[str, str] | None = None,
         on_error: Callable[[str], None] | None = None,
+        loaded_models: Callable[[], Iterable[ModelDir]] | None = None,
     ) -> None:
         self.path = Path(path)
         self.current = current
@@ -67,6 +84,10 @@ class PolicyWatcher:
         self._digest: bytes | None = None
         self._seen = False
         self._adopt_first = current is None
+        self._loaded_models = loaded_models
+        # Without a report from the runtime: what the policy's registries resolved to at the last build.
+        self._assumed_models = policy_model_dirs(current) if current is not None and loaded_models is None else ()
+        self._failed_models: tuple[str, ...] | None = None  # a target that failed to build: not retried
 
     def stop(self) -> None:
         self._stopped.set()
@@ -79,7 +100,11 @@ class PolicyWatcher:
                 await asyncio.wait_for(self._stopped.wait(), self._interval_s)
 
     async def check(self) -> None:
-        """One poll: reload if the file's content changed since the last poll."""
+        """One poll: reload if the file's content changed since the last poll, or a model version did."""
+        await self._check_policy()
+        await self._check_models()
+
+    async def _check_policy(self) -> None:
         state = self._stat()
         if self._seen and state == self._state and not _is_racy(state):
             return
@@ -114,7 +139,10 @@ class PolicyWatcher:
             reason = "first read is the baseline" if adopt else "no change in effect"
             log.debug("policy_reload_skipped", path=str(self.path), reason=reason)
             self.current = policy
+            if adopt and self._loaded_models is None:
+                self._assumed_models = policy_model_dirs(policy)
             return
+        assumed = policy_model_dirs(policy) if self._loaded_models is None else ()
         try:
             await self._on_change(policy)
         except Exception as exc:
@@ -125,6 +153,49 @@ class PolicyWatcher:
                 self._on_error(f"applying the policy failed: {exc}")
             return
         self.current = policy
+        self._assumed_models, self._failed_models = assumed, None
+
+    async def _check_models(self) -> None:
+        policy = self.current
+        if policy is None:
+            return
+        loaded = tuple(self._loaded_models()) if self._loaded_models is not None else self._assumed_models
+        changes: list[dict[str, str]] = []
+        target: list[str] = []
+        for model in loaded:
+            try:
+                now = resolve_model_dir(model.source)
+            except DetectorFailed as exc:
+                target.append(f"{model.source}: {exc.message}")
+                changes.append({"source": str(model.source), "old": model.loaded.name, "error": exc.message})
+                continue
+            target.append(f"{now}: {_dir_signature(now)}")
+            if now != model.loaded:
+                changes.append({"source": str(model.source), "old": model.loaded.name, "new": now.name})
+        if not changes or tuple(target) == self._failed_models:
+            return
+        unresolved = [c for c in changes if "error" in c]
+        if unresolved:
+            message = "; ".join(c["error"] for c in unresolved)
+            log.error("model_reload_failed", changes=changes, error=message)
+            self._model_reload_failed(tuple(target), message)
+            return
+        assumed = policy_model_dirs(policy) if self._loaded_models is None else ()
+        try:
+            await self._on_change(policy)
+        except Exception as exc:
+            # A new version that does not load (corrupt, incompatible card) must not take the proxy down.
+            message = f"building the new model version failed: {exc}"
+            log.exception("model_reload_failed", changes=changes, error=message)
+            self._model_reload_failed(tuple(target), message)
+            return
+        self._assumed_models, self._failed_models = assumed, None
+        log.info("model_reloaded", changes=changes)
+
+    def _model_reload_failed(self, target: tuple[str, ...], message: str) -> None:
+        self._failed_models = target  # not retried until the registry changes again
+        if self._on_error is not None:
+            self._on_error(message)
 
     def _reject(self, message: str) -> None:
         log.error("policy_reload_failed", path=str(self.path), error=message)
@@ -137,6 +208,37 @@ class PolicyWatcher:
         except FileNotFoundError:
             return None
         return _FileState(st.st_mtime_ns, st.st_size, st.st_ino)
+
+
+def policy_model_dirs(policy: Policy) -> tuple[ModelDir, ...]:
+    """The registries the policy's detectors serve from, resolved now (the detector classes that take a
+    model directory say which via a `model_sources(config)` classmethod). Unresolvable ones are left out:
+    building the runtime reports them."""
+    found: list[ModelDir] = []
+    for config in policy.detectors.values():
+        where = DETECTOR_TYPES.get(config.type)
+        if where is None:
+            continue  # custom detectors: only a running instance can tell (`loaded_models`)
+        detector_class = getattr(importlib.import_module(where[0]), where[1])
+        model_sources = getattr(detector_class, "model_sources", None)
+        if not callable(model_sources):
+            continue
+        for source in model_sources(config):
+            try:
+                found.append(ModelDir(source, resolve_model_dir(source)))
+            except DetectorFailed:
+                continue
+    return tuple(dict.fromkeys(found))
+
+
+def _dir_signature(path: Path) -> str:
+    """Changes when a file of the version directory does: a version that failed to load while it was being
+    copied in, or that was repaired in place, is retried."""
+    try:
+        entries = sorted((e.name, e.stat().st_size, e.stat().st_mtime_ns) for e in os.scandir(path))
+    except OSError as exc:
+        return f"unreadable ({exc.strerror})"
+    return hashlib.sha256(repr(entries).encode()).hexdigest()[:16]
 
 
 def _is_racy(state: _FileState | None) -> bool:

@@ -20,6 +20,7 @@ from prometheus_client import CONTENT_TYPE_LATEST
 
 from guardproxy.audit.store import open_store
 from guardproxy.core import JSON
+from guardproxy.detectors.model_files import detector_model_dirs
 from guardproxy.detectors.pii_regex import find_pii, redact_text
 from guardproxy.errors import BodyTooLarge, GuardproxyError, InvalidRequest
 from guardproxy.policies.loader import load_policy, policy_fingerprint
@@ -124,6 +125,8 @@ def create_app(settings: Settings) -> Litestar:
                 current=policy,
                 interval_s=settings.watch_interval_s,
                 on_error=lambda _message: metrics.policy_reloads.labels("failed").inc(),
+                # What the serving detectors actually loaded: a promotion during start-up is still noticed.
+                loaded_models=lambda: detector_model_dirs(holder.current.detectors.values()),
             )
             watcher_task = asyncio.create_task(watcher.run())
         try:
