@@ -46,15 +46,18 @@ def _parser() -> argparse.ArgumentParser:
         help="Trainer (needs the `trainer` extra): `train classifier --config F.yaml` fine-tunes and exports a "
         "detector model; `train holdout --config F.yaml --out F.jsonl` exports its held-out test records.",
     )
-    train.add_argument("train_command", choices=["classifier", "holdout"])
+    train.add_argument("train_command", choices=["classifier", "holdout", "evaluate"])
     train.add_argument("train_args", nargs=argparse.REMAINDER, help="Arguments of the step (see its --help).")
 
     trainer = sub.add_parser(
         "trainer",
-        help="Sidecar trainer: `trainer dataset build|list|diff|export ...` builds versioned training snapshots "
-        "from the audit log and reviewers' feedback.",
+        help="Sidecar trainer: `dataset build|list|diff|export` (training snapshots from the audit log and "
+        "feedback), `run --config F [--watch]` (snapshot, fine-tune, evaluate, gate, promote), `versions|promote|"
+        "rollback REGISTRY` (the model registry), `shadow-report` (a shadow candidate against the current step).",
     )
-    trainer.add_argument("trainer_command", choices=["dataset"])
+    trainer.add_argument(
+        "trainer_command", choices=["dataset", "run", "versions", "promote", "rollback", "shadow-report"]
+    )
     trainer.add_argument("trainer_args", nargs=argparse.REMAINDER, help="Arguments of the step (see its --help).")
 
     audit = sub.add_parser("audit", help="Audit log tools.").add_subparsers(dest="audit_command", required=True)
@@ -114,14 +117,16 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         return run_bench(args)
     if args.command == "trainer":
-        from guardproxy.trainer.dataset.cli import cli_main as dataset_main
-
-        return dataset_main(args.trainer_args)
+        return _trainer(args.trainer_command, args.trainer_args)
     if args.command == "train":
         if args.train_command == "holdout":
             from guardproxy.trainer.classifier.holdout import cli_main as holdout_main
 
             return holdout_main(args.train_args)
+        if args.train_command == "evaluate":
+            from guardproxy.trainer.classifier.reevaluate import cli_main as evaluate_main
+
+            return evaluate_main(args.train_args)
         from guardproxy.trainer.classifier.pipeline import cli_main as train_main
 
         return train_main(args.train_args)
@@ -145,6 +150,24 @@ def _audit(args: argparse.Namespace) -> int:
     if args.audit_command == "feedback":
         return export_feedback(args.db, since=args.since, out=sys.stdout)
     return export_records(args.db, blocked=args.blocked, since=args.since, out=sys.stdout)
+
+
+def _trainer(command: str, argv: list[str]) -> int:
+    if command == "dataset":
+        from guardproxy.trainer.dataset.cli import cli_main as dataset_main
+
+        return dataset_main(argv)
+    if command == "run":
+        from guardproxy.trainer.sidecar.cli import cli_main as run_main
+
+        return run_main(argv)
+    if command == "shadow-report":
+        from guardproxy.trainer.shadow_report import cli_main as shadow_main
+
+        return shadow_main(argv)
+    from guardproxy.trainer.registry_cli import cli_main as registry_main
+
+    return registry_main([command, *argv])
 
 
 def _serve(args: argparse.Namespace) -> int:

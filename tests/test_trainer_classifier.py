@@ -251,7 +251,7 @@ def test_tiny_training_run_exports_a_servable_int8_model_and_resumes(
 
     assert cli_main(["--config", str(config), "--max_steps", "8"]) == 0
     v1 = tmp_path / "models" / "tiny" / "v1"
-    assert {p.name for p in v1.iterdir()} == {"model.onnx", "tokenizer.json", "model_card.json", "README.md"}
+    assert {p.name for p in v1.iterdir()} == {"model.onnx", "tokenizer.json", "model_card.json", "README.md", "torch"}
     card = json.loads((v1 / "model_card.json").read_text())
     assert card["training"]["steps"] == 8
     assert card["export"]["fused_operators"]["Attention"] == 2  # eager export lets onnxruntime fuse attention

@@ -24,7 +24,7 @@ import numpy.typing as npt
 
 from guardproxy.core import Context, Detection, Span
 from guardproxy.detectors.configs import InjectionClassifierConfig, ModerationClassifierConfig
-from guardproxy.detectors.model_files import default_models_root, resolve_model_dir
+from guardproxy.detectors.model_files import ModelDir, default_models_root, resolve_model_dir
 from guardproxy.detectors.shared import SharedResources
 from guardproxy.errors import DetectorFailed
 
@@ -101,15 +101,18 @@ class OnnxTextClassifier:
         opts.inter_op_num_threads = 1
         opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
         opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        # Spinning idle threads steal the cores Presidio and the event loop need between calls: measured worse
+        # for the whole input chain (bench/bench_input_chain.py), even if a lone call gets a little slower.
+        opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
         self.session = ort.InferenceSession(
             str(self.model_dir / serving["onnx_file"]), opts, providers=["CPUExecutionProvider"]
         )
         self.input_names = {i.name for i in self.session.get_inputs()}
 
-    def _run(self, ids: npt.NDArray[np.int64]) -> FloatArray:
+    def _run(self, ids: npt.NDArray[np.int64], mask: npt.NDArray[np.int64] | None = None) -> FloatArray:
         feeds: dict[str, npt.NDArray[np.int64]] = {"input_ids": ids}
         if "attention_mask" in self.input_names:
-            feeds["attention_mask"] = np.ones_like(ids)
+            feeds["attention_mask"] = np.ones_like(ids) if mask is None else mask
         if "token_type_ids" in self.input_names:
             feeds["token_type_ids"] = np.zeros_like(ids)
         logits: FloatArray = np.asarray(self.session.run(["logits"], feeds)[0], dtype=np.float32)
@@ -121,47 +124,116 @@ class OnnxTextClassifier:
             probs = shifted / shifted.sum(axis=1, keepdims=True)
         return probs.astype(np.float32)
 
-    def score(self, text: str) -> WindowScores:
+    def _windows(self, text: str) -> tuple[list[npt.NDArray[np.int64]], tuple[tuple[int, int], ...]]:
         enc = self.tokenizer.encode(text, add_special_tokens=False)
         ids = np.asarray(enc.ids, dtype=np.int64)
         offsets = enc.offsets
         window = self.max_length - 2
         starts = window_starts(len(ids), window, self.stride)
         rows = [np.concatenate(([self.cls_id], ids[s : s + window], [self.sep_id])) for s in starts]
-        probs = np.concatenate(
-            [self._run(np.stack(rows[i : i + self.batch_size])) for i in range(0, len(rows), self.batch_size)]
-        )
         spans = tuple(
             (offsets[s][0], offsets[min(s + window, len(ids)) - 1][1]) if len(ids) else (0, 0) for s in starts
         )
-        return WindowScores(probs=probs, char_spans=spans)
+        return rows, spans
+
+    def score(self, text: str) -> WindowScores:
+        return self.score_many([text])[0]
+
+    def score_many(self, texts: list[str]) -> list[WindowScores]:
+        """Several texts in as few onnxruntime calls as possible: windows of similar length are batched
+        together, padded, with an attention mask (one call for 8 short prompts costs far less than 8 calls)."""
+        rows: list[npt.NDArray[np.int64]] = []
+        owners: list[int] = []
+        spans: list[tuple[tuple[int, int], ...]] = []
+        for i, text in enumerate(texts):
+            text_rows, text_spans = self._windows(text)
+            rows += text_rows
+            owners += [i] * len(text_rows)
+            spans.append(text_spans)
+        order = sorted(range(len(rows)), key=lambda r: len(rows[r]))
+        probs: list[FloatArray | None] = [None] * len(rows)
+        for b in range(0, len(order), self.batch_size):
+            batch = order[b : b + self.batch_size]
+            width = max(len(rows[r]) for r in batch)
+            ids = np.zeros((len(batch), width), dtype=np.int64)
+            mask = np.zeros((len(batch), width), dtype=np.int64)
+            for j, r in enumerate(batch):
+                ids[j, : len(rows[r])] = rows[r]
+                mask[j, : len(rows[r])] = 1
+            for r, p in zip(batch, self._run(ids, mask), strict=True):
+                probs[r] = p
+        per_text: list[list[FloatArray]] = [[] for _ in texts]
+        for r, owner in enumerate(owners):
+            row = probs[r]
+            assert row is not None
+            per_text[owner].append(row)
+        return [WindowScores(np.stack(p), sp) for p, sp in zip(per_text, spans, strict=True)]
 
 
 class ClassifierService:
-    """One loaded model serving every detector that uses it: one worker thread (onnxruntime already uses
-    `threads` cores per call, and queued calls beat oversubscription) and a small cache of recent texts, so
-    detectors reading different outputs of one model (injection, moderation) share one forward pass."""
+    """One loaded model serving every detector that uses it.
 
-    def __init__(self, classifier: OnnxTextClassifier, cache_size: int = 64) -> None:
+    Calls are queued to one worker thread (onnxruntime already uses `threads` cores per call, and queued calls
+    beat oversubscription). Texts that arrive while a call runs are scored together in the next call (dynamic
+    batching: under concurrency, one onnxruntime call serves many requests). A small cache of recent texts lets
+    detectors that read different outputs of one model (injection, moderation) share one forward pass.
+    Everything but the onnxruntime call runs on the event loop thread, so none of it needs a lock.
+    """
+
+    def __init__(self, classifier: OnnxTextClassifier, cache_size: int = 256, max_batch_texts: int = 16) -> None:
         self.classifier = classifier
         self._cache: OrderedDict[str, WindowScores] = OrderedDict()
         self._cache_size = cache_size
+        self._max_batch = max_batch_texts
+        self._pending: dict[str, asyncio.Future[WindowScores]] = {}
+        self._queue: list[str] = []
+        self._draining = False
+        self._drainer: asyncio.Task[None] | None = None  # referenced, or the loop may drop it mid-run
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="onnx-classifier")
 
+    def _remember(self, text: str, scores: WindowScores) -> None:
+        self._cache[text] = scores
+        if len(self._cache) > self._cache_size:
+            self._cache.popitem(last=False)
+
     def score_sync(self, text: str) -> WindowScores:
-        """Only ever called on the worker thread, so the cache needs no lock."""
+        """Blocking, unbatched (CLI, evaluation, tests). Not to be mixed with `score` on another thread."""
+        hit = self._cache.get(text)
+        if hit is None:
+            hit = self.classifier.score(text)
+            self._remember(text, hit)
+        return hit
+
+    async def score(self, text: str) -> WindowScores:
         hit = self._cache.get(text)
         if hit is not None:
             self._cache.move_to_end(text)
             return hit
-        scores = self.classifier.score(text)
-        self._cache[text] = scores
-        if len(self._cache) > self._cache_size:
-            self._cache.popitem(last=False)
-        return scores
+        future = self._pending.get(text)
+        if future is None:
+            future = self._pending[text] = asyncio.get_running_loop().create_future()
+            self._queue.append(text)
+            if not self._draining:
+                self._draining = True
+                self._drainer = asyncio.get_running_loop().create_task(self._drain())
+        return await asyncio.shield(future)  # one caller's cancellation must not cancel the others' result
 
-    async def score(self, text: str) -> WindowScores:
-        return await asyncio.get_running_loop().run_in_executor(self._executor, self.score_sync, text)
+    async def _drain(self) -> None:
+        loop = asyncio.get_running_loop()
+        try:
+            while self._queue:
+                batch, self._queue = self._queue[: self._max_batch], self._queue[self._max_batch :]
+                try:
+                    results = await loop.run_in_executor(self._executor, self.classifier.score_many, batch)
+                except Exception as exc:  # noqa: BLE001 - delivered to every waiting detector, which maps it
+                    for text in batch:
+                        self._pending.pop(text).set_exception(exc)
+                    continue
+                for text, result in zip(batch, results, strict=True):
+                    self._remember(text, result)
+                    self._pending.pop(text).set_result(result)
+        finally:
+            self._draining = False
 
     def close(self) -> None:
         self._executor.shutdown(wait=False, cancel_futures=True)
@@ -187,7 +259,8 @@ class OnnxClassifierDetector:
     def __init__(self, name: str, config: ClassifierConfig, shared: SharedResources) -> None:
         self.name = name
         self._closed = False
-        model_dir = resolve_model_dir(config.model_path or default_models_root() / self.default_model)
+        (self._source,) = self.model_sources(config)
+        model_dir = resolve_model_dir(self._source)
         self._shared = shared
         self._key = ("onnx_classifier", str(model_dir.resolve()), config.max_length, config.stride, config.threads)
         self.service: ClassifierService = shared.acquire(
@@ -207,6 +280,15 @@ class OnnxClassifierDetector:
         except DetectorFailed:
             self.close()
             raise
+
+    @classmethod
+    def model_sources(cls, config: ClassifierConfig) -> tuple[Path, ...]:
+        """The directory the configuration names (a registry or one version), before resolution."""
+        return (Path(config.model_path) if config.model_path else default_models_root() / cls.default_model,)
+
+    def model_dirs(self) -> tuple[ModelDir, ...]:
+        """The model this detector serves and where it came from: the policy watcher reloads when they differ."""
+        return (ModelDir(self._source, self.service.classifier.model_dir),)
 
     def _operating_points(self, config: ClassifierConfig) -> tuple[list[int], FloatArray]:
         clf = self.service.classifier

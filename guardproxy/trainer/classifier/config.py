@@ -118,6 +118,21 @@ class ClassifierTrainConfig:
             "its weights and exposes `get_model_path()`."
         },
     )
+    init_from: str | None = field(
+        default=None,
+        metadata={
+            "help": "Start from these weights instead of `base_model`'s: a Hugging Face classifier directory "
+            "with the same labels and tokenizer, e.g. an earlier version's `torch/` (the sidecar trainer "
+            "fine-tunes the current version this way). The tokenizer still comes from `base_model`."
+        },
+    )
+    keep_torch_weights: bool = field(
+        default=True,
+        metadata={
+            "help": "Also keep the fine-tuned Hugging Face model as `torch/` in the version directory, so the "
+            "next version can start from it (`init_from`). Large: kept out of git by .gitignore."
+        },
+    )
     output_dir: str = field(default="models", metadata={"help": "Versioned model registry directory."})
     version: str | None = field(default=None, metadata={"help": "Version directory name; default: next free vN."})
     work_dir: str = field(
@@ -221,7 +236,7 @@ def load_config(path: str | Path, overrides: dict[str, Any] | None = None) -> Cl
     data.update(overrides or {})
     data["config_path"] = str(path)
     base = path.parent
-    for key in ("output_dir", "work_dir", "base_model"):
+    for key in ("output_dir", "work_dir", "base_model", "init_from"):
         value = data.get(key)
         if isinstance(value, str) and key in (overrides or {}):
             continue  # command-line paths are relative to the working directory

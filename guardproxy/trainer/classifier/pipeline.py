@@ -23,6 +23,7 @@ from guardproxy.trainer.classifier.evaluate import evaluate_multilabel, evaluate
 
 log = logging.getLogger(__name__)
 _VERSION = re.compile(r"^v(\d+)$")
+TORCH_DIR = "torch"  # the fine-tuned Hugging Face model inside a version directory (keep_torch_weights)
 
 
 def next_version(registry: Path) -> str:
@@ -72,7 +73,7 @@ def _evaluate_part(
     )
 
 
-def _evaluate(cfg: ClassifierTrainConfig, out_dir: Path, validation: list[Example]) -> dict[str, Any]:
+def evaluate_held_out(cfg: ClassifierTrainConfig, out_dir: Path, validation: list[Example]) -> dict[str, Any]:
     """Thresholds are chosen on the calibration half of the held-out data; metrics are reported on the other
     (test) half at those thresholds, so the reported figures were never tuned on."""
     probs = _validation_probs(out_dir, validation, cfg.eval_threads)
@@ -105,7 +106,10 @@ def main(cfg: ClassifierTrainConfig) -> Path:
     windows = training_windows(train_set, tokenizer, cfg, cls_id, sep_id)
     log.info("examples: %d train, %d validation; %d training windows", len(train_set), len(validation), len(windows))
 
-    result = train(cfg, base.path, windows)
+    weights_dir = Path(cfg.init_from) if cfg.init_from else base.path
+    result = train(cfg, weights_dir, windows)
+    if not result.is_main_process:  # under `accelerate launch`: the main process exports and evaluates
+        return result.model_dir
 
     registry = Path(cfg.output_dir) / cfg.name
     version = cfg.version or next_version(registry)
@@ -135,7 +139,7 @@ def main(cfg: ClassifierTrainConfig) -> Path:
     if cfg.head == "sigmoid":  # placeholders until validation picks them
         card["thresholds"] = dict.fromkeys(cfg.labels, 0.5)
     write_card(out_dir, card)  # the serving code needs the card to load the model for validation
-    evaluation = _evaluate(cfg, out_dir, validation)
+    evaluation = evaluate_held_out(cfg, out_dir, validation)
     sample = training_windows(validation[:: max(1, len(validation) // 48)], tokenizer, cfg, cls_id, sep_id)
     operating_point = (
         {"thresholds": evaluation["thresholds"]} if cfg.head == "sigmoid" else {"threshold": evaluation["threshold"]}
@@ -149,6 +153,8 @@ def main(cfg: ClassifierTrainConfig) -> Path:
             "finetune": cfg.finetune,
             "steps": result.steps,
             "training_windows": len(windows),
+            "init_from": cfg.init_from,
+            "resumed_from_step": result.resumed_from_step,
             "seconds": round(result.seconds, 1),
             "pipeline_seconds": round(time.monotonic() - started, 1),
             "final_loss": round(result.final_loss, 5),
@@ -165,6 +171,8 @@ def main(cfg: ClassifierTrainConfig) -> Path:
         else "see config",
     }
     write_card(out_dir, card)
+    if cfg.keep_torch_weights:
+        shutil.copytree(result.model_dir, out_dir / TORCH_DIR)
     shutil.rmtree(final_dir, ignore_errors=True)
     out_dir.rename(final_dir)
     log.info("wrote %s (%s)", final_dir, operating_point)

@@ -1,4 +1,12 @@
-"""Fine-tuning loop (torch): length-grouped batches, AdamW + linear schedule, checkpoints and resume."""
+"""Fine-tuning loop under Hugging Face `accelerate`: length-grouped batches, AdamW + linear schedule,
+checkpoints and resume.
+
+The same loop runs as one CPU process (tests, this machine) and under `accelerate launch` on several GPUs or
+machines, including DeepSpeed ZeRO-3 (configs/accelerate/). With N processes each optimizer step takes N
+batches, one per process, so a step means the same thing at any scale and `max_steps` stays comparable.
+Checkpoints are `accelerator.save_state` folders plus our `state.json` (step, loss, seconds); the directory of a
+multi-machine run must be on a shared filesystem.
+"""
 
 from __future__ import annotations
 
@@ -12,7 +20,7 @@ import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from tqdm.auto import tqdm  # type: ignore[import-untyped]
@@ -20,6 +28,9 @@ from transformers import AutoModelForSequenceClassification
 
 from guardproxy.trainer.classifier.config import ClassifierTrainConfig
 from guardproxy.trainer.classifier.data import Window
+
+if TYPE_CHECKING:
+    from accelerate import Accelerator  # type: ignore[import-untyped]
 
 log = logging.getLogger(__name__)
 _CHECKPOINT_PREFIX = "checkpoint-"
@@ -31,6 +42,8 @@ class TrainResult:
     steps: int
     seconds: float  # training time over all runs of a resumed job
     final_loss: float
+    is_main_process: bool = True  # under `accelerate launch`, only the main process exports and evaluates
+    resumed_from_step: int = 0  # 0: started fresh
 
 
 def epoch_batches(windows: list[Window], batch_size: int, seed: int, epoch: int) -> list[list[int]]:
@@ -116,28 +129,63 @@ def _checkpoints(work_dir: Path) -> list[Path]:
     return sorted(found, key=lambda p: int(p.name.removeprefix(_CHECKPOINT_PREFIX)))
 
 
-def _save_checkpoint(work_dir: Path, step: int, loss: float, state: dict[str, Any], keep: int) -> None:
+def _save_checkpoint(accelerator: Accelerator, work_dir: Path, progress: dict[str, Any], keep: int) -> None:
+    """Every process writes its part (DeepSpeed shards, RNG state); the main process commits the folder."""
+    step = int(progress["step"])
     target = work_dir / f"{_CHECKPOINT_PREFIX}{step}"
     tmp = work_dir / f".tmp-{step}"
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
-    torch.save(state, tmp / "training_state.pt")
-    # state.json last: a checkpoint without it is incomplete and ignored on resume.
-    (tmp / "state.json").write_text(json.dumps({"step": step, "loss": loss}), encoding="utf-8")
-    shutil.rmtree(target, ignore_errors=True)
-    tmp.rename(target)
-    for old in _checkpoints(work_dir)[:-keep]:
-        shutil.rmtree(old)
+    if accelerator.is_main_process:
+        shutil.rmtree(tmp, ignore_errors=True)
+    accelerator.wait_for_everyone()
+    accelerator.save_state(str(tmp))
+    accelerator.wait_for_everyone()
+    if accelerator.is_main_process:
+        # state.json last: a checkpoint without it is incomplete and ignored on resume.
+        (tmp / "state.json").write_text(json.dumps(progress), encoding="utf-8")
+        shutil.rmtree(target, ignore_errors=True)
+        tmp.rename(target)
+        for old in _checkpoints(work_dir)[:-keep]:
+            shutil.rmtree(old)
+    accelerator.wait_for_everyone()
+
+
+def _load_legacy_checkpoint(
+    path: Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer, scheduler: Any
+) -> dict[str, Any]:
+    """Checkpoints written before the loop ran under accelerate: one `training_state.pt` (single process)."""
+    state: dict[str, Any] = torch.load(path / "training_state.pt", weights_only=False)
+    model.load_state_dict(state["model"])
+    optimizer.load_state_dict(state["optimizer"])
+    scheduler.load_state_dict(state["scheduler"])
+    torch.set_rng_state(state["torch_rng"])
+    return state
+
+
+def make_accelerator(cfg: ClassifierTrainConfig) -> Accelerator:
+    """One CPU process here; under `accelerate launch` the launcher's config (GPUs, DeepSpeed) decides."""
+    from accelerate import Accelerator
+
+    # The scheduler counts our optimizer steps: accelerate must not step it once per process.
+    accelerator = Accelerator(cpu=not torch.cuda.is_available(), step_scheduler_with_optimizer=False)
+    plugin = accelerator.state.deepspeed_plugin
+    if plugin is not None:
+        # We feed batches ourselves (no DataLoader), so DeepSpeed cannot infer its micro-batch size.
+        plugin.deepspeed_config["train_micro_batch_size_per_gpu"] = cfg.batch_size
+    return accelerator
 
 
 def train(cfg: ClassifierTrainConfig, base_dir: Path, windows: list[Window]) -> TrainResult:
+    """Fine-tune the model in `base_dir` (a base encoder, or an earlier version's torch weights)."""
     torch.set_num_threads(cfg.threads)
     torch.manual_seed(cfg.seed)
+    accelerator = make_accelerator(cfg)
     work_dir = Path(cfg.work_dir)
     work_dir.mkdir(parents=True, exist_ok=True)
 
     model = build_model(cfg, base_dir)
-    steps_per_epoch = math.ceil(len(windows) / cfg.batch_size)
+    processes = accelerator.num_processes
+    batches_per_epoch = math.ceil(len(windows) / cfg.batch_size)
+    steps_per_epoch = math.ceil(batches_per_epoch / processes)
     total_steps = cfg.max_steps or math.ceil(steps_per_epoch * cfg.epochs)
     params = [p for p in model.parameters() if p.requires_grad]
     decay = [p for p in params if p.dim() >= 2]
@@ -147,7 +195,9 @@ def train(cfg: ClassifierTrainConfig, base_dir: Path, windows: list[Window]) -> 
         lr=cfg.learning_rate,
     )
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, linear_warmup_decay(cfg.warmup_ratio, total_steps))
-    weights = torch.tensor(cfg.class_weights, dtype=torch.float) if cfg.class_weights else None
+    weights = (
+        torch.tensor(cfg.class_weights, dtype=torch.float, device=accelerator.device) if cfg.class_weights else None
+    )
     cross_entropy = torch.nn.CrossEntropyLoss(weight=weights)
 
     def loss_fn(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
@@ -156,28 +206,41 @@ def train(cfg: ClassifierTrainConfig, base_dir: Path, windows: list[Window]) -> 
 
     step, running, earlier_seconds = 0, 0.0, 0.0
     existing = _checkpoints(work_dir) if cfg.resume else []
+    legacy = bool(existing) and (existing[-1] / "training_state.pt").is_file()
+    if legacy:
+        _load_legacy_checkpoint(existing[-1], model, optimizer, scheduler)
+    model, optimizer, scheduler = accelerator.prepare(model, optimizer, scheduler)
     if existing:
-        state = torch.load(existing[-1] / "training_state.pt", weights_only=False)
-        model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        scheduler.load_state_dict(state["scheduler"])
-        torch.set_rng_state(state["torch_rng"])
-        step, running = int(state["step"]), float(state["loss"])
-        earlier_seconds = float(state.get("seconds", 0.0))
+        if not legacy:
+            accelerator.load_state(str(existing[-1]))
+        progress = json.loads((existing[-1] / "state.json").read_text(encoding="utf-8"))
+        step, running = int(progress["step"]), float(progress["loss"])
+        earlier_seconds = float(progress.get("seconds", 0.0))
         log.info("resumed from %s at step %d", existing[-1], step)
+    resumed_from = step
 
     model.train()
     started = time.monotonic()
-    bar = tqdm(total=total_steps, initial=step, desc=f"train {cfg.name}", unit="step", dynamic_ncols=True)
+    bar = tqdm(
+        total=total_steps,
+        initial=step,
+        desc=f"train {cfg.name}",
+        unit="step",
+        dynamic_ncols=True,
+        disable=not accelerator.is_local_main_process,
+    )
     while step < total_steps:
         epoch, offset = divmod(step, steps_per_epoch)
-        for batch in epoch_batches(windows, cfg.batch_size, cfg.seed, epoch)[offset:]:
-            inputs = collate(windows, batch)
+        batches = epoch_batches(windows, cfg.batch_size, cfg.seed, epoch)
+        for index in range(offset, steps_per_epoch):
+            # Process r takes batch index*N + r; the last step of an epoch wraps so every process steps together.
+            batch = batches[(index * processes + accelerator.process_index) % len(batches)]
+            inputs = {k: v.to(accelerator.device) for k, v in collate(windows, batch).items()}
             labels = inputs.pop("labels")
             logits = model(**inputs).logits
             loss = loss_fn(logits, labels)
-            loss.backward()  # type: ignore[no-untyped-call]
-            torch.nn.utils.clip_grad_norm_(params, 1.0)
+            accelerator.backward(loss)
+            accelerator.clip_grad_norm_(model.parameters(), 1.0)
             optimizer.step()
             scheduler.step()
             optimizer.zero_grad(set_to_none=True)
@@ -186,23 +249,29 @@ def train(cfg: ClassifierTrainConfig, base_dir: Path, windows: list[Window]) -> 
             bar.update(1)
             bar.set_postfix(loss=f"{running:.4f}", epoch=epoch + 1, lr=f"{scheduler.get_last_lr()[0]:.1e}")
             if step % cfg.save_steps == 0 or step == total_steps:
-                state = {
-                    "model": model.state_dict(),
-                    "optimizer": optimizer.state_dict(),
-                    "scheduler": scheduler.state_dict(),
-                    "torch_rng": torch.get_rng_state(),
-                    "step": step,
-                    "loss": running,
-                    "seconds": earlier_seconds + time.monotonic() - started,
-                }
-                _save_checkpoint(work_dir, step, running, state, cfg.keep_checkpoints)
+                progress = {"step": step, "loss": running, "seconds": earlier_seconds + time.monotonic() - started}
+                _save_checkpoint(accelerator, work_dir, progress, cfg.keep_checkpoints)
             if step >= total_steps:
                 break
     bar.close()
     seconds = earlier_seconds + time.monotonic() - started
 
     final_dir = work_dir / "final"
-    shutil.rmtree(final_dir, ignore_errors=True)
-    merged: Any = model.merge_and_unload() if cfg.finetune == "lora" else model  # type: ignore[operator]
-    merged.save_pretrained(str(final_dir))
-    return TrainResult(model_dir=final_dir, steps=step, seconds=seconds, final_loss=running)
+    # Gathered on every process (ZeRO-3 shards the weights), written by the main one into a fresh CPU copy, so
+    # the saved model is a plain Hugging Face model whatever wrapped it during training.
+    state_dict = accelerator.get_state_dict(model)
+    if accelerator.is_main_process:
+        shutil.rmtree(final_dir, ignore_errors=True)
+        plain = build_model(cfg, base_dir)
+        plain.load_state_dict(state_dict)
+        merged: Any = plain.merge_and_unload() if cfg.finetune == "lora" else plain  # type: ignore[operator]
+        merged.save_pretrained(str(final_dir))
+    accelerator.wait_for_everyone()
+    return TrainResult(
+        model_dir=final_dir,
+        steps=step,
+        seconds=seconds,
+        final_loss=running,
+        is_main_process=accelerator.is_main_process,
+        resumed_from_step=resumed_from,
+    )
