@@ -53,10 +53,11 @@ def _parser() -> argparse.ArgumentParser:
         "trainer",
         help="Sidecar trainer: `dataset build|list|diff|export` (training snapshots from the audit log and "
         "feedback), `run --config F [--watch]` (snapshot, fine-tune, evaluate, gate, promote), `versions|promote|"
-        "rollback REGISTRY` (the model registry), `shadow-report` (a shadow candidate against the current step).",
+        "rollback REGISTRY` (the model registry), `shadow-report` (a shadow candidate against the current step), "
+        "`sft|dpo --config F` (safety fine-tuning of a local model on a dataset / on revise triples).",
     )
     trainer.add_argument(
-        "trainer_command", choices=["dataset", "run", "versions", "promote", "rollback", "shadow-report"]
+        "trainer_command", choices=["dataset", "run", "versions", "promote", "rollback", "shadow-report", "sft", "dpo"]
     )
     trainer.add_argument("trainer_args", nargs=argparse.REMAINDER, help="Arguments of the step (see its --help).")
 
@@ -161,6 +162,10 @@ def _trainer(command: str, argv: list[str]) -> int:
         from guardproxy.trainer.sidecar.cli import cli_main as run_main
 
         return run_main(argv)
+    if command in ("sft", "dpo"):
+        from guardproxy.trainer.align.cli import cli_main as align_main
+
+        return align_main([command, *argv])
     if command == "shadow-report":
         from guardproxy.trainer.shadow_report import cli_main as shadow_main
 

@@ -74,7 +74,7 @@ def test_wrong_type_says_what_is_expected(tmp_path: Path, monkeypatch: pytest.Mo
 def test_bad_action_lists_the_actions(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     text = HEAD + "input:\n  - detector: inj\n    action: block\n  - detector: inj\n    action: blok\n"
     assert problems(tmp_path, monkeypatch, text) == (
-        "policy.yaml:11:13: input[1].action: 'blok' is not allowed; allowed: block, redact, anonymize, flag "
+        "policy.yaml:11:13: input[1].action: 'blok' is not allowed; allowed: block, redact, anonymize, flag, revise "
         "(did you mean 'block'?)"
     )
 
@@ -196,14 +196,28 @@ def test_merge_keys_and_anchors_work() -> None:
 def test_shipped_policy_loads_with_every_section() -> None:
     policy = load_policy(REPO / "policy.yaml", env={})
     assert [m.name for m in policy.models] == ["gpt-4o-mini", "gpt-4o", "gpt-4.1-mini"]
-    assert {d.type for d in policy.detectors.values()} == {"injection_heuristic", "pii_regex", "blocklist", "template"}
+    assert {d.type for d in policy.detectors.values()} == {
+        "injection_classifier",
+        "injection_heuristic",
+        "moderation_classifier",
+        "presidio",
+        "pii_regex",
+        "blocklist",
+        "template",
+    }
     assert [(s.detector, s.action) for s in policy.input] == [
-        ("injection", "block"),
+        ("injection_model", "block"),
+        ("injection_rules", "block"),
+        ("moderation", "block"),
         ("secrets", "block"),
         ("shape", "flag"),
         ("pii", "anonymize"),
     ]
-    assert [(s.detector, s.action) for s in policy.output] == [("banned", "block"), ("pii", "redact")]
+    assert [(s.detector, s.action) for s in policy.output] == [
+        ("banned", "block"),
+        ("moderation", "block"),
+        ("pii", "redact"),
+    ]
     assert policy.backends["upstream"].base_url == "https://api.openai.com/v1"
 
 
@@ -219,7 +233,7 @@ def test_validate_cmd(tmp_path: Path) -> None:
     out, err = io.StringIO(), io.StringIO()
     assert validate_cmd(str(REPO / "policy.yaml"), out, err) == 0
     assert re.fullmatch(
-        r".*policy\.yaml: OK: 3 models, 1 backend, 5 detectors, 4 input steps, 2 output steps "
+        r".*policy\.yaml: OK: 3 models, 1 backend, 7 detectors, 6 input steps, 3 output steps "
         r"\(fingerprint [0-9a-f]{16}\)\n",
         out.getvalue(),
     )

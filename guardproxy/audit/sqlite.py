@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from guardproxy.audit.feedback import FEEDBACK_LABELS, Feedback, FeedbackLabel
+from guardproxy.audit.preferences import ChatTurn, Preference
 from guardproxy.audit.records import BLOCKED_OUTCOMES, AuditRecord
 from guardproxy.audit.store import UnknownRequest
 from guardproxy.detectors.pii_regex import find_pii, redact_text
@@ -63,6 +64,23 @@ _MIGRATIONS: tuple[tuple[str, ...], ...] = (
         "CREATE INDEX IF NOT EXISTS feedback_request ON feedback (request_id, id)",
         "CREATE INDEX IF NOT EXISTS feedback_ts ON feedback (ts, id)",
     ),
+    (
+        # (prompt, rejected, chosen) triples of `revise` steps: DPO pairs. No FOREIGN KEY: the triple is
+        # stored before its request's audit record is written.
+        """CREATE TABLE IF NOT EXISTS preferences (
+            id INTEGER PRIMARY KEY AUTOINCREMENT,
+            request_id TEXT NOT NULL,
+            ts REAL NOT NULL,
+            model TEXT NOT NULL,
+            step TEXT NOT NULL,
+            prompt TEXT NOT NULL,  -- JSON array of {"role", "content"}
+            rejected TEXT NOT NULL,
+            chosen TEXT NOT NULL,
+            critique TEXT NOT NULL
+        )""",
+        "CREATE INDEX IF NOT EXISTS preferences_ts ON preferences (ts, id)",
+        "CREATE INDEX IF NOT EXISTS preferences_request ON preferences (request_id, id)",
+    ),
 )
 SCHEMA_VERSION = len(_MIGRATIONS)
 
@@ -72,6 +90,7 @@ _COLUMNS = (
 )
 _INSERT = f"INSERT INTO audit_records ({_COLUMNS}) VALUES ({', '.join('?' * len(_COLUMNS.split(',')))})"
 _FEEDBACK_COLUMNS = "id, request_id, label, actor, ts, note, stage, step"
+_PREFERENCE_COLUMNS = "request_id, ts, model, step, prompt, rejected, chosen, critique"
 _BUSY_TIMEOUT_S = 5.0
 # Built once: json.dumps with non-default options constructs an encoder on every call.
 _STEPS_JSON = json.JSONEncoder(separators=(",", ":"))
@@ -137,6 +156,27 @@ class SQLiteAuditStore:
         assert cursor.lastrowid is not None
         return cursor.lastrowid
 
+    def add_preference(self, pref: Preference) -> int:
+        """Any thread, like `add_feedback`; every text is scrubbed here, whatever the caller did."""
+        self._check_open()
+        prompt = [{"role": t.role, "content": scrub_pii(t.content)} for t in pref.prompt]
+        row = (
+            pref.request_id,
+            pref.ts,
+            pref.model,
+            pref.step,
+            _META_JSON.encode(prompt),
+            scrub_pii(pref.rejected),
+            scrub_pii(pref.chosen),
+            scrub_pii(pref.critique),
+        )
+        with contextlib.closing(self._connect()) as conn:
+            cursor = conn.execute(
+                f"INSERT INTO preferences ({_PREFERENCE_COLUMNS}) VALUES ({', '.join('?' * len(row))})", row
+            )
+        assert cursor.lastrowid is not None
+        return cursor.lastrowid
+
     def close(self) -> None:
         if self._writer is not None:
             self._check_owner("close()")
@@ -188,6 +228,20 @@ class SQLiteAuditStore:
         if where:
             sql += " WHERE " + " AND ".join(where)
         return self._iter_feedback(sql + " ORDER BY ts, id", params)
+
+    def preferences(self, *, since: float | None = None) -> Iterator[Preference]:
+        self._check_open()
+        sql = f"SELECT {_PREFERENCE_COLUMNS} FROM preferences"
+        params: list[Any] = []
+        if since is not None:
+            sql += " WHERE ts >= ?"
+            params.append(since)
+        return self._iter_preferences(sql + " ORDER BY ts, id", params)
+
+    def _iter_preferences(self, sql: str, params: list[Any]) -> Iterator[Preference]:
+        with contextlib.closing(self._reader()) as conn:
+            for row in conn.execute(sql, params):
+                yield _preference(row)
 
     def _iter_feedback(self, sql: str, params: list[Any]) -> Iterator[Feedback]:
         with contextlib.closing(self._reader()) as conn:
@@ -278,6 +332,19 @@ def _feedback(row: sqlite3.Row) -> Feedback:
         note=row["note"],
         stage="input" if stage == "input" else "output" if stage == "output" else None,
         step=row["step"],
+    )
+
+
+def _preference(row: sqlite3.Row) -> Preference:
+    return Preference(
+        request_id=row["request_id"],
+        ts=float(row["ts"]),
+        model=row["model"],
+        step=row["step"],
+        prompt=tuple(ChatTurn(str(t["role"]), str(t["content"])) for t in json.loads(row["prompt"])),
+        rejected=row["rejected"],
+        chosen=row["chosen"],
+        critique=row["critique"],
     )
 
 

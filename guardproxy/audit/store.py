@@ -7,6 +7,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from typing import Protocol, runtime_checkable
 
 from guardproxy.audit.feedback import Feedback
+from guardproxy.audit.preferences import Preference
 from guardproxy.audit.records import AuditRecord
 
 __all__ = ["AuditStore", "UnknownRequest", "UnsupportedStore", "latest_feedback", "open_store"]
@@ -40,6 +41,18 @@ class AuditStore(Protocol):
 
     def feedback(self, *, since: float | None = None, request_id: str | None = None) -> Iterator[Feedback]:
         """Feedback oldest first (by `ts`, then insertion); `since` is a unix timestamp (inclusive)."""
+        ...
+
+    def add_preference(self, pref: Preference) -> int:
+        """Store one (prompt, rejected, chosen) triple of a `revise` step and return its id.
+
+        Every text is scrubbed of PII before it is written. The audit record need not exist yet (the
+        proxy stores the triple before the request's record is queued). Synchronous, any thread.
+        """
+        ...
+
+    def preferences(self, *, since: float | None = None) -> Iterator[Preference]:
+        """Triples oldest first (by `ts`, then insertion); `since` is a unix timestamp (inclusive)."""
         ...
 
     def close(self) -> None: ...

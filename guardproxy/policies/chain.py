@@ -52,7 +52,8 @@ class StepResult:
         if not self.ran:
             # A flag step is shadow mode: even failing, it must never change what traffic sees.
             return self.step.on_error == "block" and self.step.action != "flag"
-        return self.fired and self.step.action == "block"
+        # `revise` blocks unless the gateway rescues the answer by rewriting it (non-streamed chat only).
+        return self.fired and self.step.action in ("block", "revise")
 
 
 @dataclass(frozen=True, slots=True)

@@ -51,8 +51,43 @@ class FlagStep(_StepBase):
     action: Literal["flag"]
 
 
-Step = Annotated[BlockStep | RedactStep | AnonymizeStep | FlagStep, Field(discriminator="action")]
-Action = Literal["block", "redact", "anonymize", "flag"]
+class ReviseStep(_StepBase):
+    """Output only: the backend critiques and rewrites its answer against `constitution:` (blocks in streams)."""
+
+    action: Literal["revise"]
+
+
+Step = Annotated[BlockStep | RedactStep | AnonymizeStep | FlagStep | ReviseStep, Field(discriminator="action")]
+Action = Literal["block", "redact", "anonymize", "flag", "revise"]
+
+PRINCIPLES_PLACEHOLDER = "{principles}"
+DEFAULT_CRITIQUE_PROMPT = (
+    "Critique your previous answer against these principles:\n{principles}\n"
+    "Name every way in which the answer breaks one of them. Do not rewrite the answer yet."
+)
+DEFAULT_REVISION_PROMPT = (
+    "Rewrite your previous answer so that it follows every principle and addresses the critique. "
+    "Reply with the rewritten answer only, without preamble or commentary."
+)
+
+
+class Constitution(_Strict):
+    """The principles a `revise` step asks the backend to apply to its own answer (Constitutional AI)."""
+
+    principles: list[str] = Field(min_length=1, description="The rules the answer must follow, one per item.")
+    critique_prompt: str = Field(
+        DEFAULT_CRITIQUE_PROMPT,
+        description="User turn asking for a critique; `{principles}` becomes the numbered principles.",
+    )
+    revision_prompt: str = Field(
+        DEFAULT_REVISION_PROMPT, description="User turn, after the critique, asking for the rewritten answer."
+    )
+    max_revisions: int = Field(
+        1, ge=1, le=5, description="Critique-and-rewrite rounds before a still-firing answer is blocked."
+    )
+    timeout_s: float = Field(
+        30.0, gt=0, description="Time for all rounds of one answer; when it runs out the answer is blocked."
+    )
 
 
 class AuditConfig(_Strict):
@@ -86,6 +121,9 @@ class Policy(_Strict):
     output: list[Step] = Field(default_factory=list)
     audit: AuditConfig = Field(default_factory=AuditConfig)
     proxy: ProxySettings = Field(default_factory=ProxySettings)
+    constitution: Constitution | None = Field(
+        None, description="Principles for `revise` output steps. See Constitution; required when one is used."
+    )
 
     @model_validator(mode="after")
     def _references_resolve(self) -> Policy:
@@ -112,6 +150,16 @@ class Policy(_Strict):
                     raise ValueError(
                         f"{stage}[{i}].detector: unknown detector {step.detector!r}; defined: {sorted(self.detectors)}"
                     )
+        for i, step in enumerate(self.input):
+            if step.action == "revise":
+                raise ValueError(f"input[{i}].action: 'revise' rewrites answers, so it is allowed in output steps only")
+        if self.constitution is not None:
+            _check_constitution(self.constitution)
+        revising = [i for i, step in enumerate(self.output) if step.action == "revise"]
+        if revising and self.constitution is None:
+            raise ValueError(
+                f"output[{revising[0]}].action: 'revise' needs a top-level `constitution:` with `principles:`"
+            )
         return self
 
     def route(self, model: str) -> ModelRoute | None:
@@ -119,3 +167,16 @@ class Policy(_Strict):
             if r.name == model:
                 return r
         return None
+
+
+def _check_constitution(c: Constitution) -> None:
+    # Checked from the policy's validator: its messages carry the YAML path, which the loader points at.
+    for i, principle in enumerate(c.principles):
+        if not principle.strip():
+            raise ValueError(f"constitution.principles[{i}]: a principle must not be empty")
+    if PRINCIPLES_PLACEHOLDER not in c.critique_prompt:
+        raise ValueError(
+            f"constitution.critique_prompt: must contain {PRINCIPLES_PLACEHOLDER}, where the principles are put"
+        )
+    if not c.revision_prompt.strip():
+        raise ValueError("constitution.revision_prompt: must not be empty")

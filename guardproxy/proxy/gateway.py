@@ -31,6 +31,7 @@ from guardproxy.proxy.exchange import Exchange
 from guardproxy.proxy.metrics import Metrics
 from guardproxy.proxy.moderation import moderation_response
 from guardproxy.proxy.relay import StreamRelay
+from guardproxy.proxy.revise import PreferenceRecorder, PreferenceWriter, revise_choice
 from guardproxy.proxy.runtime import RuntimeHolder, Target
 from guardproxy.proxy.texts import Kind, TextSlot, choice_slots, request_slots, validate
 
@@ -69,11 +70,20 @@ def client_label(host: str | None, authorization: str | None) -> str:
 
 
 class Gateway:
-    def __init__(self, holder: RuntimeHolder, sink: AuditSink, metrics: Metrics, vault: Vault | None = None) -> None:
+    def __init__(
+        self,
+        holder: RuntimeHolder,
+        sink: AuditSink,
+        metrics: Metrics,
+        vault: Vault | None = None,
+        preferences: PreferenceWriter | None = None,
+    ) -> None:
         self.holder = holder
         self.sink = sink
         self.metrics = metrics
         self.vault: Vault = vault or MemoryVault()
+        # Where `revise` steps store their triples; None: the policy's audit file, opened on first use.
+        self.preferences = PreferenceRecorder(preferences)
 
     async def handle(self, kind: Kind, body: JSON, *, request_id: str, client: str) -> JSONResult | StreamResult:
         validate(kind, body)
@@ -187,6 +197,7 @@ class Gateway:
                     await asyncio.gather(*(chain.check(s.text, c) for s, c in zip(slots, ctxs, strict=True)))
                 )
             ex.add(verdicts)
+            verdicts = await revise_choice(ex, slots, verdicts, self.preferences) or verdicts
             audit.extend(redact_all(s.text, v.sensitive) for s, v in zip(slots, verdicts, strict=True))
             raw.extend(s.text for s in slots)
             blocked = next((v.blocked_by for v in verdicts if v.blocked_by), None)

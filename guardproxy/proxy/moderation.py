@@ -44,7 +44,9 @@ def moderation_result(verdict: Verdict) -> JSON:
                 categories[label] = categories[label] or r.fired
                 scores[label] = max(scores[label], r.label_scores.get(label, score))
     return {
-        "flagged": any(r.fired or r.blocks for r in verdict.results),
+        # Flagged = the policy would refuse this input. A step that only anonymizes or redacts (a name, an
+        # email) has fired, and says so in its own category, but that is not harmful content.
+        "flagged": any(r.blocks for r in verdict.results),
         "categories": categories,
         "category_scores": scores,
         "category_applied_input_types": {c: ["text"] for c in categories if categories[c]},
