@@ -122,7 +122,7 @@ def read_audit(
         digest.update(json.dumps(fb.to_dict(), sort_keys=True).encode())
         digest.update(b"\n")
     known = {r.request_id for r in records}
-    relevant = relevant_feedback(feedback, cfg)
+    relevant = relevant_feedback(feedback, cfg, records)
     dropped["feedback:no_record_in_range"] += sum(1 for rid in relevant if rid not in known)
     examples = label_records(records, relevant, cfg, dropped)
     source = {

@@ -55,13 +55,22 @@ def _about_target(step: StepRecord, cfg: DatasetBuildConfig) -> bool:
     return step.stage == cfg.stage and (step.name in cfg.detectors or step.detector in cfg.detectors)
 
 
-def relevant_feedback(items: Iterable[Feedback], cfg: DatasetBuildConfig) -> dict[str, Feedback]:
-    """The latest feedback per request that can concern the target: whole-decision or naming a target step."""
+def relevant_feedback(
+    items: Iterable[Feedback], cfg: DatasetBuildConfig, records: Iterable[AuditRecord] = ()
+) -> dict[str, Feedback]:
+    """The latest feedback per request that can concern the target: whole-decision or naming a target step.
+
+    A named step is a target step when `detectors` lists it or, in the labelled request's `records`, it is a
+    step of a listed detector: reviewers name steps (`input.0.injection`), configs usually list detectors.
+    """
+    target_steps: dict[str, set[str]] = {}
+    for record in records:
+        target_steps[record.request_id] = {s.name for s in record.steps if _about_target(s, cfg)}
     latest: dict[str, Feedback] = {}
     for fb in items:  # oldest first: a later label replaces an earlier one
         if fb.stage not in (None, cfg.stage):
             continue
-        if fb.step is not None and fb.step not in cfg.detectors:
+        if fb.step is not None and fb.step not in cfg.detectors and fb.step not in target_steps.get(fb.request_id, ()):
             continue
         latest[fb.request_id] = fb
     return latest

@@ -49,7 +49,7 @@ def count_new_signal(
         feedback = list(store.feedback(since=window_start))
     finally:
         store.close()
-    relevant = relevant_feedback(feedback, dataset)
+    relevant = relevant_feedback(feedback, dataset, records)
     end = float("inf") if until is None else until
     fresh = {r.request_id for r in records if since <= r.ts < end} | {
         rid for rid, fb in relevant.items() if since <= fb.ts < end
