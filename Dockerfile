@@ -8,6 +8,9 @@ COPY pyproject.toml README.md ./
 COPY guardproxy ./guardproxy
 RUN pip install .
 COPY policy.yaml ./policy.yaml
+# The shipped detector models (int8 ONNX classifier, spaCy NER); a non-editable install finds them here.
+COPY models ./models
+ENV GUARDPROXY_MODELS_DIR=/app/models
 
 RUN useradd --system --uid 10001 guardproxy && mkdir -p /data && chown guardproxy /data
 USER guardproxy

@@ -26,7 +26,7 @@ def test_validate_ok_and_invalid(tmp_path: Path) -> None:
     assert result.returncode == 2
     line = next(n for n, text in enumerate(bad.read_text().splitlines(), 1) if "redakt" in text)
     assert f"bad.yaml:{line}:" in result.stderr
-    assert "output[1].action" in result.stderr
+    assert "output[2].action" in result.stderr
     assert "block, redact, anonymize, flag" in result.stderr
 
 
@@ -35,7 +35,7 @@ def test_check_blocks_and_prints_the_decision() -> None:
     assert result.returncode == 1
     decision = json.loads(result.stdout)
     assert decision["decision"] == "block"
-    assert decision["blocked_by"]["step"] == "input.0.injection"
+    assert decision["blocked_by"]["step"] == "input.0.injection_model"
 
 
 def test_check_reads_stdin_and_anonymizes() -> None:

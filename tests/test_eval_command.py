@@ -25,7 +25,7 @@ from guardproxy.evaluation.metrics import (
 )
 
 ROOT = Path(__file__).resolve().parents[1]
-POLICY = ROOT / "policy.yaml"
+POLICY = ROOT / "bench" / "policy.rules-only.yaml"  # stable detector names; the shipped one runs models
 
 # --- metrics --------------------------------------------------------------------------------------------
 
@@ -438,3 +438,16 @@ def test_bad_data_exits_2_naming_the_line(tmp_path: Path, content: str, message:
     )  # fmt: skip
     assert result.returncode == 2
     assert message in result.stderr
+
+
+def test_texts_with_unicode_line_separators_stay_one_record(tmp_path: Path) -> None:
+    from guardproxy.evaluation.data import load_dataset
+
+    data = tmp_path / "d.jsonl"
+    records = [
+        {"text": "first part\u2028second part\u2029end", "label": "jailbreak"},
+        {"text": "ok", "label": "benign"},
+    ]
+    data.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records), encoding="utf-8")
+    dataset = load_dataset(data, entity_map={})
+    assert [r.text for r in dataset.records] == [records[0]["text"], "ok"]

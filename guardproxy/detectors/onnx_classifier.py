@@ -22,7 +22,7 @@ from typing import Any, ClassVar, Literal
 import numpy as np
 import numpy.typing as npt
 
-from guardproxy.core import Context, Detection, Span
+from guardproxy.core import Context, Detection
 from guardproxy.detectors.configs import InjectionClassifierConfig, ModerationClassifierConfig
 from guardproxy.detectors.model_files import ModelDir, default_models_root, resolve_model_dir
 from guardproxy.detectors.shared import SharedResources
@@ -307,7 +307,10 @@ class OnnxClassifierDetector:
             if unknown:
                 raise DetectorFailed(f"{self.name}: unknown categories {unknown}; the model has {members}")
             members = [m for m in members if m in wanted]
-        overrides: dict[str, float] = getattr(config, "thresholds", {})
+        overrides: dict[str, float] = dict(getattr(config, "thresholds", {}))
+        single = getattr(config, "threshold", None)  # injection_classifier: one threshold for its group
+        if single is not None:
+            overrides = dict.fromkeys(members, single)
         unknown = sorted(set(overrides) - set(members))
         if unknown:
             raise DetectorFailed(f"{self.name}: thresholds for unknown categories {unknown}; the model has {members}")
@@ -345,9 +348,11 @@ class OnnxClassifierDetector:
             f"{float(per_label[window, column]):.3f} in window {int(window) + 1}/{len(scores.char_spans)} "
             f"(chars {start}-{end})"
         )
-        spans = tuple(Span(start, end, label, score) for label in fired)
+        # No spans: a classifier judges a whole window, not a piece of personal data. A span would make the
+        # audit log replace the whole attack with `[INJECTION]`, and the trainer could not learn from it; the
+        # window's character range is in the explanation.
         label_scores = self.label_scores(scores) if clf.head == "sigmoid" else {}
-        return Detection(score=score, labels=fired, spans=spans, explanation=explanation, label_scores=label_scores)
+        return Detection(score=score, labels=fired, explanation=explanation, label_scores=label_scores)
 
     def detect_sync(self, text: str) -> Detection:
         if not text.strip():

@@ -74,7 +74,7 @@ def split_names(text: str | None) -> list[str]:
 def load_dataset(path: Path, *, entity_map: Mapping[str, str], group_by: str | None = None) -> Dataset:
     """Read every record; the first record decides the mode, and every other must have the same shape."""
     try:
-        lines = path.read_text(encoding="utf-8-sig").splitlines()
+        lines = path.read_text(encoding="utf-8-sig").split("\n")  # not splitlines(): texts may hold U+2028
     except FileNotFoundError:
         raise DataError(f"{path}: data file not found") from None
     except (OSError, UnicodeDecodeError) as exc:
