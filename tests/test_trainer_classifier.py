@@ -351,6 +351,7 @@ def test_multilabel_run_serves_two_detectors_from_one_model(tmp_path: Path, monk
     out = main(cfg)
     card = json.loads((out / "model_card.json").read_text())
     assert card["serving"]["head"] == "sigmoid"
+    assert card["export"]["parity_int8_vs_torch"]["max_abs_prob_diff"] < 0.05  # sigmoid compared with sigmoid
     assert set(card["thresholds"]) == {"injection", "violence", "hate", "illicit"}
     assert card["data"]["dropped"]["harmful:no_known_category"] == 1
     groups = card["evaluation"]["groups"]

@@ -93,7 +93,9 @@ def parity(model_dir: Path, onnx_dir: Path, windows: list[list[int]]) -> dict[st
     for ids in windows:
         batch = np.asarray([ids], dtype=np.int64)
         with torch.no_grad():
-            ref = torch.softmax(model(input_ids=torch.from_numpy(batch)).logits, dim=-1).numpy()[0]
+            logits = model(input_ids=torch.from_numpy(batch)).logits
+            # The same head as the served model: comparing softmax with sigmoid outputs measures nothing.
+            ref = (torch.sigmoid(logits) if served.head == "sigmoid" else torch.softmax(logits, dim=-1)).numpy()[0]
         got = served._run(batch)[0]
         diffs.append(float(np.abs(ref - got).max()))
         agree += int(ref.argmax() == got.argmax())
