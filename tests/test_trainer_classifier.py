@@ -394,3 +394,23 @@ def test_multilabel_run_serves_two_detectors_from_one_model(tmp_path: Path, monk
         injection.close()
         moderation.close()
     assert len(shared) == 0
+
+
+def test_a_later_dataset_with_overrides_wins_label_conflicts(tmp_path: Path) -> None:
+    """A reviewer's correction (the sidecar's snapshot, `overrides: true`) beats the base data's label."""
+    base = _write_jsonl(tmp_path / "base.jsonl", [{"text": "reset my password please", "label": "injection"}])
+    fixes = _write_jsonl(tmp_path / "fixes.jsonl", [{"text": "Reset my  password please", "label": "benign"}])
+    other = _write_jsonl(tmp_path / "other.jsonl", [{"text": "reset my password please", "label": "benign"}])
+    common = {"name": "t", "label_map": {"injection": "injection", "benign": "benign"}, "base_model": "b"}
+
+    def loaded(second: Path, overrides: bool) -> tuple[list[str], dict[str, int]]:
+        cfg_path = tmp_path / "c.yaml"
+        datasets = [{"path": str(base)}, {"path": str(second), "overrides": overrides}]
+        cfg_path.write_text(yaml.safe_dump({**common, "datasets": datasets}), encoding="utf-8")
+        examples, report = load_examples(load_config(cfg_path))
+        return [e.source_label for e in examples], dict(report.dropped)
+
+    labels, dropped = loaded(fixes, True)
+    assert labels == ["benign"] and dropped == {"overridden_by_fixes": 1}
+    labels, dropped = loaded(other, False)
+    assert labels == [] and dropped == {"conflicting_duplicate": 2}

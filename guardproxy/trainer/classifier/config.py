@@ -47,6 +47,13 @@ class DatasetSpec:
             "`{CATEGORIES}` (only names that are model labels count; a record with none is skipped)."
         },
     )
+    overrides: bool = field(
+        default=False,
+        metadata={
+            "help": "When a text of this dataset is already in an earlier one with a contradicting label, this "
+            "dataset's label wins (reviewers' corrections); otherwise both copies are dropped."
+        },
+    )
     unknown_labels: list[str] = field(
         default_factory=list,
         metadata={

@@ -109,31 +109,39 @@ def load_examples(cfg: ClassifierTrainConfig) -> tuple[list[Example], DataReport
                 continue
             target = label_map[source_label]
             label = int(1 in targets) if cfg.head == "sigmoid" else cfg.labels.index(str(target))
+            replace_at: int | None = None
             if key in seen:
                 prior = kept[seen[key]]
-                if prior is not None and (prior.label != label or not _compatible(prior.targets, targets)):
+                conflict = prior is not None and (prior.label != label or not _compatible(prior.targets, targets))
+                if conflict and spec.overrides:
+                    replace_at = seen[key]  # a reviewer's correction wins over the base data's label
+                    report.dropped[f"overridden_by_{name}"] += 1
+                elif conflict:
                     kept[seen[key]] = None  # contradictory duplicates teach nothing
                     report.dropped["conflicting_duplicate"] += 2
+                    continue
                 else:
                     report.dropped["duplicate"] += 1
-                continue
+                    continue
             per_label[source_label] += 1
             group = dotted(record, spec.group_field) if spec.group_field else None
             group_key = normalise(str(group)) if group is not None else key
             evidence = dotted(record, spec.evidence_field) if spec.evidence_field else None
             split = _split(group_key, cfg)
-            seen[key] = len(kept)
-            kept.append(
-                Example(
-                    text=text,
-                    label=label,
-                    source_label=source_label,
-                    dataset=name,
-                    evidence=evidence if isinstance(evidence, str) and evidence.strip() else None,
-                    split=split,
-                    targets=targets,
-                )
+            example = Example(
+                text=text,
+                label=label,
+                source_label=source_label,
+                dataset=name,
+                evidence=evidence if isinstance(evidence, str) and evidence.strip() else None,
+                split=split,
+                targets=targets,
             )
+            if replace_at is not None:
+                kept[replace_at] = example
+                continue
+            seen[key] = len(kept)
+            kept.append(example)
     examples = [e for e in kept if e is not None]
     for e in examples:
         counts = report.counts.setdefault(f"{e.dataset}/{e.split}", {})

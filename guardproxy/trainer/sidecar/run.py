@@ -75,7 +75,8 @@ def registry_dir(classifier: ClassifierTrainConfig) -> Path:
 def snapshot_spec(cfg: SidecarConfig, classifier: ClassifierTrainConfig, dataset: DatasetBuildConfig) -> dict[str, Any]:
     """The snapshot's data.jsonl as a DatasetSpec: its two labels mapped onto the model's outputs."""
     pos, neg = dataset.pos_label, dataset.negative_label
-    spec: dict[str, Any] = {"name": SNAPSHOT_DATASET}
+    # The snapshot comes last and wins label conflicts: a reviewer's correction beats the base data.
+    spec: dict[str, Any] = {"name": SNAPSHOT_DATASET, "overrides": True}
     if classifier.head == "softmax":
         positive_class = pos if pos in classifier.labels[1:] else classifier.labels[1]
         spec["label_map"] = {pos: positive_class, neg: classifier.labels[0]}
