@@ -589,3 +589,25 @@ def test_positives_only_snapshot_collapses_precision_balanced_one_keeps_it(tmp_p
     assert collapsed["precision"] < base_rate + 0.05
     assert kept["precision"] > 0.85 and kept["recall"] > 0.7
     assert kept["flag_rate"] < base_rate + 0.1
+
+
+def test_the_policy_learning_section_decides_the_signals(tmp_path: Path) -> None:
+    """What traffic may teach is a policy setting: a dataset config naming the policy takes its `learning:`
+    signals and its audit path; a command-line override still wins."""
+    policy = tmp_path / "policy.yaml"
+    policy.write_text(
+        "backends: {up: {type: openai, base_url: 'http://127.0.0.1:9/v1'}}\n"
+        "models: [{name: m, backend: up}]\n"
+        "audit: {path: logs/audit.db}\n"
+        "learning: {signals: [feedback, output_feedback], use_candidates: true}\n",
+        encoding="utf-8",
+    )
+    config = tmp_path / "dataset.yaml"
+    config.write_text("name: inj\ntarget: injection\npolicy: policy.yaml\nsignals: [blocks]\n", encoding="utf-8")
+    cfg = load_config(config)
+    assert cfg.signals == ["feedback", "output_feedback"] and cfg.use_candidates is True
+    assert Path(cfg.audit_store).resolve() == (tmp_path / "logs" / "audit.db").resolve()
+    assert load_config(config, {"signals": ["blocks"]}).signals == ["blocks"]
+    policy.write_text(policy.read_text().replace("output_feedback", "blockz"), encoding="utf-8")
+    with pytest.raises(Exception, match="blockz"):
+        load_config(config)

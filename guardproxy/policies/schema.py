@@ -90,6 +90,28 @@ class Constitution(_Strict):
     )
 
 
+Signal = Literal["blocks", "flags", "feedback", "output_feedback"]
+
+
+def _default_signals() -> list[Signal]:
+    return ["blocks", "flags", "feedback"]
+
+
+class LearningConfig(_Strict):
+    """What the sidecar trainer may learn from this policy's traffic (read by `guardproxy trainer dataset build`
+    when its config names this policy)."""
+
+    signals: list[Signal] = Field(
+        default_factory=_default_signals,
+        description="Training signals: `blocks` (a step blocked), `flags` (it fired with another action), "
+        "`feedback` (reviewers' labels), `output_feedback` (the input passed but the answer was blocked: a "
+        "candidate positive for the input detector).",
+    )
+    use_candidates: bool = Field(
+        False, description="Train on output-feedback candidates. Off: they are kept apart for review."
+    )
+
+
 class AuditConfig(_Strict):
     path: str = Field("./guardproxy-audit.db", description="SQLite file of the embedded audit store.")
     store_raw: bool = Field(False, description="Store raw text. Off: only PII-redacted text is ever written.")
@@ -121,6 +143,9 @@ class Policy(_Strict):
     output: list[Step] = Field(default_factory=list)
     audit: AuditConfig = Field(default_factory=AuditConfig)
     proxy: ProxySettings = Field(default_factory=ProxySettings)
+    learning: LearningConfig = Field(
+        default_factory=LearningConfig, description="Training signals for the sidecar trainer. See its table."
+    )
     constitution: Constitution | None = Field(
         None, description="Principles for `revise` output steps. See Constitution; required when one is used."
     )

@@ -64,6 +64,14 @@ class DatasetBuildConfig:
     since: str | None = field(
         default=None, metadata={"help": "Only audit records at or after this time: 30m, 7d, or ISO-8601."}
     )
+    policy: str | None = field(
+        default=None,
+        metadata={
+            "help": "The proxy's policy file: its `learning:` section decides `signals` and `use_candidates` "
+            "(the policy is where a team sets what its traffic may teach), and its `audit.path` is the default "
+            "`audit_store`."
+        },
+    )
     signals: list[str] = field(
         default_factory=lambda: ["blocks", "flags", "feedback"],
         metadata={
@@ -181,6 +189,23 @@ def _build(cls: type[Any], data: dict[str, Any], where: str) -> Any:
         raise ValueError(f"{where}: {exc}") from exc
 
 
+def _apply_policy(data: dict[str, Any], base: Path, overrides: dict[str, Any]) -> None:
+    """The policy's `learning:` section wins over this file's signals; command-line overrides win over both."""
+    from guardproxy.policies.loader import load_policy
+
+    policy_path = Path(data["policy"])
+    if not policy_path.is_absolute() and "policy" not in overrides:
+        policy_path = base / policy_path
+    data["policy"] = str(policy_path)
+    policy = load_policy(policy_path, env=dict(os.environ))
+    for key, value in (("signals", list(policy.learning.signals)), ("use_candidates", policy.learning.use_candidates)):
+        if key not in overrides:
+            data[key] = value
+    if "audit_store" not in data:
+        audit = Path(policy.audit.path)
+        data["audit_store"] = str(audit if audit.is_absolute() else policy_path.parent / audit)
+
+
 def load_config(path: str | Path, overrides: dict[str, Any] | None = None) -> DatasetBuildConfig:
     """Read a YAML config; relative paths in it are resolved against the file's directory."""
     path = Path(path)
@@ -193,6 +218,8 @@ def load_config(path: str | Path, overrides: dict[str, Any] | None = None) -> Da
     if isinstance(data.get("since"), date):  # YAML reads an unquoted 2026-11-22 as a date
         data["since"] = data["since"].isoformat()
     base = path.parent
+    if isinstance(data.get("policy"), str):
+        _apply_policy(data, base, overrides)
     for key in ("output_dir", "audit_store"):
         value = data.get(key)
         if not isinstance(value, str) or key in overrides or "://" in value or Path(value).is_absolute():
