@@ -19,7 +19,7 @@ from guardproxy.audit.feedback import FEEDBACK_LABELS, Feedback, FeedbackLabel
 from guardproxy.audit.preferences import ChatTurn, Preference
 from guardproxy.audit.records import BLOCKED_OUTCOMES, AuditRecord
 from guardproxy.audit.store import UnknownRequest
-from guardproxy.detectors.pii_regex import find_pii, redact_text
+from guardproxy.detectors.pii_regex import scrub_pii
 
 # Migration N (1-based) takes the schema from version N-1 to N; `PRAGMA user_version` records it.
 # Statements are idempotent (IF NOT EXISTS) so a half-applied migration from a crash re-runs cleanly.
@@ -315,11 +315,6 @@ class SQLiteAuditStore:
             except BaseException:
                 conn.execute("ROLLBACK")
                 raise
-
-
-def scrub_pii(text: str) -> str:
-    """The audit log's PII safety net (validated regexes), as the proxy's audit writer applies it."""
-    return redact_text(text, find_pii(text)) if text else text
 
 
 def _feedback(row: sqlite3.Row) -> Feedback:

@@ -51,6 +51,7 @@ from spacy.language import Language
 from spacy.tokens import Doc
 
 from guardproxy.core import Context, Detection, Span
+from guardproxy.detectors.configs import ALL_PII_ENTITIES
 from guardproxy.detectors.greedy_ner import GreedyNer
 from guardproxy.detectors.model_files import ModelDir, default_models_root, resolve_model_dir
 from guardproxy.detectors.pii_regex import find_pii
@@ -81,15 +82,7 @@ NER_LABELS: dict[str, str] = {
     "TIME": "DATE_TIME",
     "ADDRESS": "ADDRESS",
 }
-VALIDATED_ENTITIES: tuple[str, ...] = (
-    "EMAIL_ADDRESS",
-    "PHONE_NUMBER",
-    "CREDIT_CARD",
-    "US_SSN",
-    "IBAN_CODE",
-    "IP_ADDRESS",
-    "SECRET",
-)
+VALIDATED_ENTITIES: tuple[str, ...] = ALL_PII_ENTITIES  # what pii_regex validates, checksums and all
 PHONE_CONTEXT: tuple[str, ...] = (
     "phone", "tel", "mobile", "cell", "call", "fax", "desk", "office", "reach", "contact",
     "dial", "ring", "sms", "whatsapp", "landline", "answer", "extension",

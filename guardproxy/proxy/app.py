@@ -21,7 +21,7 @@ from prometheus_client import CONTENT_TYPE_LATEST
 from guardproxy.audit.store import open_store
 from guardproxy.core import JSON
 from guardproxy.detectors.model_files import detector_model_dirs
-from guardproxy.detectors.pii_regex import find_pii, redact_text
+from guardproxy.detectors.pii_regex import scrub_pii
 from guardproxy.errors import BodyTooLarge, GuardproxyError, InvalidRequest
 from guardproxy.policies.loader import load_policy, policy_fingerprint
 from guardproxy.policies.schema import Policy
@@ -49,7 +49,7 @@ def create_app(settings: Settings) -> Litestar:
         store,
         queue_size=policy.audit.queue_size,
         on_full=policy.audit.on_full,
-        scrub=None if policy.audit.store_raw else _scrub_pii,
+        scrub=None if policy.audit.store_raw else scrub_pii,
     )
     metrics = Metrics()
     gateway = Gateway(holder, sink, metrics)
@@ -156,11 +156,6 @@ def create_app(settings: Settings) -> Litestar:
         openapi_config=None,
         logging_config=None,
     )
-
-
-def _scrub_pii(text: str) -> str:
-    """The audit log's safety net, run in the writer thread: whatever the policy missed."""
-    return redact_text(text, find_pii(text))
 
 
 async def _read_body(request: AnyRequest, limit: int) -> bytes:

@@ -19,6 +19,8 @@ from typing import Any, Literal
 
 import yaml
 
+from guardproxy.trainer.config_build import build_dataclass
+
 CATEGORIES = "{CATEGORIES}"  # a sigmoid label_map target: take the true labels from the record's categories
 
 
@@ -218,22 +220,6 @@ class ClassifierTrainConfig:
             raise ValueError("class_weights needs one weight per label")
 
 
-def _build(cls: type[Any], data: dict[str, Any], where: str) -> Any:
-    known = {f.name: f for f in dataclasses.fields(cls)}
-    unknown = sorted(set(data) - set(known))
-    if unknown:
-        raise ValueError(f"{where}: unknown field(s) {unknown}; allowed: {sorted(known)}")
-    kwargs = dict(data)
-    if cls is ClassifierTrainConfig and "datasets" in kwargs:
-        kwargs["datasets"] = [
-            _build(DatasetSpec, d, f"{where}.datasets[{i}]") for i, d in enumerate(kwargs["datasets"])
-        ]
-    try:
-        return cls(**kwargs)
-    except TypeError as exc:
-        raise ValueError(f"{where}: {exc}") from exc
-
-
 def load_config(path: str | Path, overrides: dict[str, Any] | None = None) -> ClassifierTrainConfig:
     """Read a YAML config; relative paths in it are resolved against the file's directory."""
     path = Path(path)
@@ -262,7 +248,7 @@ def load_config(path: str | Path, overrides: dict[str, Any] | None = None) -> Cl
             expanded.append(d)
     if "datasets" in data:
         data["datasets"] = expanded
-    cfg: ClassifierTrainConfig = _build(ClassifierTrainConfig, data, str(path))
+    cfg: ClassifierTrainConfig = build_dataclass(ClassifierTrainConfig, data, str(path), {"datasets": DatasetSpec})
     return cfg
 
 

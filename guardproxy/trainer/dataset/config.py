@@ -15,6 +15,8 @@ from typing import Any, Literal
 
 import yaml
 
+from guardproxy.trainer.config_build import build_dataclass
+
 SIGNALS: tuple[str, ...] = ("blocks", "flags", "feedback", "output_feedback")
 POSITIVE = "positive"
 NEGATIVE = "negative"
@@ -173,22 +175,6 @@ class DatasetBuildConfig:
         return dataclasses.asdict(self)
 
 
-def _build(cls: type[Any], data: dict[str, Any], where: str) -> Any:
-    known = {f.name for f in dataclasses.fields(cls)}
-    unknown = sorted(set(data) - known)
-    if unknown:
-        raise ValueError(f"{where}: unknown field(s) {unknown}; allowed: {sorted(known)}")
-    kwargs = dict(data)
-    if cls is DatasetBuildConfig and "base_datasets" in kwargs:
-        kwargs["base_datasets"] = [
-            _build(BaseDatasetSpec, d, f"{where}.base_datasets[{i}]") for i, d in enumerate(kwargs["base_datasets"])
-        ]
-    try:
-        return cls(**kwargs)
-    except TypeError as exc:
-        raise ValueError(f"{where}: {exc}") from exc
-
-
 def _apply_policy(data: dict[str, Any], base: Path, overrides: dict[str, Any]) -> None:
     """The policy's `learning:` section wins over this file's signals; command-line overrides win over both."""
     from guardproxy.policies.loader import load_policy
@@ -228,5 +214,5 @@ def load_config(path: str | Path, overrides: dict[str, Any] | None = None) -> Da
     for spec in data.get("base_datasets") or []:
         if isinstance(spec, dict) and isinstance(spec.get("path"), str) and not Path(spec["path"]).is_absolute():
             spec["path"] = str((base / spec["path"]).resolve())
-    cfg: DatasetBuildConfig = _build(DatasetBuildConfig, data, str(path))
+    cfg: DatasetBuildConfig = build_dataclass(DatasetBuildConfig, data, str(path), {"base_datasets": BaseDatasetSpec})
     return cfg
