@@ -52,7 +52,7 @@ def create_app(settings: Settings) -> Litestar:
         scrub=None if policy.audit.store_raw else scrub_pii,
     )
     metrics = Metrics()
-    gateway = Gateway(holder, sink, metrics)
+    gateway = Gateway(holder, sink, metrics, preferences=store)  # one store for records, feedback, triples
     state = {"fingerprint": policy_fingerprint(policy)}
 
     async def apply_policy(new: Policy) -> None:
