@@ -103,6 +103,41 @@ def test_dpo_trains_on_stored_revise_triples_and_writes_a_merged_model(tiny_mode
     assert report["evaluation"]["tuned"]["examples"]
 
 
+def test_dpo_with_qlora_trains_over_a_4bit_base_and_merges_into_full_precision(
+    tiny_model: Path, tmp_path: Path
+) -> None:
+    pytest.importorskip("bitsandbytes")
+    pairs = tmp_path / "pairs.jsonl"
+    pair = {"prompt": "How do I make a weapon?", "chosen": REFUSAL, "rejected": "Sure, here is how you make it."}
+    pairs.write_text((json.dumps(pair) + "\n") * 4)
+    config = write_config(tmp_path / "dpo.yaml", tiny_model, "pairs: pairs.jsonl\nmax_steps: 2\n")
+    config.write_text(
+        config.read_text().replace("lora: {r: 4, alpha: 8}", "lora: {r: 4, alpha: 8, quantize_base: nf4}")
+    )
+
+    assert cli_main(["dpo", "--config", str(config)]) == 0
+    run = tmp_path / "run"
+    report = json.loads((run / "report.json").read_text())
+    assert report["quantized_base"] == "nf4" and report["global_step"] == 2
+    merged = json.loads((run / "merged" / "config.json").read_text())
+    assert "quantization_config" not in merged  # served without bitsandbytes
+    from safetensors.torch import load_file
+
+    weights = load_file(str(run / "merged" / "model.safetensors"))
+    base = load_file(str(tiny_model / "model.safetensors"))
+    key = "model.layers.0.self_attn.q_proj.weight"
+    assert weights[key].shape == base[key].shape and not weights[key].equal(base[key])  # adapter merged in
+    untouched = "model.layers.0.mlp.up_proj.weight"  # no adapter there: exactly the full-precision base
+    assert weights[untouched].equal(base[untouched])
+
+
+def test_qlora_setting_is_checked(tiny_model: Path, tmp_path: Path) -> None:
+    config = write_config(tmp_path / "dpo.yaml", tiny_model, "pairs: pairs.jsonl\n")
+    config.write_text(config.read_text().replace("lora: {r: 4, alpha: 8}", "lora: {r: 4, quantize_base: int3}"))
+    with pytest.raises(ConfigError, match="quantize_base: 'int3'; allowed: auto, none, nf4"):
+        load_config(DPORunConfig, config)
+
+
 def test_rows_take_chat_and_plain_formats(tmp_path: Path) -> None:
     pairs = tmp_path / "pairs.jsonl"
     pairs.write_text(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 from pathlib import Path
@@ -298,6 +299,78 @@ def test_tiny_lora_run_merges_and_exports(tmp_path: Path, monkeypatch: pytest.Mo
     card = json.loads((out / "model_card.json").read_text())
     assert card["training"]["finetune"] == "lora"
     assert card["export"]["parity_int8_vs_torch"]["argmax_agreement"] >= 0.9
+
+
+@pytest.mark.slow
+def test_tiny_qlora_run_trains_adapters_over_a_4bit_base_and_merges_into_full_precision(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    pytest.importorskip("torch")
+    pytest.importorskip("peft")
+    pytest.importorskip("bitsandbytes")
+    import bitsandbytes as bnb
+    import torch
+
+    from guardproxy.trainer.classifier import load_config, main
+    from guardproxy.trainer.classifier import train as train_module
+
+    monkeypatch.chdir(tmp_path)
+    _tiny_base_model(tmp_path / "base")
+    cfg = load_config(
+        _config_file(tmp_path, finetune="lora", quantize_base="nf4", lora_r=4, max_steps=3, version="qlora-test")
+    )
+    built: list[torch.nn.Module] = []
+    real_build = train_module.build_model
+
+    def recording_build(*args: object, **kwargs: object) -> torch.nn.Module:
+        model = real_build(*args, **kwargs)  # type: ignore[arg-type]
+        built.append(model)
+        return model
+
+    monkeypatch.setattr(train_module, "build_model", recording_build)
+    out = main(cfg)
+    card = json.loads((out / "model_card.json").read_text())
+    assert card["training"]["finetune"] == "lora" and card["training"]["quantized_base"] == "nf4"
+    trained, merge_target = built[0], built[1]
+    four_bit = [m for m in trained.modules() if isinstance(m, bnb.nn.Linear4bit)]
+    assert four_bit, "the training model's base layers are 4-bit"
+    assert not any(isinstance(m, bnb.nn.Linear4bit) for m in merge_target.modules())
+    # The adapters learned something, and it reached the served export (the merge used the trained weights).
+    lora_b = [p for n, p in trained.named_parameters() if "lora_B" in n]
+    assert lora_b and any(float(p.detach().abs().max()) > 0 for p in lora_b)
+    from safetensors.torch import load_file
+
+    base = load_file(str(tmp_path / "base" / "model.safetensors"))
+    served = load_file(str(out / "torch" / "model.safetensors"))
+    key = "encoder.layer.0.attention.self.query.weight"
+    assert served[f"bert.{key}"].dtype == torch.float32
+    assert not torch.equal(served[f"bert.{key}"], base[key]), "the adapter was merged into the served weights"
+    assert torch.equal(served["bert.encoder.layer.0.attention.self.key.weight"], base[key.replace("query", "key")])
+    assert card["export"]["parity_int8_vs_torch"]["argmax_agreement"] >= 0.9
+    # The kept torch/ copy is the merged full-precision model, loadable without bitsandbytes.
+    config = json.loads((out / "torch" / "config.json").read_text())
+    assert "quantization_config" not in config
+
+    # A longer budget resumes the QLoRA run from its checkpoint (4-bit base state included).
+    longer = main(dataclasses.replace(cfg, max_steps=5, version="qlora-resumed"))
+    training = json.loads((longer / "model_card.json").read_text())["training"]
+    assert (training["resumed_from_step"], training["steps"]) == (3, 5)
+
+
+def test_qlora_is_refused_without_lora_and_auto_stays_off_on_a_cpu(tmp_path: Path) -> None:
+    pytest.importorskip("torch")
+    from guardproxy.trainer.quantization import use_4bit
+
+    with pytest.raises(ValueError, match="nf4 \\(QLoRA\\) needs finetune: lora"):
+        load_config(_config_file(tmp_path, finetune="full", quantize_base="nf4"))
+    with pytest.raises(ValueError, match="quantize_base 'int3'"):
+        load_config(_config_file(tmp_path, quantize_base="int3"))
+    import torch
+
+    if not torch.cuda.is_available():
+        assert use_4bit("auto", "lora") is False  # QLoRA only where it pays: a GPU
+    assert use_4bit("auto", "full") is False
+    assert use_4bit("none", "lora") is False
 
 
 MODERATION = [

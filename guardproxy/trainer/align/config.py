@@ -15,6 +15,8 @@ from typing import Any, TypeVar
 
 import yaml
 
+from guardproxy.trainer.quantization import QUANTIZE_HELP, QuantizeBase
+
 # A reply that starts with one of these (within its first `refusal_window` characters) is a refusal. Simple
 # on purpose: it is the common rule of refusal benchmarks, and a report says which phrases were used.
 REFUSAL_PHRASES = (
@@ -54,6 +56,7 @@ class LoraSettings:
         default_factory=lambda: ["q_proj", "k_proj", "v_proj", "o_proj"],
         metadata={"help": "Module names that get adapters (Llama-style attention projections by default)."},
     )
+    quantize_base: str = field(default="auto", metadata={"help": QUANTIZE_HELP + " One of auto, none, nf4."})
 
 
 @dataclass
@@ -158,6 +161,9 @@ def load_config(cls: type[Config], path: str | Path, overrides: dict[str, Any] |
         raise ConfigError(f"{path}: dataset: required (a JSONL of chat messages or prompt/completion)")
     if isinstance(config, DPORunConfig) and not (config.audit_db or config.pairs):
         raise ConfigError(f"{path}: give audit_db (revise triples) and/or pairs (a JSONL of preference pairs)")
+    if config.lora.quantize_base not in typing.get_args(QuantizeBase):
+        allowed = ", ".join(typing.get_args(QuantizeBase))
+        raise ConfigError(f"{path}: lora: quantize_base: {config.lora.quantize_base!r}; allowed: {allowed}")
     ev = config.evaluation
     if ev.enabled and not (ev.harmful_prompts and ev.safe_prompts):
         raise ConfigError(f"{path}: evaluation: harmful_prompts and safe_prompts are required when enabled")

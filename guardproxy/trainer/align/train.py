@@ -11,6 +11,7 @@ from guardproxy.trainer.align.config import AlignConfig, DPORunConfig, SFTRunCon
 from guardproxy.trainer.align.data import Row, dpo_rows, sft_rows
 from guardproxy.trainer.align.evaluate import score
 from guardproxy.trainer.align.report import write_report
+from guardproxy.trainer.quantization import nf4_config, prepare_for_training, use_4bit
 
 Method = Literal["sft", "dpo"]
 _V6_DEPRECATION = r".* is deprecated and will be removed in v6"
@@ -32,7 +33,17 @@ def run(config: SFTRunConfig | DPORunConfig) -> dict[str, Any]:
     tokenizer = AutoTokenizer.from_pretrained(config.model)
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
-    model = AutoModelForCausalLM.from_pretrained(config.model, dtype=torch.float32)
+    quantize = use_4bit(config.lora.quantize_base, "lora")  # type: ignore[arg-type]  # checked by load_config
+    if quantize:
+        from accelerate import PartialState  # type: ignore[import-untyped]
+
+        # QLoRA: bitsandbytes quantizes the frozen base while loading it onto this process's device.
+        model = AutoModelForCausalLM.from_pretrained(
+            config.model, quantization_config=nf4_config(), device_map={"": PartialState().device}
+        )
+        model = prepare_for_training(model)
+    else:
+        model = AutoModelForCausalLM.from_pretrained(config.model, dtype=torch.float32)
     resumed_from = _last_checkpoint(checkpoints) if config.resume else None
     started = time.perf_counter()
     with warnings.catch_warnings():
@@ -60,7 +71,10 @@ def run(config: SFTRunConfig | DPORunConfig) -> dict[str, Any]:
     merged_dir = None
     if config.merge:  # after the evaluation: merging folds the adapter into the base weights for good
         merged_dir = out / "merged"
-        tuned.merge_and_unload().save_pretrained(str(merged_dir))
+        if quantize:
+            _merge_into_full_precision(config.model, adapter_dir, merged_dir)
+        else:
+            tuned.merge_and_unload().save_pretrained(str(merged_dir))
         tokenizer.save_pretrained(str(merged_dir))
     report: dict[str, Any] = {
         "method": method,
@@ -78,10 +92,24 @@ def run(config: SFTRunConfig | DPORunConfig) -> dict[str, Any]:
         "merged_dir": None if merged_dir is None else str(merged_dir),
         "checkpoints_dir": str(checkpoints),
         "lora": vars(config.lora),
+        "quantized_base": "nf4" if quantize else None,
         "evaluation": evaluation,
     }
     write_report(out, report)
     return report
+
+
+def _merge_into_full_precision(base: str, adapter_dir: Path, merged_dir: Path) -> None:
+    """QLoRA's merge: the adapter onto a full-precision copy of the base, not onto its 4-bit training copy."""
+    import torch
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM
+
+    full = AutoModelForCausalLM.from_pretrained(base, dtype=torch.float32)
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=_V6_DEPRECATION, category=FutureWarning)  # peft, as in run()
+        adapted = PeftModel.from_pretrained(full, str(adapter_dir))
+    adapted.merge_and_unload().save_pretrained(str(merged_dir))
 
 
 def _trainer(

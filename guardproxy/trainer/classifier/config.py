@@ -20,6 +20,7 @@ from typing import Any, Literal
 import yaml
 
 from guardproxy.trainer.config_build import build_dataclass
+from guardproxy.trainer.quantization import QUANTIZE_HELP, QuantizeBase
 
 CATEGORIES = "{CATEGORIES}"  # a sigmoid label_map target: take the true labels from the record's categories
 
@@ -168,6 +169,7 @@ class ClassifierTrainConfig:
     seed: int = field(default=13, metadata={"help": "Seed of shuffling and initialisation."})
     threads: int = field(default=2, metadata={"help": "torch CPU threads."})
     finetune: Literal["full", "lora"] = field(default="full", metadata={"help": "Full fine-tuning or LoRA (peft)."})
+    quantize_base: QuantizeBase = field(default="auto", metadata={"help": QUANTIZE_HELP})
     lora_r: int = field(default=8, metadata={"help": "LoRA rank."})
     lora_alpha: int = field(default=16, metadata={"help": "LoRA alpha."})
     lora_dropout: float = field(default=0.1, metadata={"help": "LoRA dropout."})
@@ -216,6 +218,10 @@ class ClassifierTrainConfig:
             raise ValueError("validation_fraction must be in (0, 1)")
         if not 0 <= self.stride < self.max_length - 2:
             raise ValueError("stride must be >= 0 and smaller than max_length - 2")
+        if self.quantize_base not in typing.get_args(QuantizeBase):
+            raise ValueError(f"quantize_base {self.quantize_base!r}; allowed: {list(typing.get_args(QuantizeBase))}")
+        if self.quantize_base == "nf4" and self.finetune != "lora":
+            raise ValueError("quantize_base: nf4 (QLoRA) needs finetune: lora")
         if self.class_weights is not None and len(self.class_weights) != len(self.labels):
             raise ValueError("class_weights needs one weight per label")
 

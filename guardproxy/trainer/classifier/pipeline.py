@@ -87,6 +87,15 @@ def evaluate_held_out(cfg: ClassifierTrainConfig, out_dir: Path, validation: lis
 
 def main(cfg: ClassifierTrainConfig) -> Path:
     """Train, export and evaluate; return the versioned model directory."""
+    from guardproxy.trainer.classifier.train import finish_distributed
+
+    try:
+        return _train_and_write(cfg)
+    finally:
+        finish_distributed()
+
+
+def _train_and_write(cfg: ClassifierTrainConfig) -> Path:
     from guardproxy.trainer.classifier.export import export_int8, parity
     from guardproxy.trainer.classifier.train import train
 
@@ -151,6 +160,7 @@ def main(cfg: ClassifierTrainConfig) -> Path:
         "data": data_report.as_json() | {"train_examples": len(train_set), "validation_examples": len(validation)},
         "training": {
             "finetune": cfg.finetune,
+            "quantized_base": result.quantized_base,
             "steps": result.steps,
             "training_windows": len(windows),
             "init_from": cfg.init_from,

@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+import os
 import random
 import shutil
 import time
@@ -28,6 +29,7 @@ from transformers import AutoModelForSequenceClassification
 
 from guardproxy.trainer.classifier.config import ClassifierTrainConfig
 from guardproxy.trainer.classifier.data import Window
+from guardproxy.trainer.quantization import adapter_state, nf4_config, prepare_for_training, use_4bit
 
 if TYPE_CHECKING:
     from accelerate import Accelerator  # type: ignore[import-untyped]
@@ -44,6 +46,7 @@ class TrainResult:
     final_loss: float
     is_main_process: bool = True  # under `accelerate launch`, only the main process exports and evaluates
     resumed_from_step: int = 0  # 0: started fresh
+    quantized_base: str | None = None  # "nf4": QLoRA (the adapters trained over a 4-bit base)
 
 
 def epoch_batches(windows: list[Window], batch_size: int, seed: int, epoch: int) -> list[list[int]]:
@@ -96,7 +99,14 @@ def masked_bce(logits: torch.Tensor, targets: torch.Tensor, pos_weight: torch.Te
     return (losses * known).sum() / known.sum().clamp(min=1.0)
 
 
-def build_model(cfg: ClassifierTrainConfig, base_dir: Path) -> torch.nn.Module:
+def build_model(
+    cfg: ClassifierTrainConfig, base_dir: Path, *, nf4_device: torch.device | None = None
+) -> torch.nn.Module:
+    """The model to train: full, LoRA, or LoRA over a 4-bit NF4 base (QLoRA) when `nf4_device` is given."""
+    quantized: dict[str, Any] = {}
+    if nf4_device is not None:
+        # bitsandbytes quantizes while loading onto the device; the head is trained, so it stays full precision.
+        quantized = {"quantization_config": nf4_config(["classifier"]), "device_map": {"": nf4_device}}
     model: torch.nn.Module = AutoModelForSequenceClassification.from_pretrained(
         str(base_dir),
         num_labels=len(cfg.labels),
@@ -104,7 +114,10 @@ def build_model(cfg: ClassifierTrainConfig, base_dir: Path) -> torch.nn.Module:
         label2id={label: i for i, label in enumerate(cfg.labels)},
         problem_type="multi_label_classification" if cfg.head == "sigmoid" else "single_label_classification",
         attn_implementation="eager",
+        **quantized,
     )
+    if nf4_device is not None:
+        model = prepare_for_training(model)
     if cfg.finetune == "lora":
         from peft import LoraConfig, TaskType, get_peft_model
 
@@ -149,14 +162,11 @@ def _save_checkpoint(accelerator: Accelerator, work_dir: Path, progress: dict[st
     accelerator.wait_for_everyone()
 
 
-def _load_legacy_checkpoint(
-    path: Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer, scheduler: Any
-) -> dict[str, Any]:
+def _load_legacy_checkpoint(path: Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer) -> dict[str, Any]:
     """Checkpoints written before the loop ran under accelerate: one `training_state.pt` (single process)."""
     state: dict[str, Any] = torch.load(path / "training_state.pt", weights_only=False)
     model.load_state_dict(state["model"])
-    optimizer.load_state_dict(state["optimizer"])
-    scheduler.load_state_dict(state["scheduler"])
+    optimizer.load_state_dict(state["optimizer"])  # its scheduler state is not needed: the rate follows the step
     torch.set_rng_state(state["torch_rng"])
     return state
 
@@ -165,13 +175,34 @@ def make_accelerator(cfg: ClassifierTrainConfig) -> Accelerator:
     """One CPU process here; under `accelerate launch` the launcher's config (GPUs, DeepSpeed) decides."""
     from accelerate import Accelerator
 
-    # The scheduler counts our optimizer steps: accelerate must not step it once per process.
-    accelerator = Accelerator(cpu=not torch.cuda.is_available(), step_scheduler_with_optimizer=False)
+    # accelerate never enables DeepSpeed when told `cpu=True`: under a DeepSpeed launch, DeepSpeed's own
+    # accelerator picks the device (DS_ACCELERATOR=cpu runs ZeRO-3 on CPUs over gloo).
+    deepspeed = os.environ.get("ACCELERATE_USE_DEEPSPEED", "false").lower() == "true"
+    if deepspeed and not torch.cuda.is_available():
+        from accelerate import PartialState
+
+        # accelerate knows no process-group backend for DeepSpeed without a GPU and would run each process
+        # alone; gloo is the one DeepSpeed's CPU accelerator uses. The state is shared with the Accelerator.
+        PartialState(cpu=False, backend="gloo")
+    accelerator = Accelerator(cpu=not torch.cuda.is_available() and not deepspeed)
     plugin = accelerator.state.deepspeed_plugin
     if plugin is not None:
         # We feed batches ourselves (no DataLoader), so DeepSpeed cannot infer its micro-batch size.
         plugin.deepspeed_config["train_micro_batch_size_per_gpu"] = cfg.batch_size
     return accelerator
+
+
+def finish_distributed() -> None:
+    """Every process leaves together, once the main one has written the version; then the group is closed.
+
+    A process that left early (DeepSpeed on CPUs) could abort at exit and make the launcher kill the main one
+    in the middle of its export.
+    """
+    from accelerate import PartialState
+
+    state = PartialState()
+    state.wait_for_everyone()
+    state.destroy_process_group()
 
 
 def train(cfg: ClassifierTrainConfig, base_dir: Path, windows: list[Window]) -> TrainResult:
@@ -182,7 +213,8 @@ def train(cfg: ClassifierTrainConfig, base_dir: Path, windows: list[Window]) -> 
     work_dir = Path(cfg.work_dir)
     work_dir.mkdir(parents=True, exist_ok=True)
 
-    model = build_model(cfg, base_dir)
+    quantize = use_4bit(cfg.quantize_base, cfg.finetune)
+    model = build_model(cfg, base_dir, nf4_device=accelerator.device if quantize else None)
     processes = accelerator.num_processes
     batches_per_epoch = math.ceil(len(windows) / cfg.batch_size)
     steps_per_epoch = math.ceil(batches_per_epoch / processes)
@@ -194,7 +226,9 @@ def train(cfg: ClassifierTrainConfig, base_dir: Path, windows: list[Window]) -> 
         [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
         lr=cfg.learning_rate,
     )
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, linear_warmup_decay(cfg.warmup_ratio, total_steps))
+    # The rate is a function of the step, set before each update: no scheduler object to checkpoint, and it
+    # holds however ZeRO-3 regroups the parameters (it may merge or drop the two weight-decay groups).
+    rate = linear_warmup_decay(cfg.warmup_ratio, total_steps)
     weights = (
         torch.tensor(cfg.class_weights, dtype=torch.float, device=accelerator.device) if cfg.class_weights else None
     )
@@ -208,11 +242,13 @@ def train(cfg: ClassifierTrainConfig, base_dir: Path, windows: list[Window]) -> 
     existing = _checkpoints(work_dir) if cfg.resume else []
     legacy = bool(existing) and (existing[-1] / "training_state.pt").is_file()
     if legacy:
-        _load_legacy_checkpoint(existing[-1], model, optimizer, scheduler)
-    model, optimizer, scheduler = accelerator.prepare(model, optimizer, scheduler)
+        _load_legacy_checkpoint(existing[-1], model, optimizer)
+    model, optimizer = accelerator.prepare(model, optimizer)
     if existing:
         if not legacy:
-            accelerator.load_state(str(existing[-1]))
+            # QLoRA: the frozen 4-bit base is re-quantized from the same weights at every start; its saved
+            # quantisation state is redundant and does not load strictly. The adapters and head load as saved.
+            accelerator.load_state(str(existing[-1]), **({"strict": False} if quantize else {}))
         progress = json.loads((existing[-1] / "state.json").read_text(encoding="utf-8"))
         step, running = int(progress["step"]), float(progress["loss"])
         earlier_seconds = float(progress.get("seconds", 0.0))
@@ -241,13 +277,15 @@ def train(cfg: ClassifierTrainConfig, base_dir: Path, windows: list[Window]) -> 
             loss = loss_fn(logits, labels)
             accelerator.backward(loss)
             accelerator.clip_grad_norm_(model.parameters(), 1.0)
+            lr = cfg.learning_rate * rate(step)
+            for group in optimizer.param_groups:
+                group["lr"] = lr
             optimizer.step()
-            scheduler.step()
             optimizer.zero_grad(set_to_none=True)
             step += 1
             running = loss.item() if step == 1 else 0.98 * running + 0.02 * loss.item()
             bar.update(1)
-            bar.set_postfix(loss=f"{running:.4f}", epoch=epoch + 1, lr=f"{scheduler.get_last_lr()[0]:.1e}")
+            bar.set_postfix(loss=f"{running:.4f}", epoch=epoch + 1, lr=f"{lr:.1e}")
             if step % cfg.save_steps == 0 or step == total_steps:
                 progress = {"step": step, "loss": running, "seconds": earlier_seconds + time.monotonic() - started}
                 _save_checkpoint(accelerator, work_dir, progress, cfg.keep_checkpoints)
@@ -262,8 +300,23 @@ def train(cfg: ClassifierTrainConfig, base_dir: Path, windows: list[Window]) -> 
     state_dict = accelerator.get_state_dict(model)
     if accelerator.is_main_process:
         shutil.rmtree(final_dir, ignore_errors=True)
+        if accelerator.state.deepspeed_plugin is not None:
+            from transformers.integrations.deepspeed import unset_hf_deepspeed_config
+
+            # Training is over: without this, from_pretrained would partition the copy with ZeRO-3's init, a
+            # collective that only this process joins (a deadlock).
+            unset_hf_deepspeed_config()  # type: ignore[no-untyped-call]
         plain = build_model(cfg, base_dir)
-        plain.load_state_dict(state_dict)
+        if quantize:
+            # QLoRA: the adapters and the head go onto a full-precision copy of the base, which they then merge
+            # into, so the served model has none of the 4-bit rounding the base had during training.
+            trained = adapter_state(state_dict)
+            missing = set(adapter_state(plain.state_dict())) - set(trained)
+            if missing:
+                raise RuntimeError(f"QLoRA merge: trained weights missing for {sorted(missing)[:3]}")
+            plain.load_state_dict(trained, strict=False)
+        else:
+            plain.load_state_dict(state_dict)
         merged: Any = plain.merge_and_unload() if cfg.finetune == "lora" else plain  # type: ignore[operator]
         merged.save_pretrained(str(final_dir))
     accelerator.wait_for_everyone()
@@ -274,4 +327,5 @@ def train(cfg: ClassifierTrainConfig, base_dir: Path, windows: list[Window]) -> 
         final_loss=running,
         is_main_process=accelerator.is_main_process,
         resumed_from_step=resumed_from,
+        quantized_base="nf4" if quantize else None,
     )
