@@ -15,6 +15,7 @@
 
     python bench/loop_before_after.py [--traffic 800] [--steps 300] [--no-control]     # ~27 min on 2 cores
     python bench/loop_before_after.py --shift bipia_indirect_injection --out bench/results/loop_shift_bipia.json
+    python bench/loop_before_after.py --finetune lora --lr 5e-4 --out bench/results/loop_before_after_lora.json
 
 Output: runs/loop/ (models, audit.db, snapshot, reports) and bench/results/loop_before_after.json.
 """
@@ -75,6 +76,13 @@ def main(argv: list[str] | None = None) -> int:
         default=True,
         help="also train the no-feedback control (v1 + the same steps on half A only)",
     )
+    parser.add_argument(
+        "--finetune",
+        choices=["full", "lora"],
+        default="full",
+        help="how the sidecar's v2 and the control fine-tune from v1 (v1 itself is always a full fine-tune)",
+    )
+    parser.add_argument("--lr", type=float, help="learning rate of v2 and the control (default: the config's)")
     parser.add_argument("--shift", metavar="DATASET", help="leave DATASET out of v1; half the traffic comes from it")
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "loop_before_after.json")
     args = parser.parse_args(argv)
@@ -179,7 +187,7 @@ def main(argv: list[str] | None = None) -> int:
             "output_dir": "datasets",
         },
         "classifier": "classifier.yaml",
-        "classifier_overrides": {"max_steps": args.steps, "work_dir": "runs/v2"},
+        "classifier_overrides": {"max_steps": args.steps, "work_dir": "runs/v2"} | _tuning(args),
         "eval_sets": ["eval.jsonl"],
         "min_new_events": 10,
         "metric": "f1",
@@ -191,7 +199,11 @@ def main(argv: list[str] | None = None) -> int:
     (world / "sidecar.yaml").write_text(yaml.safe_dump(sidecar))
     sidecar_cfg = load_sidecar(world / "sidecar.yaml")
     report = run_once(sidecar_cfg)
-    control = _control(world, sidecar_cfg, v1, Path(report.snapshot or ""), args.steps) if args.control else None
+    control = (
+        _control(world, sidecar_cfg, v1, Path(report.snapshot or ""), args.steps, _tuning(args))
+        if args.control
+        else None
+    )
     models = {"v1 (current)": v1, "v2 (sidecar candidate)": v1.parent / str(report.candidate_version)}
     if control is not None:
         models["control (no traffic, no feedback)"] = Path(control["model"])
@@ -209,6 +221,7 @@ def main(argv: list[str] | None = None) -> int:
             "traffic_sent": len(traffic),
             "held_out_test": len(test),
             "shift": args.shift,
+            "v2_and_control": _tuning(args),
             "traffic_from_shift": sum(e.dataset == args.shift for e in traffic) if args.shift else 0,
         },
         "traffic": {"blocked": sum(decisions), "feedback": mistakes},
@@ -224,9 +237,19 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def _control(world: Path, sidecar_cfg: Any, v1: Path, snapshot: Path, steps: int) -> dict[str, Any]:
+def _tuning(args: argparse.Namespace) -> dict[str, Any]:
+    """What v2 and the control share beyond v1's config: the fine-tuning method and its learning rate."""
+    tuning: dict[str, Any] = {"finetune": args.finetune}
+    if args.lr is not None:
+        tuning["learning_rate"] = args.lr
+    return tuning
+
+
+def _control(
+    world: Path, sidecar_cfg: Any, v1: Path, snapshot: Path, steps: int, tuning: dict[str, Any]
+) -> dict[str, Any]:
     """v1 + `steps` more steps on half A alone, scored like the sidecar scores its candidate and current."""
-    overrides = {
+    overrides = tuning | {
         "max_steps": steps,
         "work_dir": str(world / "runs" / "control"),
         "output_dir": str(world / "control-models"),

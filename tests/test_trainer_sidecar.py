@@ -229,3 +229,15 @@ def test_not_enough_new_signal_means_no_run(world: Path) -> None:
     assert not (world / "datasets").exists() and not (world / "reports").exists()
     registry = world / "models" / "tiny"
     assert read_pointer(registry) is None and [p.name for p in registry.glob("v*")] == ["v1"]
+
+
+def test_a_version_that_kept_no_torch_weights_is_fine_tuned_from_its_int8_export(world: Path) -> None:
+    # The shipped models carry only their int8 ONNX: the sidecar must still start from what serves.
+    shutil.rmtree(world / "models" / "tiny" / "v1" / "torch")
+    corrected = _traffic(world, time.time() - 3600)
+    report = run_once(load_config(_configs(world)))
+    assert report.training["init_from"].endswith("init-v1"), report.training
+    assert report.status == "promoted", report.gate
+    fixed, total = _flipped_towards_reviewers(world, corrected, "v2")
+    assert fixed >= 0.75 * total, (fixed, total)
+    assert (world / "models" / "tiny" / "v2" / "torch" / "config.json").is_file()  # the next run needs no unpacking

@@ -198,12 +198,19 @@ def load_config(path: str | Path, overrides: dict[str, Any] | None = None) -> Da
     data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
     if not isinstance(data, dict):
         raise ValueError(f"{path}: expected a mapping at top level")
+    return config_from_mapping(data, path.parent, str(path), overrides)
+
+
+def config_from_mapping(
+    data: dict[str, Any], base: Path, where: str, overrides: dict[str, Any] | None = None
+) -> DatasetBuildConfig:
+    """The config from its fields (a file's, or inline in a sidecar config), relative paths against `base`."""
+    data = dict(data)
     overrides = overrides or {}
     data.update(overrides)
-    data["config_path"] = str(path)
+    data["config_path"] = where
     if isinstance(data.get("since"), date):  # YAML reads an unquoted 2026-11-22 as a date
         data["since"] = data["since"].isoformat()
-    base = path.parent
     if isinstance(data.get("policy"), str):
         _apply_policy(data, base, overrides)
     for key in ("output_dir", "audit_store"):
@@ -214,5 +221,5 @@ def load_config(path: str | Path, overrides: dict[str, Any] | None = None) -> Da
     for spec in data.get("base_datasets") or []:
         if isinstance(spec, dict) and isinstance(spec.get("path"), str) and not Path(spec["path"]).is_absolute():
             spec["path"] = str((base / spec["path"]).resolve())
-    cfg: DatasetBuildConfig = build_dataclass(DatasetBuildConfig, data, str(path), {"base_datasets": BaseDatasetSpec})
+    cfg: DatasetBuildConfig = build_dataclass(DatasetBuildConfig, data, where, {"base_datasets": BaseDatasetSpec})
     return cfg

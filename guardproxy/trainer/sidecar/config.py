@@ -141,7 +141,7 @@ def _resolve(base: Path, value: str) -> str:
 def _resolve_inline_dataset(base: Path, fields: dict[str, Any]) -> dict[str, Any]:
     """The dataset loader's path rules for an inline dataset config, against the sidecar file."""
     fields = dict(fields)
-    for key in ("output_dir", "audit_store"):
+    for key in ("output_dir", "audit_store", "policy"):
         value = fields.get(key)
         if isinstance(value, str) and "://" not in value:
             fields[key] = _resolve(base, value)

@@ -24,7 +24,7 @@ from guardproxy.trainer.classifier.config import ClassifierTrainConfig, DatasetS
 from guardproxy.trainer.classifier.config import load_config as load_classifier_config
 from guardproxy.trainer.classifier.pipeline import TORCH_DIR
 from guardproxy.trainer.dataset.build import build as build_snapshot
-from guardproxy.trainer.dataset.config import BaseDatasetSpec, DatasetBuildConfig
+from guardproxy.trainer.dataset.config import DatasetBuildConfig, config_from_mapping
 from guardproxy.trainer.dataset.config import load_config as load_dataset_config
 from guardproxy.trainer.dataset.snapshot import DATA_FILE, read_jsonl
 from guardproxy.trainer.registry import promote
@@ -50,9 +50,9 @@ SNAPSHOT_DATASET = "snapshot"
 def dataset_config(cfg: SidecarConfig) -> DatasetBuildConfig:
     if isinstance(cfg.dataset, str):
         return load_dataset_config(cfg.dataset)
-    fields = dict(cfg.dataset)
-    fields["base_datasets"] = [BaseDatasetSpec(**spec) for spec in fields.get("base_datasets") or []]
-    return DatasetBuildConfig(**fields)
+    # Inline: its paths were resolved against the sidecar file when it was loaded; a `policy:` it names is
+    # applied exactly as in a dataset file (its learning: section, its audit path).
+    return config_from_mapping(dict(cfg.dataset), Path("."), f"{cfg.config_path}: dataset")
 
 
 def classifier_config(cfg: SidecarConfig) -> ClassifierTrainConfig:
@@ -101,15 +101,25 @@ def _pin_current(registry: Path, current: Path | None) -> None:
         promote(registry, current.name, reason="sidecar: pin the serving version before adding a candidate")
 
 
-def _init_from(current: Path | None, classifier: ClassifierTrainConfig) -> str | None:
-    """The current version's torch weights, when it kept them and has the same outputs."""
-    if current is None or not (current / TORCH_DIR / "config.json").is_file():
+def _init_from(current: Path | None, classifier: ClassifierTrainConfig, scratch: Path) -> str | None:
+    """The current version's weights, when it has the same outputs: its kept torch/ copy, else its int8 export
+    dequantized into `scratch` (the shipped models carry only the export)."""
+    if current is None:
         return None
     card = json.loads((current / CARD_FILE).read_text(encoding="utf-8"))
     if card.get("labels") != classifier.labels or card.get("serving", {}).get("head") != classifier.head:
         log.warning("%s has other labels or head than the training config: fine-tuning the base model", current)
         return None
-    return str(current / TORCH_DIR)
+    if (current / TORCH_DIR / "config.json").is_file():
+        return str(current / TORCH_DIR)
+    from guardproxy.trainer.classifier.card import resolve_base_model
+    from guardproxy.trainer.classifier.unpack import unpack_version
+
+    unpacked = scratch / f"init-{current.name}"
+    if not (unpacked / "config.json").is_file():  # a resumed run reuses it
+        log.info("%s kept no torch weights: starting from its int8 export, dequantized", current)
+        unpack_version(current, classifier, resolve_base_model(classifier.base_model).path, unpacked)
+    return str(unpacked)
 
 
 def _run_id(now: float) -> str:
@@ -175,7 +185,7 @@ def _train_evaluate_gate(
 
     if pending.candidate is None or not (Path(pending.candidate) / CARD_FILE).is_file():
         spec = DatasetSpec(path=str(Path(pending.snapshot) / DATA_FILE), **snapshot_spec(cfg, classifier, dataset))
-        init_from = _init_from(current, classifier)
+        init_from = _init_from(current, classifier, Path(pending.train_dir))
         run_cfg = dataclasses.replace(
             classifier,
             datasets=[*classifier.datasets, spec],
