@@ -214,6 +214,11 @@ def train(cfg: ClassifierTrainConfig, base_dir: Path, windows: list[Window]) -> 
     work_dir.mkdir(parents=True, exist_ok=True)
 
     quantize = use_4bit(cfg.quantize_base, cfg.finetune)
+    if quantize and accelerator.state.deepspeed_plugin is not None:
+        # ZeRO-3 shards parameters it can partition; bitsandbytes' packed 4-bit weights are not among them.
+        if cfg.quantize_base == "nf4":
+            raise ValueError("quantize_base: nf4 (QLoRA) does not combine with DeepSpeed: use none or auto")
+        quantize = False  # auto: under DeepSpeed the sharding is the memory saving
     model = build_model(cfg, base_dir, nf4_device=accelerator.device if quantize else None)
     processes = accelerator.num_processes
     batches_per_epoch = math.ceil(len(windows) / cfg.batch_size)
