@@ -241,3 +241,21 @@ def test_a_version_that_kept_no_torch_weights_is_fine_tuned_from_its_int8_export
     fixed, total = _flipped_towards_reviewers(world, corrected, "v2")
     assert fixed >= 0.75 * total, (fixed, total)
     assert (world / "models" / "tiny" / "v2" / "torch" / "config.json").is_file()  # the next run needs no unpacking
+
+
+def test_an_export_that_cannot_be_unpacked_falls_back_to_the_base_model(
+    world: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    import onnx
+
+    from guardproxy.trainer.sidecar.run import _init_from, classifier_config
+
+    v1 = world / "models" / "tiny" / "v1"
+    shutil.rmtree(v1 / "torch")
+    model = onnx.load(str(v1 / "model.onnx"))
+    for node in model.graph.node:  # no dense bias names the layers any more
+        node.input[:] = [i.replace(".dense.bias", ".dense.b") for i in node.input]
+    onnx.save(model, str(v1 / "model.onnx"))
+    classifier = classifier_config(load_config(_configs(world)))
+    assert _init_from(v1, classifier, world / "scratch") is None
+    assert "no dense bias downstream" in caplog.text and "fine-tuning the base model instead" in caplog.text

@@ -113,12 +113,16 @@ def _init_from(current: Path | None, classifier: ClassifierTrainConfig, scratch:
     if (current / TORCH_DIR / "config.json").is_file():
         return str(current / TORCH_DIR)
     from guardproxy.trainer.classifier.card import resolve_base_model
-    from guardproxy.trainer.classifier.unpack import unpack_version
+    from guardproxy.trainer.classifier.unpack import UnpackError, unpack_version
 
     unpacked = scratch / f"init-{current.name}"
     if not (unpacked / "config.json").is_file():  # a resumed run reuses it
         log.info("%s kept no torch weights: starting from its int8 export, dequantized", current)
-        unpack_version(current, classifier, resolve_base_model(classifier.base_model).path, unpacked)
+        try:
+            unpack_version(current, classifier, resolve_base_model(classifier.base_model).path, unpacked)
+        except UnpackError as exc:
+            log.warning("%s; fine-tuning the base model instead", exc)
+            return None
     return str(unpacked)
 
 
