@@ -10,6 +10,7 @@ from __future__ import annotations
 import importlib.util
 import logging
 import os
+import typing
 import warnings
 from typing import Any, Literal
 
@@ -20,6 +21,14 @@ QUANTIZE_HELP = (
 )
 # Adapter and head weights: what a QLoRA run trains and what its merge needs from the trained model.
 ADAPTER_KEY_PARTS = ("lora_", "modules_to_save")
+
+
+def parse_quantize_base(value: str) -> QuantizeBase:
+    """The setting, checked; the ValueError names the value and what is allowed (callers add the field)."""
+    for allowed in typing.get_args(QuantizeBase):
+        if value == allowed:
+            return allowed  # type: ignore[no-any-return]
+    raise ValueError(f"{value!r}; allowed: {', '.join(typing.get_args(QuantizeBase))}")
 
 
 def bitsandbytes_available() -> bool:

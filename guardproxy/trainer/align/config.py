@@ -15,7 +15,7 @@ from typing import Any, TypeVar
 
 import yaml
 
-from guardproxy.trainer.quantization import QUANTIZE_HELP, QuantizeBase
+from guardproxy.trainer.quantization import QUANTIZE_HELP, parse_quantize_base
 
 # A reply that starts with one of these (within its first `refusal_window` characters) is a refusal. Simple
 # on purpose: it is the common rule of refusal benchmarks, and a report says which phrases were used.
@@ -161,9 +161,10 @@ def load_config(cls: type[Config], path: str | Path, overrides: dict[str, Any] |
         raise ConfigError(f"{path}: dataset: required (a JSONL of chat messages or prompt/completion)")
     if isinstance(config, DPORunConfig) and not (config.audit_db or config.pairs):
         raise ConfigError(f"{path}: give audit_db (revise triples) and/or pairs (a JSONL of preference pairs)")
-    if config.lora.quantize_base not in typing.get_args(QuantizeBase):
-        allowed = ", ".join(typing.get_args(QuantizeBase))
-        raise ConfigError(f"{path}: lora: quantize_base: {config.lora.quantize_base!r}; allowed: {allowed}")
+    try:
+        parse_quantize_base(config.lora.quantize_base)
+    except ValueError as exc:
+        raise ConfigError(f"{path}: lora: quantize_base: {exc}") from None
     ev = config.evaluation
     if ev.enabled and not (ev.harmful_prompts and ev.safe_prompts):
         raise ConfigError(f"{path}: evaluation: harmful_prompts and safe_prompts are required when enabled")

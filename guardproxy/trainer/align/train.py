@@ -11,7 +11,7 @@ from guardproxy.trainer.align.config import AlignConfig, DPORunConfig, SFTRunCon
 from guardproxy.trainer.align.data import Row, dpo_rows, sft_rows
 from guardproxy.trainer.align.evaluate import score
 from guardproxy.trainer.align.report import write_report
-from guardproxy.trainer.quantization import nf4_config, prepare_for_training, use_4bit
+from guardproxy.trainer.quantization import nf4_config, parse_quantize_base, prepare_for_training, use_4bit
 
 Method = Literal["sft", "dpo"]
 _V6_DEPRECATION = r".* is deprecated and will be removed in v6"
@@ -33,7 +33,7 @@ def run(config: SFTRunConfig | DPORunConfig) -> dict[str, Any]:
     tokenizer = AutoTokenizer.from_pretrained(config.model)
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
-    quantize = use_4bit(config.lora.quantize_base, "lora")  # type: ignore[arg-type]  # checked by load_config
+    quantize = use_4bit(parse_quantize_base(config.lora.quantize_base), "lora")
     if quantize:
         from accelerate import PartialState  # type: ignore[import-untyped]
 

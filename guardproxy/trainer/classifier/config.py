@@ -20,7 +20,7 @@ from typing import Any, Literal
 import yaml
 
 from guardproxy.trainer.config_build import build_dataclass
-from guardproxy.trainer.quantization import QUANTIZE_HELP, QuantizeBase
+from guardproxy.trainer.quantization import QUANTIZE_HELP, QuantizeBase, parse_quantize_base
 
 CATEGORIES = "{CATEGORIES}"  # a sigmoid label_map target: take the true labels from the record's categories
 
@@ -218,8 +218,10 @@ class ClassifierTrainConfig:
             raise ValueError("validation_fraction must be in (0, 1)")
         if not 0 <= self.stride < self.max_length - 2:
             raise ValueError("stride must be >= 0 and smaller than max_length - 2")
-        if self.quantize_base not in typing.get_args(QuantizeBase):
-            raise ValueError(f"quantize_base {self.quantize_base!r}; allowed: {list(typing.get_args(QuantizeBase))}")
+        try:
+            parse_quantize_base(self.quantize_base)
+        except ValueError as exc:
+            raise ValueError(f"quantize_base {exc}") from None
         if self.quantize_base == "nf4" and self.finetune != "lora":
             raise ValueError("quantize_base: nf4 (QLoRA) needs finetune: lora")
         if self.class_weights is not None and len(self.class_weights) != len(self.labels):
