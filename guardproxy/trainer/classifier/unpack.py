@@ -69,6 +69,7 @@ def unpack_state_dict(onnx_file: Path) -> dict[str, torch.Tensor]:
     graph = onnx.load(str(onnx_file)).graph
     tensors = {t.name: numpy_helper.to_array(t) for t in graph.initializer}
     consumers = _consumers(graph)
+    producers = {out: node for node in graph.node for out in node.output}
     state: dict[str, FloatArray] = {}
 
     def linear(torch_name: str, weight_in_out: FloatArray, bias: npt.NDArray[np.generic]) -> None:
@@ -87,8 +88,7 @@ def unpack_state_dict(onnx_file: Path) -> dict[str, torch.Tensor]:
         if name.endswith(".attention.output.dense"):
             # The attention that feeds this layer's output projection holds its query, key and value, packed
             # side by side as the columns of one [hidden, 3 * hidden] weight.
-            producer = next(n for n in graph.node if node.input[0] in n.output)  # DynamicQuantizeLinear
-            attention = next(n for n in graph.node if producer.input[0] in n.output)
+            attention = producers[producers[node.input[0]].input[0]]  # QAttention -> DynamicQuantizeLinear -> here
             if attention.op_type != "QAttention":
                 raise UnpackError(f"{name}: fed by {attention.op_type}, expected the fused QAttention")
             qkv = _dequantize(tensors, attention.input[1].removesuffix("_quantized"))
@@ -109,7 +109,10 @@ def unpack_version(version_dir: Path, cfg: ClassifierTrainConfig, base_dir: Path
     from guardproxy.trainer.classifier.train import build_model
 
     model: Any = build_model(dataclasses.replace(cfg, finetune="full", quantize_base="none"), base_dir)
-    state = unpack_state_dict(version_dir / "model.onnx")
+    try:
+        state = unpack_state_dict(version_dir / "model.onnx")
+    except KeyError as exc:  # a tensor or node the fused export always has is not there
+        raise UnpackError(f"{version_dir}: the export has no {exc}: not a fused int8 BERT export") from exc
     expected = {k for k in model.state_dict() if not k.endswith("position_ids")}
     if missing := expected - set(state):
         raise UnpackError(f"{version_dir}: the export holds no weights for {sorted(missing)[:4]}")
