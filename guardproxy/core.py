@@ -4,10 +4,24 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from enum import StrEnum
 from typing import Any, Literal
 
 JSON = dict[str, Any]
 Stage = Literal["input", "output"]
+
+
+class TextRole(StrEnum):
+    """The role a text is checked as; a step's `roles:` list selects among these."""
+
+    SYSTEM = "system"
+    DEVELOPER = "developer"
+    USER = "user"
+    ASSISTANT = "assistant"
+    TOOL = "tool"  # a tool's result (also the legacy `function` role)
+    TOOL_CALL = "tool_call"  # a call the model made: function name and arguments
+    TOOL_DEFINITION = "tool_definition"  # what the request declares: tools, functions, response_format schemas
+    METADATA = "metadata"  # forwarded fields the model may not read but the upstream receives: user, metadata...
 
 
 @dataclass(frozen=True, slots=True)

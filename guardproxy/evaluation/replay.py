@@ -24,12 +24,12 @@ from typing import TextIO
 
 from guardproxy.audit.feedback import Feedback
 from guardproxy.audit.records import BLOCKED_INPUT, ERROR, AuditRecord, StepRecord
-from guardproxy.core import JSON, Context, Stage
+from guardproxy.core import JSON, Context, Stage, TextRole
 from guardproxy.policies.chain import Chain, CompiledStep, StepResult
 from guardproxy.policies.schema import Policy
 
 # How the gateway joins a chat request's texts for the audit log: one "role: text" per message part.
-_ROLE_LINE = re.compile(r"^(system|developer|user|assistant|tool|tool_call|function): ", re.MULTILINE)
+_ROLE_LINE = re.compile(rf"^({'|'.join(r.value for r in TextRole)}|function): ", re.MULTILINE)
 
 
 @dataclass(frozen=True, slots=True)

@@ -17,6 +17,7 @@ import structlog
 
 from guardproxy.core import Context, Detection, Span, Stage
 from guardproxy.detectors.base import Detector
+from guardproxy.detectors.unscanned import UnscannedParts
 from guardproxy.policies.schema import Action, Step
 
 log = structlog.get_logger(__name__)
@@ -96,6 +97,23 @@ def compile_steps(stage: Stage, steps: Sequence[Step], detectors: dict[str, Dete
             roles=None if s.roles is None else frozenset(s.roles),
         )
         for i, s in enumerate(steps)
+    )
+
+
+def compile_unscanned(stage: Stage, mode: Literal["allow", "flag", "block"]) -> CompiledStep:
+    """The step that records parts no detector can read; `proxy.unscanned` decides its action.
+
+    `allow` still records the step (score 1) but never fires it: its threshold is out of reach.
+    """
+    return CompiledStep(
+        name=f"{stage}.unscanned",
+        stage=stage,
+        detector_name="unscanned",
+        detector=UnscannedParts(),
+        action="block" if mode == "block" else "flag",
+        threshold=2.0 if mode == "allow" else 0.5,
+        timeout_s=1.0,
+        on_error="block",
     )
 
 

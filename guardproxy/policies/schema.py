@@ -7,6 +7,7 @@ from typing import Annotated, Literal
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from guardproxy.backends.configs import BackendConfig
+from guardproxy.core import TextRole
 from guardproxy.detectors.configs import DetectorConfig
 
 
@@ -29,9 +30,13 @@ class _StepBase(_Strict):
     timeout_ms: int = Field(2000, ge=1, description="Longer than this counts as a detector error.")
     on_error: Literal["block", "allow"] = Field("block", description="block = fail closed; allow = fail open.")
     name: str | None = Field(None, description="Name in audit/metrics; defaults to `<stage>.<index>.<detector>`.")
-    roles: list[str] | None = Field(
+    roles: list[TextRole] | None = Field(
         None,
-        description="Only texts from these roles (user, system, developer, assistant, tool, tool_call); null = all.",
+        description=(
+            "Only texts of these roles; null = all. tool = tool results (and the legacy function role), "
+            "tool_call = calls the model made, tool_definition = tools/functions/response_format schemas, "
+            "metadata = other forwarded fields (user, metadata, vendor fields)."
+        ),
     )
 
 
@@ -132,6 +137,14 @@ class ProxySettings(_Strict):
         None, description="Content of a blocked non-streamed answer; null leaves content null."
     )
     max_body_bytes: int = Field(4 * 1024 * 1024, ge=1024)
+    unscanned: Literal["allow", "flag", "block"] = Field(
+        "block",
+        description=(
+            "Content no detector can read (images, audio, files, unknown part types), in requests and answers: "
+            "`block` refuses the request (400) or the answer (content_filter); `flag` forwards it and marks the "
+            "audit record; `allow` forwards it. Every case is recorded as an `unscanned` step with the part kinds."
+        ),
+    )
     stream: StreamSettings = Field(default_factory=StreamSettings)
 
 

@@ -24,7 +24,7 @@ from guardproxy.errors import (
     UpstreamTimeout,
     UpstreamUnavailable,
 )
-from guardproxy.policies.chain import StepResult, Verdict
+from guardproxy.policies.chain import Chain, CompiledStep, StepResult, Verdict, fold, run_inline
 from guardproxy.policies.operators import MemoryVault, Vault, apply_edits, redact_all, restore
 from guardproxy.proxy.audit_sink import AuditSink
 from guardproxy.proxy.exchange import Exchange
@@ -33,7 +33,8 @@ from guardproxy.proxy.moderation import moderation_response
 from guardproxy.proxy.relay import StreamRelay
 from guardproxy.proxy.revise import PreferenceRecorder, PreferenceWriter, revise_choice
 from guardproxy.proxy.runtime import RuntimeHolder, Target
-from guardproxy.proxy.texts import Kind, TextSlot, choice_slots, request_slots, validate
+from guardproxy.proxy.texts import Kind, validate
+from guardproxy.proxy.walker import Slot, Unscanned, clean_envelope, drop_stale_logprobs, walk_choice, walk_request
 
 log = structlog.get_logger(__name__)
 
@@ -128,33 +129,37 @@ class Gateway:
         self.metrics.request_latency.labels(ex.endpoint).observe(time.perf_counter() - ex.started)
         await self.sink.submit(ex.record(store_raw=ex.rt.policy.audit.store_raw))
 
-    async def _check_slots(self, ex: Exchange, slots: list[TextSlot]) -> list[Verdict]:
-        chain = ex.rt.input
+    async def _check_slots(self, ex: Exchange, chain: Chain, slots: list[Slot]) -> list[Verdict]:
+        ctxs = [Context(ex.request_id, chain.stage, s.role, ex.model, ex.body) for s in slots]
         if len(slots) == 1 or chain.inline_only:
-            return [
-                await chain.check(s.text, Context(ex.request_id, "input", s.role, ex.model, ex.body)) for s in slots
-            ]
-        return list(
-            await asyncio.gather(
-                *(chain.check(s.text, Context(ex.request_id, "input", s.role, ex.model, ex.body)) for s in slots)
-            )
-        )
+            return [await chain.check(s.text, c) for s, c in zip(slots, ctxs, strict=True)]
+        return list(await asyncio.gather(*(chain.check(s.text, c) for s, c in zip(slots, ctxs, strict=True))))
+
+    async def _check_unscanned(self, ex: Exchange, step: CompiledStep, parts: list[Unscanned]) -> list[Verdict]:
+        """Parts no detector can read are recorded, counted, and decided by `proxy.unscanned`."""
+        if not parts:
+            return []
+        for part in parts:
+            self.metrics.unscanned.labels(step.stage, part.kind).inc()
+        ctx = Context(ex.request_id, step.stage, "unscanned", ex.model, ex.body)
+        return [fold([await run_inline(step, "\n".join(p.kind for p in parts), ctx)])]
 
     async def _guard_input(self, ex: Exchange) -> None:
-        slots = request_slots(ex.kind, ex.body)
+        walk = walk_request(ex.kind, ex.body)
         chain = ex.rt.input
-        verdicts = await self._check_slots(ex, slots)
+        verdicts = await self._check_slots(ex, chain, walk.slots)
         request_verdict = await chain.check_request(Context(ex.request_id, "input", "request", ex.model, ex.body))
-        ex.add([request_verdict, *verdicts])
+        unscanned = await self._check_unscanned(ex, ex.rt.unscanned_input, walk.unscanned)
+        ex.add([request_verdict, *unscanned, *verdicts])
         ex.input_text = "\n".join(
-            f"{s.role}: {redact_all(s.text, v.sensitive)}" for s, v in zip(slots, verdicts, strict=True)
+            f"{s.role}: {redact_all(s.text, v.sensitive)}" for s, v in zip(walk.slots, verdicts, strict=True)
         )
         if ex.rt.policy.audit.store_raw:
-            ex.raw_input = "\n".join(f"{s.role}: {s.text}" for s in slots)
-        blocked = request_verdict.blocked_by or next((v.blocked_by for v in verdicts if v.blocked_by), None)
+            ex.raw_input = "\n".join(f"{s.role}: {s.text}" for s in walk.slots)
+        blocked = next((v.blocked_by for v in [request_verdict, *unscanned, *verdicts] if v.blocked_by), None)
         if blocked is not None:
             raise _blocked_error(blocked, ex.rt.policy.proxy.block_error_code)
-        for s, v in zip(slots, verdicts, strict=True):
+        for s, v in zip(walk.slots, verdicts, strict=True):
             if v.edits:
                 s.set(apply_edits(s.text, v.edits, ex.scope))
 
@@ -183,55 +188,60 @@ class Gateway:
         raise last
 
     async def _guard_output(self, ex: Exchange, response: JSON) -> None:
+        """Every text of the answer is checked; what goes back is rebuilt from what was checked."""
         chain = ex.rt.output
         refusal = ex.rt.policy.proxy.refusal_message
         audit: list[str] = []
         raw: list[str] = []
-        for choice in response.get("choices") or ():
-            slots = choice_slots(ex.kind, choice)
-            ctxs = [Context(ex.request_id, "output", s.role, ex.model, ex.body) for s in slots]
-            if chain.inline_only:
-                verdicts = [await chain.check(s.text, c) for s, c in zip(slots, ctxs, strict=True)]
-            else:
-                verdicts = list(
-                    await asyncio.gather(*(chain.check(s.text, c) for s, c in zip(slots, ctxs, strict=True)))
-                )
-            ex.add(verdicts)
+        envelope = clean_envelope(response)
+        choices = response.get("choices")
+        response.clear()
+        response.update(envelope)
+        response["choices"] = choices = [c for c in choices if isinstance(c, dict)] if isinstance(choices, list) else []
+        for i, choice in enumerate(choices):
+            walk = walk_choice(ex.kind, choice, f".choices[{i}]")
+            slots = walk.slots
+            verdicts = await self._check_slots(ex, chain, slots)
+            unscanned = await self._check_unscanned(ex, ex.rt.unscanned_output, walk.unscanned)
+            ex.add([*unscanned, *verdicts])
             verdicts = await revise_choice(ex, slots, verdicts, self.preferences) or verdicts
             audit.extend(redact_all(s.text, v.sensitive) for s, v in zip(slots, verdicts, strict=True))
             raw.extend(s.text for s in slots)
-            blocked = next((v.blocked_by for v in verdicts if v.blocked_by), None)
+            blocked = next((v.blocked_by for v in [*unscanned, *verdicts] if v.blocked_by), None)
             if blocked is not None:
-                _block_choice(ex.kind, choice, refusal)
+                _block_choice(ex.kind, choice, refusal, i)
                 ex.outcome = "blocked_output"
                 continue
             for s, v in zip(slots, verdicts, strict=True):
-                if v.edits:
-                    choice.pop("logprobs", None)  # token logprobs would repeat the redacted text
                 s.set(restore(apply_edits(s.text, v.edits, None), ex.scope))
+            drop_stale_logprobs(ex.kind, choice)  # token logprobs that no longer spell the delivered text
         ex.output_text = "\n".join(audit)
         ex.raw_output = "\n".join(raw)
 
     async def _moderate(self, ex: Exchange) -> JSON:
-        slots = request_slots("moderation", ex.body)
-        verdicts = await self._check_slots(ex, slots)
-        ex.add(verdicts)
-        ex.input_text = "\n".join(redact_all(s.text, v.sensitive) for s, v in zip(slots, verdicts, strict=True))
+        walk = walk_request("moderation", ex.body)
+        verdicts = await self._check_slots(ex, ex.rt.input, walk.slots)
+        unscanned = await self._check_unscanned(ex, ex.rt.unscanned_input, walk.unscanned)
+        ex.add([*unscanned, *verdicts])
+        ex.input_text = "\n".join(redact_all(s.text, v.sensitive) for s, v in zip(walk.slots, verdicts, strict=True))
+        blocked = next((v.blocked_by for v in unscanned if v.blocked_by), None)
+        if blocked is not None:
+            raise _blocked_error(blocked, ex.rt.policy.proxy.block_error_code)
         if any(v.flagged for v in verdicts):
             ex.outcome = "flagged"
         return moderation_response(ex.request_id, ex.model or "guardproxy-policy", verdicts)
 
 
-def _block_choice(kind: Kind, choice: JSON, refusal: str | None) -> None:
-    choice["finish_reason"] = "content_filter"
-    choice.pop("logprobs", None)
+def _block_choice(kind: Kind, choice: JSON, refusal: str | None, index: int) -> None:
+    """A blocked choice keeps nothing the upstream sent: no reasoning, tool calls, audio or logprobs."""
+    original = choice.get("index")
+    index = original if isinstance(original, int) else index
+    choice.clear()
+    choice.update(index=index, finish_reason="content_filter", logprobs=None)
     if kind == "completion":
         choice["text"] = refusal or ""
-        return
-    msg = choice.setdefault("message", {"role": "assistant"})
-    msg["content"] = refusal
-    msg.pop("tool_calls", None)
-    msg.pop("function_call", None)
+    else:
+        choice["message"] = {"role": "assistant", "content": refusal}
 
 
 def _blocked_error(result: StepResult, code: str) -> Blocked:

@@ -87,6 +87,12 @@ class Metrics:
             buckets=_LATENCY_BUCKETS,
             registry=self.registry,
         )
+        self.unscanned = CachedCounter(
+            "guardproxy_unscanned_parts",
+            "Parts of requests and answers no detector could read, by stage and kind.",
+            ["stage", "kind"],
+            registry=self.registry,
+        )
         self.policy_reloads = Counter(
             "guardproxy_policy_reloads", "Policy reload attempts by result.", ["result"], registry=self.registry
         )

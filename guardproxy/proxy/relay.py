@@ -21,6 +21,7 @@ from guardproxy.policies.operators import apply_edits, restore
 from guardproxy.proxy.exchange import Exchange
 from guardproxy.proxy.runtime import Target
 from guardproxy.proxy.streaming import OutputBlocked, StreamGuard
+from guardproxy.proxy.walker import clean_envelope
 
 log = structlog.get_logger(__name__)
 DONE = b"data: [DONE]\n\n"
@@ -116,7 +117,7 @@ class StreamRelay:
         choices = chunk.get("choices")
         self.ex.take_usage(chunk)
         if not choices:
-            return [sse(chunk)]
+            return [sse({**clean_envelope(chunk), "choices": []})]
         chat = self.ex.kind == "chat"
         out: list[bytes] = []
         for pos, choice in enumerate(choices):
@@ -167,21 +168,24 @@ class StreamRelay:
             slot["function"]["arguments"] += fn.get("arguments") or ""
 
     async def _release_tools(self, index: int, guard: StreamGuard) -> list[JSON]:
-        """Tool-call arguments are released whole, after the output chain checked them."""
+        """Tool calls are released whole, name and arguments, after the output chain checked them."""
         calls = self.tools.pop(index, {})
         for call in calls.values():
-            args = call["function"]["arguments"]
-            verdict = await guard.chain.check(args, replace(guard.ctx, role="tool_call"))
-            guard.results.extend(verdict.results)
-            if verdict.blocked_by is not None:
-                raise OutputBlocked(verdict.blocked_by)
-            call["function"]["arguments"] = restore(apply_edits(args, verdict.edits, None), self.ex.scope)
+            fn = call["function"]
+            for key in ("name", "arguments"):
+                if not isinstance(fn.get(key), str):
+                    continue
+                verdict = await guard.chain.check(fn[key], replace(guard.ctx, role="tool_call"))
+                guard.results.extend(verdict.results)
+                if verdict.blocked_by is not None:
+                    raise OutputBlocked(verdict.blocked_by)
+                fn[key] = restore(apply_edits(fn[key], verdict.edits, None), self.ex.scope)
         return [calls[k] for k in sorted(calls)]
 
     def _chunk(
         self, template: JSON, index: int, text: str, tools: list[JSON], finish: str | None, role: str | None
     ) -> JSON:
-        chunk = {k: v for k, v in template.items() if k != "choices"}
+        chunk = clean_envelope(template)
         if self.ex.kind == "chat":
             delta: JSON = {"role": role} if role else {}
             if text or role:

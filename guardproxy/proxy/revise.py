@@ -32,7 +32,7 @@ from guardproxy.policies.chain import StepResult, Verdict
 from guardproxy.policies.operators import redact_all
 from guardproxy.policies.schema import PRINCIPLES_PLACEHOLDER, Constitution
 from guardproxy.proxy.exchange import Exchange
-from guardproxy.proxy.texts import TextSlot
+from guardproxy.proxy.walker import Slot
 
 log = structlog.get_logger(__name__)
 
@@ -92,7 +92,7 @@ class PreferenceRecorder:
 
 
 async def revise_choice(
-    ex: Exchange, slots: Sequence[TextSlot], verdicts: Sequence[Verdict], recorder: PreferenceRecorder
+    ex: Exchange, slots: Sequence[Slot], verdicts: Sequence[Verdict], recorder: PreferenceRecorder
 ) -> list[Verdict] | None:
     """Rewrite the content of one checked choice whose only block is a `revise` step.
 
@@ -136,7 +136,7 @@ async def revise_choice(
     return [revision.verdict if i == index else v for i, v in enumerate(verdicts)]
 
 
-def _revisable(ex: Exchange, slots: Sequence[TextSlot], verdicts: Sequence[Verdict]) -> tuple[int, StepResult] | None:
+def _revisable(ex: Exchange, slots: Sequence[Slot], verdicts: Sequence[Verdict]) -> tuple[int, StepResult] | None:
     """The content slot to rewrite and the revise step that fired on it, if revising can save the choice."""
     if ex.kind != "chat" or ex.stream:
         return None
@@ -146,7 +146,12 @@ def _revisable(ex: Exchange, slots: Sequence[TextSlot], verdicts: Sequence[Verdi
     [(index, fired)] = blocking
     slot = slots[index]
     # Tool-call arguments are not prose a critique could fix; a failed step (ran=False) is an error, not a finding.
-    if fired.step.action != "revise" or not fired.ran or slot.role != "assistant" or slot.key != "content":
+    if (
+        fired.step.action != "revise"
+        or not fired.ran
+        or slot.role != "assistant"
+        or not slot.path.endswith(".message.content")
+    ):
         return None
     # fold() names only the first blocking step: a later `block` (or a revise step that failed) still blocks.
     if any(r.blocks and (r.step.action != "revise" or not r.ran) for r in verdicts[index].results):

@@ -19,7 +19,7 @@ from guardproxy.detectors.base import Detector
 from guardproxy.detectors.registry import build_detector
 from guardproxy.detectors.shared import SharedResources
 from guardproxy.errors import ModelNotFound
-from guardproxy.policies.chain import Chain, compile_steps
+from guardproxy.policies.chain import Chain, CompiledStep, compile_steps, compile_unscanned
 from guardproxy.policies.schema import ModelRoute, Policy
 
 log = structlog.get_logger(__name__)
@@ -42,6 +42,9 @@ class Runtime:
     detectors: dict[str, Detector]
     input: Chain
     output: Chain
+    # Records (and, as the policy says, flags or blocks) parts of a request / an answer no detector can read.
+    unscanned_input: CompiledStep
+    unscanned_output: CompiledStep
     users: int = 0
     retired: bool = False
     _closed: bool = field(default=False, repr=False)
@@ -88,7 +91,16 @@ def build_runtime(policy: Policy) -> Runtime:
     """Construct every backend and detector once. May be slow (models): call it off the loop."""
     backends = build_backends(policy)
     detectors, input_chain, output_chain = build_chains(policy, backends)
-    return Runtime(policy, backends, detectors, input_chain, output_chain)
+    mode = policy.proxy.unscanned
+    return Runtime(
+        policy,
+        backends,
+        detectors,
+        input_chain,
+        output_chain,
+        compile_unscanned("input", mode),
+        compile_unscanned("output", mode),
+    )
 
 
 class RuntimeHolder:

@@ -1,33 +1,15 @@
-"""Validating OpenAI request bodies and finding every text they carry.
+"""Validating OpenAI request bodies: the shape checks that come before any text is read.
 
-A `TextSlot` points at one string inside the parsed JSON body so the chain's edits can be
-written back in place; everything else in the body passes through untouched.
+Finding the texts a body carries is `walker.py`'s job.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
-from guardproxy.core import JSON
 from guardproxy.errors import InvalidRequest
-
-
-@dataclass(slots=True)
-class TextSlot:
-    container: Any  # dict or list holding the string
-    key: Any  # str or int
-    role: str
-
-    @property
-    def text(self) -> str:
-        value: str = self.container[self.key]
-        return value
-
-    def set(self, text: str) -> None:
-        self.container[self.key] = text
 
 
 class _Open(BaseModel):
@@ -101,58 +83,3 @@ def validate(kind: Kind, body: Any) -> None:
 def _is_union_tag(part: Any) -> bool:
     # pydantic puts the tried union member (e.g. 'str', 'list[_Part]') into `loc`.
     return isinstance(part, str) and ("[" in part or part in {"str", "int", "bool", "float", "none"})
-
-
-def request_slots(kind: Kind, body: JSON) -> list[TextSlot]:
-    if kind == "chat":
-        return _chat_slots(body)
-    key = "prompt" if kind == "completion" else "input"
-    return _str_or_list_slots(body, key, "user")
-
-
-def _chat_slots(body: JSON) -> list[TextSlot]:
-    slots: list[TextSlot] = []
-    for msg in body["messages"]:
-        role = msg.get("role", "user")
-        content = msg.get("content")
-        if isinstance(content, str):
-            slots.append(TextSlot(msg, "content", role))
-        elif isinstance(content, list):
-            slots.extend(TextSlot(p, "text", role) for p in content if isinstance(p.get("text"), str))
-        slots.extend(_tool_call_slots(msg))
-    return slots
-
-
-def _tool_call_slots(msg: JSON) -> list[TextSlot]:
-    slots = []
-    for call in msg.get("tool_calls") or ():
-        fn = call.get("function")
-        if isinstance(fn, dict) and isinstance(fn.get("arguments"), str):
-            slots.append(TextSlot(fn, "arguments", "tool_call"))
-    fn = msg.get("function_call")
-    if isinstance(fn, dict) and isinstance(fn.get("arguments"), str):
-        slots.append(TextSlot(fn, "arguments", "tool_call"))
-    return slots
-
-
-def _str_or_list_slots(body: JSON, key: str, role: str) -> list[TextSlot]:
-    value = body[key]
-    if isinstance(value, str):
-        return [TextSlot(body, key, role)]
-    slots = []
-    for i, item in enumerate(value):
-        if isinstance(item, str):
-            slots.append(TextSlot(value, i, role))
-        elif isinstance(item, dict) and isinstance(item.get("text"), str):
-            slots.append(TextSlot(item, "text", role))
-    return slots
-
-
-def choice_slots(kind: Kind, choice: JSON) -> list[TextSlot]:
-    """Texts of one choice of a non-streamed answer."""
-    if kind == "completion":
-        return [TextSlot(choice, "text", "assistant")] if isinstance(choice.get("text"), str) else []
-    msg = choice.get("message") or {}
-    slots = [TextSlot(msg, "content", "assistant")] if isinstance(msg.get("content"), str) else []
-    slots.extend(_tool_call_slots(msg))
-    return slots
