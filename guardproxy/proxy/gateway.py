@@ -10,7 +10,7 @@ import asyncio
 import hashlib
 import random
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 
 import structlog
@@ -34,7 +34,15 @@ from guardproxy.proxy.relay import StreamRelay
 from guardproxy.proxy.revise import PreferenceRecorder, PreferenceWriter, revise_choice
 from guardproxy.proxy.runtime import RuntimeHolder, Target
 from guardproxy.proxy.texts import Kind, validate
-from guardproxy.proxy.walker import Slot, Unscanned, clean_envelope, drop_stale_logprobs, walk_choice, walk_request
+from guardproxy.proxy.walker import (
+    CheckedText,
+    Unscanned,
+    checked_texts,
+    clean_envelope,
+    drop_stale_logprobs,
+    walk_choice,
+    walk_request,
+)
 
 log = structlog.get_logger(__name__)
 
@@ -129,7 +137,7 @@ class Gateway:
         self.metrics.request_latency.labels(ex.endpoint).observe(time.perf_counter() - ex.started)
         await self.sink.submit(ex.record(store_raw=ex.rt.policy.audit.store_raw))
 
-    async def _check_slots(self, ex: Exchange, chain: Chain, slots: list[Slot]) -> list[Verdict]:
+    async def _check_slots(self, ex: Exchange, chain: Chain, slots: Sequence[CheckedText]) -> list[Verdict]:
         ctxs = [Context(ex.request_id, chain.stage, s.role, ex.model, ex.body) for s in slots]
         if len(slots) == 1 or chain.inline_only:
             return [await chain.check(s.text, c) for s, c in zip(slots, ctxs, strict=True)]
@@ -146,22 +154,23 @@ class Gateway:
 
     async def _guard_input(self, ex: Exchange) -> None:
         walk = walk_request(ex.kind, ex.body)
+        texts = checked_texts(walk.slots)
         chain = ex.rt.input
-        verdicts = await self._check_slots(ex, chain, walk.slots)
+        verdicts = await self._check_slots(ex, chain, texts)
         request_verdict = await chain.check_request(Context(ex.request_id, "input", "request", ex.model, ex.body))
         unscanned = await self._check_unscanned(ex, ex.rt.unscanned_input, walk.unscanned)
         ex.add([request_verdict, *unscanned, *verdicts])
         ex.input_text = "\n".join(
-            f"{s.role}: {redact_all(s.text, v.sensitive)}" for s, v in zip(walk.slots, verdicts, strict=True)
+            f"{s.role}: {redact_all(s.text, v.sensitive)}" for s, v in zip(texts, verdicts, strict=True)
         )
         if ex.rt.policy.audit.store_raw:
-            ex.raw_input = "\n".join(f"{s.role}: {s.text}" for s in walk.slots)
+            ex.raw_input = "\n".join(f"{s.role}: {s.text}" for s in texts)
         blocked = next((v.blocked_by for v in [request_verdict, *unscanned, *verdicts] if v.blocked_by), None)
         if blocked is not None:
             raise _blocked_error(blocked, ex.rt.policy.proxy.block_error_code)
-        for s, v in zip(walk.slots, verdicts, strict=True):
+        for s, v in zip(texts, verdicts, strict=True):
             if v.edits:
-                s.set(apply_edits(s.text, v.edits, ex.scope))
+                s.apply(v.edits, ex.scope)
 
     async def _complete(self, ex: Exchange, targets: list[Target]) -> JSON:
         last: GuardproxyError | None = None
