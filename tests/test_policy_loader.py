@@ -233,7 +233,7 @@ def test_validate_cmd(tmp_path: Path) -> None:
     out, err = io.StringIO(), io.StringIO()
     assert validate_cmd(str(REPO / "policy.yaml"), out, err) == 0
     assert re.fullmatch(
-        r".*policy\.yaml: OK: 3 models, 1 backend, 7 detectors, 6 input steps, 3 output steps "
+        r".*policy\.yaml: OK: 3 models, 1 backend, 7 detectors, 6 input steps, 4 output steps "
         r"\(fingerprint [0-9a-f]{16}\)\n",
         out.getvalue(),
     )
