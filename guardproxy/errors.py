@@ -94,7 +94,9 @@ class UpstreamErrorFields:
             return value if isinstance(value, str) and value else None
 
         code = error.get("code")
-        return cls(text("message"), text("type"), code if isinstance(code, int | str) and code != "" else None, text("param"))
+        return cls(
+            text("message"), text("type"), code if isinstance(code, int | str) and code != "" else None, text("param")
+        )
 
 
 class UpstreamStatus(GuardproxyError):

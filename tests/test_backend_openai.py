@@ -195,7 +195,11 @@ async def test_retries_exhausted_passes_the_last_status_and_body(
         await make_backend(max_retries=2).complete("chat/completions", CHAT)
     # The upstream's words are kept apart from our message, which logs and the audit store may carry.
     said = UpstreamErrorFields("overloaded", "server_error", "busy", None)
-    assert (caught.value.status, caught.value.upstream, caught.value.message) == (503, said, "upstream answered HTTP 503")
+    assert (caught.value.status, caught.value.upstream, caught.value.message) == (
+        503,
+        said,
+        "upstream answered HTTP 503",
+    )
     assert len(upstream.requests) == 3
 
 
@@ -333,7 +337,10 @@ async def test_error_object_in_stream_raises_upstream_status(upstream: FakeUpstr
         async for event in make_backend().stream("chat/completions", CHAT):
             received.append(event)
     assert streamed_text(received) == "hi"
-    assert (caught.value.status, caught.value.upstream) == (503, UpstreamErrorFields("model overloaded", "server_error", 503))
+    assert (caught.value.status, caught.value.upstream) == (
+        503,
+        UpstreamErrorFields("model overloaded", "server_error", 503),
+    )
 
 
 async def test_error_event_without_error_key_raises(upstream: FakeUpstream, make_backend: MakeBackend) -> None:

@@ -11,7 +11,6 @@ import openai
 import pytest
 
 from guardproxy.policies.loader import END_MARKER
-
 from tests.fake_upstream import FakeUpstream, Reply, wait_until
 from tests.policies import write_policy
 from tests.proxy_harness import ProxyServer

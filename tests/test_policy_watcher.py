@@ -238,7 +238,9 @@ async def test_once_the_file_in_force_has_the_end_marker_a_version_without_it_wa
     async def apply(policy: Policy) -> None:
         applied.append(policy)
 
-    watcher = PolicyWatcher(path, apply, current=load_policy(path), interval_s=60, settle_s=0.001, on_error=errors.append)
+    watcher = PolicyWatcher(
+        path, apply, current=load_policy(path), interval_s=60, settle_s=0.001, on_error=errors.append
+    )
     await settled_check(watcher)
     path.write_text(HALF)  # the writer paused for longer than any settle interval
     await settled_check(watcher)
@@ -254,7 +256,7 @@ def test_the_end_marker_must_be_the_last_line(tmp_path: Path) -> None:
     assert load_policy(write(tmp_path, policy_text() + END_MARKER + "\n\n")).input[0].threshold == 0.5
     with pytest.raises(PolicyInvalid) as caught:
         load_policy(write(tmp_path, policy_text() + END_MARKER + "\noutput: []\n"))
-    assert caught.value.message.endswith(f":10:1: {END_MARKER!r} must be the last line of the file; text follows it")
+    assert caught.value.message.endswith(f":11:1: {END_MARKER!r} must be the last line of the file; text follows it")
 
 
 def test_validate_notes_a_missing_end_marker(tmp_path: Path) -> None:

@@ -160,7 +160,7 @@ def test_an_answer_carrying_a_secret_never_reaches_the_client(
     client: openai.OpenAI, upstream: FakeUpstream, answer: str, stream: bool
 ) -> None:
     upstream.enqueue(Reply(content=answer))
-    messages = [{"role": "user", "content": "Give me a key for the staging server."}]
+    messages = [{"role": "user", "content": "How do I configure the client for our staging setup?"}]
     if stream:
         chunks = list(client.chat.completions.create(model="gpt-4o-mini", messages=messages, stream=True))  # type: ignore[arg-type]
         shown = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)

@@ -33,8 +33,8 @@ from guardproxy.proxy.moderation import moderation_response
 from guardproxy.proxy.relay import StreamRelay
 from guardproxy.proxy.revise import PreferenceRecorder, PreferenceWriter, revise_choice
 from guardproxy.proxy.runtime import RuntimeHolder, Target
-from guardproxy.proxy.upstream_errors import screen_upstream_error
 from guardproxy.proxy.texts import Kind, TextSlot, choice_slots, request_slots, validate
+from guardproxy.proxy.upstream_errors import screen_upstream_error
 
 log = structlog.get_logger(__name__)
 
