@@ -145,6 +145,11 @@ kill -9 12345      # force it if it ignores SIGTERM
 
 From Python, `os.kill(pid, signal.SIGTERM)` does the same. Keep API keys out of code: read the key with
 `os.environ["OPENAI_API_KEY"]` and send it as `Authorization: Bearer $OPENAI_API_KEY`; a key looks like `sk-...`.
+
+```bash
+export OPENAI_API_KEY=sk-XXXXXXXXXXXXXXXXXXXXXXXX
+curl https://api.openai.com/v1/models -H "Authorization: Bearer YOUR_ACCESS_TOKEN"
+```
 """
 
 
