@@ -111,6 +111,22 @@ class PolicyWatcher:
         # Without a report from the runtime: what the policy's registries resolved to at the last build.
         self._assumed_models = policy_model_dirs(current) if current is not None and loaded_models is None else ()
         self._failed_models: tuple[str, ...] | None = None  # a target that failed to build: not retried
+        if current is not None:
+            self._adopt_file_in_force(current)
+
+    def _adopt_file_in_force(self, current: Policy) -> None:
+        """The file as it is now is the baseline, if it is what the app loaded: whether it carries the end
+        marker must be known before the first edit, or a half-written edit made at once would slip through."""
+        state = self._stat()
+        try:
+            content = self.path.read_bytes()
+            text = content.decode("utf-8-sig")
+            if parse_policy(text, source=str(self.path), env=self._env) != current:
+                return  # changed since the app loaded it: the first poll treats it as an edit
+        except (OSError, UnicodeDecodeError, PolicyInvalid):
+            return
+        self._seen, self._state, self._digest = True, state, hashlib.sha256(content).digest()
+        self._marked = ends_with_end_marker(text)
 
     def stop(self) -> None:
         self._stopped.set()
