@@ -5,6 +5,7 @@ Every error knows its HTTP status and OpenAI error `type`/`code`, so one handler
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 
@@ -72,21 +73,60 @@ class UpstreamTimeout(GuardproxyError):
     code = "upstream_timeout"
 
 
+@dataclass(frozen=True, slots=True)
+class UpstreamErrorFields:
+    """The `message`/`type`/`code`/`param` of an upstream's error object. An upstream can be hostile (or
+    echo the prompt), so none of them reaches the client or a log before the output chain checked it."""
+
+    message: str | None = None
+    type: str | None = None
+    code: str | int | None = None
+    param: str | None = None
+
+    @classmethod
+    def of(cls, error: object) -> UpstreamErrorFields | None:
+        """From the `error` object of an OpenAI-shaped body; None when there is none. Other keys are dropped."""
+        if not isinstance(error, dict):
+            return None
+
+        def text(key: str) -> str | None:
+            value = error.get(key)
+            return value if isinstance(value, str) and value else None
+
+        code = error.get("code")
+        return cls(
+            text("message"), text("type"), code if isinstance(code, int | str) and code != "" else None, text("param")
+        )
+
+
 class UpstreamStatus(GuardproxyError):
-    """The upstream answered with a 4xx/5xx: passed on with its status and (if OpenAI-shaped) its body."""
+    """The upstream answered with a 4xx/5xx (or an error event mid-stream): passed on with its status.
+
+    `message` is our own description (safe for logs and the audit store). What the upstream said is kept
+    in `upstream` and reaches the client only as `forwarded`, which the gateway sets after the output chain
+    checked it (`proxy/upstream_errors.py`); until then the client sees our message.
+    """
 
     type = "upstream_error"
     code = "upstream_error"
 
-    def __init__(self, status: int, body: dict[str, Any] | None, message: str) -> None:
+    def __init__(self, status: int, upstream: UpstreamErrorFields | None, message: str) -> None:
         super().__init__(message)
         self.status = status
-        self.body = body
+        self.upstream = upstream
+        self.forwarded: UpstreamErrorFields | None = None
 
     def to_body(self) -> dict[str, Any]:
-        if self.body is not None and isinstance(self.body.get("error"), dict):
-            return self.body
-        return super().to_body()
+        shown = self.forwarded
+        if shown is None:
+            return super().to_body()
+        err: dict[str, Any] = {
+            "message": shown.message or self.message,
+            "type": shown.type or self.type,
+            "code": shown.code if shown.code is not None else self.code,
+            "param": shown.param,
+        }
+        return {"error": err}
 
 
 class StreamBroken(GuardproxyError):

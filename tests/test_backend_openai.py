@@ -17,7 +17,7 @@ from guardproxy.backends import build_backend
 from guardproxy.backends.configs import OpenAIBackendConfig
 from guardproxy.backends.openai_http import OpenAIBackend, _retry_after_s
 from guardproxy.backends.sse import SSEDecoder, SSEEvent
-from guardproxy.errors import StreamBroken, UpstreamStatus, UpstreamTimeout, UpstreamUnavailable
+from guardproxy.errors import StreamBroken, UpstreamErrorFields, UpstreamStatus, UpstreamTimeout, UpstreamUnavailable
 from tests.fake_upstream import FakeUpstream, Reply, wait_until
 
 MakeBackend = Callable[..., OpenAIBackend]
@@ -193,7 +193,13 @@ async def test_retries_exhausted_passes_the_last_status_and_body(
     upstream.enqueue(Reply(status=503, error_body=error), times=3)
     with pytest.raises(UpstreamStatus) as caught:
         await make_backend(max_retries=2).complete("chat/completions", CHAT)
-    assert (caught.value.status, caught.value.body, caught.value.message) == (503, error, "overloaded")
+    # The upstream's words are kept apart from our message, which logs and the audit store may carry.
+    said = UpstreamErrorFields("overloaded", "server_error", "busy", None)
+    assert (caught.value.status, caught.value.upstream, caught.value.message) == (
+        503,
+        said,
+        "upstream answered HTTP 503",
+    )
     assert len(upstream.requests) == 3
 
 
@@ -224,10 +230,11 @@ async def test_client_errors_pass_on_with_body_without_retry(
     backend = make_backend(max_retries=3)
     with pytest.raises(UpstreamStatus) as caught:
         await backend.complete("chat/completions", CHAT)
-    assert (caught.value.status, caught.value.to_body()) == (status, error)
+    said = UpstreamErrorFields("bad field", "invalid_request_error", None, "messages")
+    assert (caught.value.status, caught.value.upstream) == (status, said)
     with pytest.raises(UpstreamStatus) as caught_stream:
         await collect(backend)
-    assert (caught_stream.value.status, caught_stream.value.body) == (status, error)
+    assert (caught_stream.value.status, caught_stream.value.upstream) == (status, said)
     assert len(upstream.requests) == 2
 
 
@@ -330,14 +337,17 @@ async def test_error_object_in_stream_raises_upstream_status(upstream: FakeUpstr
         async for event in make_backend().stream("chat/completions", CHAT):
             received.append(event)
     assert streamed_text(received) == "hi"
-    assert (caught.value.status, caught.value.message) == (503, "model overloaded")
+    assert (caught.value.status, caught.value.upstream) == (
+        503,
+        UpstreamErrorFields("model overloaded", "server_error", 503),
+    )
 
 
 async def test_error_event_without_error_key_raises(upstream: FakeUpstream, make_backend: MakeBackend) -> None:
     upstream.enqueue(Reply(raw_stream=[b'event: error\ndata: {"message": "quota", "code": 429}\n\n']))
     with pytest.raises(UpstreamStatus) as caught:
         await collect(make_backend())
-    assert (caught.value.status, caught.value.to_body()) == (429, {"error": {"message": "quota", "code": 429}})
+    assert (caught.value.status, caught.value.upstream) == (429, UpstreamErrorFields("quota", code=429))
 
 
 async def test_early_close_of_the_stream_closes_the_upstream_connection(

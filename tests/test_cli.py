@@ -26,7 +26,7 @@ def test_validate_ok_and_invalid(tmp_path: Path) -> None:
     assert result.returncode == 2
     line = next(n for n, text in enumerate(bad.read_text().splitlines(), 1) if "redakt" in text)
     assert f"bad.yaml:{line}:" in result.stderr
-    assert "output[2].action" in result.stderr
+    assert "output[3].action" in result.stderr
     assert "block, redact, anonymize, flag" in result.stderr
 
 

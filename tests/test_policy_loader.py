@@ -216,6 +216,7 @@ def test_shipped_policy_loads_with_every_section() -> None:
     assert [(s.detector, s.action) for s in policy.output] == [
         ("banned", "block"),
         ("moderation", "block"),
+        ("secrets", "block"),
         ("pii", "redact"),
     ]
     assert policy.backends["upstream"].base_url == "https://api.openai.com/v1"
@@ -223,6 +224,7 @@ def test_shipped_policy_loads_with_every_section() -> None:
 
 def test_shipped_commented_proxy_section_is_valid_and_matches_defaults() -> None:
     text = (REPO / "policy.yaml").read_text()
+    text = text[: text.index("\n# Hot reload applies")]  # the end marker must stay last: left out here
     block = text[text.index("# proxy:") :]
     uncommented = "\n".join(line.removeprefix("# ") for line in block.splitlines())
     policy = parse_policy(text + "\n" + uncommented, env={})
@@ -233,7 +235,7 @@ def test_validate_cmd(tmp_path: Path) -> None:
     out, err = io.StringIO(), io.StringIO()
     assert validate_cmd(str(REPO / "policy.yaml"), out, err) == 0
     assert re.fullmatch(
-        r".*policy\.yaml: OK: 3 models, 1 backend, 7 detectors, 6 input steps, 3 output steps "
+        r".*policy\.yaml: OK: 3 models, 1 backend, 7 detectors, 6 input steps, 4 output steps "
         r"\(fingerprint [0-9a-f]{16}\)\n",
         out.getvalue(),
     )

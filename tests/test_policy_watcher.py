@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import io
 import os
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
@@ -13,7 +14,9 @@ from typing import Any
 import pytest
 import structlog
 
-from guardproxy.policies import Policy, PolicyWatcher, load_policy
+from guardproxy.errors import PolicyInvalid
+from guardproxy.policies import Policy, PolicyWatcher, load_policy, validate_cmd
+from guardproxy.policies.loader import END_MARKER, ends_with_end_marker
 
 POLICY = """\
 backends:
@@ -70,13 +73,20 @@ async def start(tmp_path: Path, on_change: Callable[[Policy], None] | None = Non
         )
         harness = Harness(path, watcher, logs, applied, errors)
         task = asyncio.create_task(watcher.run())
-        await harness.wait_log("policy_reload_skipped")  # the first check found the file as loaded
+        # The file as loaded is the baseline from the start: no poll is needed before the first edit.
         try:
             yield harness
         finally:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
+
+
+async def settled_check(watcher: PolicyWatcher, settle_s: float = 0.001) -> None:
+    """Two polls `settle_s` apart: the first sees new content, the second finds it unchanged and applies it."""
+    await watcher.check()
+    await asyncio.sleep(settle_s)
+    await watcher.check()
 
 
 @pytest.fixture
@@ -112,7 +122,7 @@ async def test_atomic_rename_is_seen(harness: Harness) -> None:
 
 async def test_comment_only_edit_reloads_nothing(harness: Harness) -> None:
     harness.path.write_text(policy_text() + "# a note\n")
-    await harness.wait_log("policy_reload_skipped", count=2)
+    await harness.wait_log("policy_reload_skipped")
     assert harness.applied.empty()
 
 
@@ -158,11 +168,11 @@ async def test_without_current_the_first_read_is_the_baseline(tmp_path: Path) ->
         applied.append(policy)
 
     watcher = PolicyWatcher(path, apply, interval_s=0.01, settle_s=0.001)
-    await watcher.check()
+    await settled_check(watcher)
     assert applied == []
     assert watcher.current == load_policy(path)
     path.write_text(policy_text(threshold=0.7))
-    await watcher.check()
+    await settled_check(watcher)
     assert [p.input[0].threshold for p in applied] == [0.7]
 
 
@@ -187,3 +197,83 @@ async def test_stop_ends_run_promptly_and_cancel_is_clean(tmp_path: Path) -> Non
     task.cancel()
     with pytest.raises(asyncio.CancelledError):
         await task
+
+
+# --- atomic reloads: a half-written file is never applied (issue 10) ---
+
+FULL = policy_text(threshold=0.7) + "output:\n  - {detector: inj, action: block}\n"
+HALF = policy_text(threshold=0.7)  # valid YAML, and a chain with fewer steps: no output step at all
+
+
+async def test_a_file_rewritten_within_the_settle_interval_is_applied_only_whole(tmp_path: Path) -> None:
+    path = tmp_path / "policy.yaml"
+    path.write_text(policy_text())
+    applied: list[Policy] = []
+
+    async def apply(policy: Policy) -> None:
+        applied.append(policy)
+
+    watcher = PolicyWatcher(path, apply, current=load_policy(path), interval_s=60, settle_s=0.2)
+    await settled_check(watcher, 0.2)
+    with path.open("w") as f:  # an in-place save, caught between its two writes
+        f.write(HALF)
+        f.flush()
+        await watcher.check()
+        await asyncio.sleep(0.05)
+        f.write(FULL[len(HALF) :])
+    await asyncio.sleep(0.2)
+    await watcher.check()  # the content changed since the last poll: it must hold still once more
+    assert applied == []
+    await asyncio.sleep(0.2)
+    await watcher.check()
+    assert [len(p.output) for p in applied] == [1]
+
+
+async def test_once_the_file_in_force_has_the_end_marker_a_version_without_it_waits(tmp_path: Path) -> None:
+    path = tmp_path / "policy.yaml"
+    path.write_text(policy_text() + END_MARKER + "\n")
+    applied: list[Policy] = []
+    errors: list[str] = []
+
+    async def apply(policy: Policy) -> None:
+        applied.append(policy)
+
+    watcher = PolicyWatcher(
+        path, apply, current=load_policy(path), interval_s=60, settle_s=0.001, on_error=errors.append
+    )
+    # No poll yet: the watcher knows from the start that the file in force ends with the marker.
+    path.write_text(HALF)  # the writer paused for longer than any settle interval
+    await settled_check(watcher)
+    await settled_check(watcher)
+    assert applied == []
+    assert len(errors) == 1 and "incomplete" in errors[0] and END_MARKER in errors[0]
+    path.write_text(FULL + END_MARKER + "\n")
+    await settled_check(watcher)
+    assert [len(p.output) for p in applied] == [1]
+
+
+def test_the_end_marker_must_be_the_last_line(tmp_path: Path) -> None:
+    assert load_policy(write(tmp_path, policy_text() + END_MARKER + "\n\n")).input[0].threshold == 0.5
+    with pytest.raises(PolicyInvalid) as caught:
+        load_policy(write(tmp_path, policy_text() + END_MARKER + "\noutput: []\n"))
+    assert caught.value.message.endswith(f":11:1: {END_MARKER!r} must be the last line of the file; text follows it")
+
+
+def test_validate_notes_a_missing_end_marker(tmp_path: Path) -> None:
+    out, err = io.StringIO(), io.StringIO()
+    assert validate_cmd(str(write(tmp_path, policy_text())), out, err) == 0
+    assert f"the last line is not {END_MARKER!r}" in err.getvalue()
+    out, err = io.StringIO(), io.StringIO()
+    assert validate_cmd(str(write(tmp_path, policy_text() + END_MARKER + "\n")), out, err) == 0
+    assert err.getvalue() == ""
+
+
+@pytest.mark.parametrize("name", ["policy.yaml", "policy.local.yaml"])
+def test_shipped_policies_end_with_the_marker(name: str) -> None:
+    assert ends_with_end_marker((Path(__file__).resolve().parents[1] / name).read_text())
+
+
+def write(directory: Path, text: str) -> Path:
+    path = directory / "policy.yaml"
+    path.write_text(text)
+    return path

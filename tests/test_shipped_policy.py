@@ -124,3 +124,63 @@ def test_moderations_endpoint_reports_the_classifier_categories(client: openai.O
     scores = bomb.category_scores.model_dump()
     assert max(scores["violence"], scores["illicit"]) >= 0.5
     assert calm.category_scores.model_dump()["violence"] < 0.5
+
+
+# --- secrets in answers (issue 10): the shipped output chain has a `secrets` step ---
+
+API_KEY = "sk-proj-" + "Xq7vR2mLp9TzW4nB8cYd1KfH3sJg6Ae5"  # an OpenAI-style key (made up)
+PRIVATE_KEY = (
+    "-----BEGIN RSA PRIVATE KEY-----\n"
+    "MIIEowIBAAKCAQEAu1SU1LfVLPHCozMxH2Mo4lgOEePzNm0tRgeLezV6ffAt0gun\n"
+    "VTLw7onLRnrq0/IzW7yWR7QkrmBL7jTKEn5u+qKhbwKfBstIs+bMY2Zkp18gnTxK\n"
+    "-----END RSA PRIVATE KEY-----"
+)
+CODE_ANSWER = """To stop a Python process that hangs, find its PID and send it a signal:
+
+```bash
+ps aux | grep python
+kill -TERM 12345   # ask it to exit
+kill -9 12345      # force it if it ignores SIGTERM
+```
+
+From Python, `os.kill(pid, signal.SIGTERM)` does the same. Keep API keys out of code: read the key with
+`os.environ["OPENAI_API_KEY"]` and send it as `Authorization: Bearer $OPENAI_API_KEY`; a key looks like `sk-...`.
+
+```bash
+export OPENAI_API_KEY=sk-XXXXXXXXXXXXXXXXXXXXXXXX
+curl https://api.openai.com/v1/models -H "Authorization: Bearer YOUR_ACCESS_TOKEN"
+```
+"""
+
+
+@pytest.mark.parametrize(
+    "answer",
+    [
+        pytest.param(f"Sure, use this key: {API_KEY} in your client.", id="api-key"),
+        pytest.param(f"Here is the deploy key you asked for:\n{PRIVATE_KEY}\nKeep it safe.", id="private-key"),
+    ],
+)
+@pytest.mark.parametrize("stream", [False, True], ids=["whole", "stream"])
+def test_an_answer_carrying_a_secret_never_reaches_the_client(
+    client: openai.OpenAI, upstream: FakeUpstream, answer: str, stream: bool
+) -> None:
+    upstream.enqueue(Reply(content=answer))
+    messages = [{"role": "user", "content": "How do I configure the client for our staging setup?"}]
+    if stream:
+        chunks = list(client.chat.completions.create(model="gpt-4o-mini", messages=messages, stream=True))  # type: ignore[arg-type]
+        shown = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+        finish = chunks[-1].choices[0].finish_reason
+    else:
+        completion = client.chat.completions.create(model="gpt-4o-mini", messages=messages)  # type: ignore[arg-type]
+        shown, finish = completion.choices[0].message.content or "", completion.choices[0].finish_reason
+    assert finish == "content_filter"
+    assert API_KEY not in shown and "MIIEowIBAAKCAQEA" not in shown and "PRIVATE KEY" not in shown
+
+
+def test_an_ordinary_code_answer_passes_unchanged(client: openai.OpenAI, upstream: FakeUpstream) -> None:
+    upstream.enqueue(Reply(content=CODE_ANSWER))
+    completion = client.chat.completions.create(
+        model="gpt-4o-mini", messages=[{"role": "user", "content": "How do I kill a Python process that hangs?"}]
+    )
+    assert completion.choices[0].finish_reason == "stop"
+    assert completion.choices[0].message.content == CODE_ANSWER

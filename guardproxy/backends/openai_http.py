@@ -34,7 +34,7 @@ from guardproxy.backends.http_client import (
 )
 from guardproxy.backends.sse import SSEDecoder, SSEEvent
 from guardproxy.core import JSON
-from guardproxy.errors import StreamBroken, UpstreamStatus, UpstreamTimeout, UpstreamUnavailable
+from guardproxy.errors import StreamBroken, UpstreamErrorFields, UpstreamStatus, UpstreamTimeout, UpstreamUnavailable
 
 # Below the 5 s idle timeout of common servers (uvicorn, many load balancers), so we rarely send on a
 # pooled connection the server is just closing.
@@ -254,25 +254,19 @@ def _stream_error(item: JSON) -> UpstreamStatus:
     if error is None:  # an `event: error` whose data is the error object itself
         error = item
     if not isinstance(error, dict):
-        error = {"message": str(error), "type": "upstream_error"}
+        error = {"message": str(error)}
     code = error.get("code")
     status = code if isinstance(code, int) and 400 <= code <= 599 else 502
-    body = {"error": error}
-    return UpstreamStatus(status, body, _error_message(body) or "upstream reported an error mid-stream")
+    # The upstream's own words stay in `upstream`: they are untrusted until the output chain checked them.
+    return UpstreamStatus(status, UpstreamErrorFields.of(error), "upstream reported an error mid-stream")
 
 
 def _status_error(status: int, content: bytes) -> UpstreamStatus:
-    body: JSON | None = None
+    upstream: UpstreamErrorFields | None = None
     with contextlib.suppress(ValueError):
         parsed = _decode(content) if content else None
-        body = parsed if isinstance(parsed, dict) else None
-    return UpstreamStatus(status, body, _error_message(body) or f"upstream answered HTTP {status}")
-
-
-def _error_message(body: JSON | None) -> str | None:
-    error = body.get("error") if body else None
-    message = error.get("message") if isinstance(error, dict) else None
-    return message if isinstance(message, str) and message else None
+        upstream = UpstreamErrorFields.of(parsed.get("error")) if isinstance(parsed, dict) else None
+    return UpstreamStatus(status, upstream, f"upstream answered HTTP {status}")
 
 
 def _decode_object(content: bytes, status: int) -> JSON:

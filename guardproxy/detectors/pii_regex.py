@@ -262,12 +262,20 @@ def _is_ipv6(candidate: str) -> bool:
     return True
 
 
+# Documentation placeholders shaped like keys (`sk-XXXXXXXXXXXXXXXXXXXX`, `Bearer YOUR_ACCESS_TOKEN`,
+# `sk-your-key-here...`): code answers are full of them, and a real key practically never contains these
+# words or a run of six identical characters (a random base62 key of 40 characters: about 1 in 10,000).
+_PLACEHOLDER = re.compile(r"(?i:your|here|xxxx|placeholder|dummy|redacted|changeme|insert)|(.)\1{5}")
+
+
 def _secrets(scope: _Scope) -> _Found:
     for markers, pattern in _SECRET_PATTERNS:
         if not any(marker in scope.text for marker in markers):
             continue
         for found in pattern.finditer(scope.text):
-            yield found.span(1) if pattern.groups else found.span()
+            start, end = found.span(1) if pattern.groups else found.span()
+            if "PRIVATE KEY" in markers or not _PLACEHOLDER.search(scope.text, start, end):
+                yield start, end
 
 
 _FINDERS: dict[str, Callable[[_Scope], _Found]] = {

@@ -44,6 +44,25 @@ _BOUNDS = {
 }
 _SECTION_KIND = {"detectors": "detector", "backends": "backend"}
 
+# Optional last line of a policy file. A file that was cut off while being written lacks it, so hot reload
+# can tell a half-written file from a finished one (see `PolicyWatcher`); the shipped policies end with it.
+END_MARKER = "# end of policy"
+
+
+def ends_with_end_marker(text: str) -> bool:
+    """True when the last non-blank line of the policy text is END_MARKER."""
+    lines = text.rstrip().splitlines()
+    return bool(lines) and lines[-1].strip() == END_MARKER
+
+
+def _misplaced_end_marker(text: str, source: str) -> str | None:
+    """END_MARKER anywhere but last means text was appended after it (or an old tail survived a rewrite)."""
+    lines = text.rstrip().splitlines()
+    for number, line in enumerate(lines[:-1], start=1):
+        if line.strip() == END_MARKER:
+            return f"{source}:{number}:1: {END_MARKER!r} must be the last line of the file; text follows it"
+    return None
+
 
 def load_policy(path: str | Path, *, env: Mapping[str, str] | None = None) -> Policy:
     """Read, interpolate and validate a policy file. Raises PolicyInvalid naming file, line and field."""
@@ -67,6 +86,8 @@ def parse_policy(text: str, *, source: str = "<policy>", env: Mapping[str, str] 
         raise PolicyInvalid(_syntax_message(source, exc)) from None
     if root is None:
         raise PolicyInvalid(f"{source}: the policy file is empty; it needs at least `backends:` and `models:`")
+    if (misplaced := _misplaced_end_marker(text, source)) is not None:
+        raise PolicyInvalid(misplaced)
     builder = _Builder(source, os.environ if env is None else env)
     try:
         data = builder.build(root, (), None)
@@ -93,6 +114,9 @@ def validate_cmd(path: str, out: TextIO, err: TextIO) -> int:
     except PolicyInvalid as exc:
         print(exc.message, file=err)
         return 2
+    if not ends_with_end_marker(Path(path).read_bytes().decode("utf-8-sig")):
+        hint = "hot reload cannot tell a half-written file from a finished one (docs/policy-reference.md#hot-reload)"
+        print(f"{path}: note: the last line is not {END_MARKER!r}; without it {hint}", file=err)
     counts = [
         _count(len(policy.models), "model"),
         _count(len(policy.backends), "backend"),

@@ -5,6 +5,16 @@ Polling `stat` needs no dependency and catches every way editors save: in-place 
 size) and write-then-rename (inode). An invalid edit is logged and ignored: the last good policy
 stays in force until the file is fixed.
 
+Atomic reloads: a file being written in place is, between two writes, often valid YAML with fewer steps
+(a truncated chain). Two defences, so such a prefix is never applied:
+- settling: new content is applied only once it has been seen unchanged (stat and SHA-256) at two polls at
+  least `settle_s` apart; a writer that pauses for less than that is never read half-way;
+- the end marker: once the file in force ends with `# end of policy` (the shipped policies do), a new
+  content without it as its last line is incomplete and is not applied, however long it stays. This
+  catches a writer that pauses for longer than any settle interval.
+Writing a new file and renaming it over the old one (`os.replace`) needs neither: the watcher can only
+ever read the old file or the whole new one.
+
 Models: a detector configured with a registry directory (`models/<name>/`) serves the version it resolved
 when it was built. When the registry resolves elsewhere (a `CURRENT` pointer was promoted or rolled back,
 or a newer `vN` appeared and there is no pointer), the same policy is handed to the callback again: the app
@@ -29,7 +39,7 @@ import structlog
 from guardproxy.detectors.model_files import ModelDir, resolve_model_dir
 from guardproxy.detectors.registry import DETECTOR_TYPES
 from guardproxy.errors import DetectorFailed, PolicyInvalid
-from guardproxy.policies.loader import parse_policy
+from guardproxy.policies.loader import END_MARKER, ends_with_end_marker, parse_policy
 from guardproxy.policies.schema import Policy
 
 log = structlog.get_logger(__name__)
@@ -44,6 +54,15 @@ class _FileState:
     mtime_ns: int
     size: int
     inode: int
+
+
+@dataclass(frozen=True, slots=True)
+class _Candidate:
+    """New content seen at a poll, not yet applied: it must still be the same at a later poll."""
+
+    state: _FileState | None
+    digest: bytes
+    seen_at: float  # time.monotonic()
 
 
 class PolicyWatcher:
@@ -67,7 +86,7 @@ class PolicyWatcher:
         *,
         current: Policy | None = None,
         interval_s: float = 1.0,
-        settle_s: float = 0.05,
+        settle_s: float | None = None,
         env: Mapping[str, str] | None = None,
         on_error: Callable[[str], None] | None = None,
         loaded_models: Callable[[], Iterable[ModelDir]] | None = None,
@@ -77,17 +96,37 @@ class PolicyWatcher:
         self._on_change = on_change
         self._on_error = on_error
         self._interval_s = interval_s
-        self._settle_s = settle_s
+        # Default: one poll interval, i.e. new content is applied at the second poll that sees it unchanged.
+        self._settle_s = interval_s if settle_s is None else settle_s
         self._env = env
         self._stopped = asyncio.Event()
         self._state: _FileState | None = None
         self._digest: bytes | None = None
+        self._candidate: _Candidate | None = None
         self._seen = False
+        # The content last accepted ended with END_MARKER: from then on, a content without it is incomplete.
+        self._marked = False
         self._adopt_first = current is None
         self._loaded_models = loaded_models
         # Without a report from the runtime: what the policy's registries resolved to at the last build.
         self._assumed_models = policy_model_dirs(current) if current is not None and loaded_models is None else ()
         self._failed_models: tuple[str, ...] | None = None  # a target that failed to build: not retried
+        if current is not None:
+            self._adopt_file_in_force(current)
+
+    def _adopt_file_in_force(self, current: Policy) -> None:
+        """The file as it is now is the baseline, if it is what the app loaded: whether it carries the end
+        marker must be known before the first edit, or a half-written edit made at once would slip through."""
+        state = self._stat()
+        try:
+            content = self.path.read_bytes()
+            text = content.decode("utf-8-sig")
+            if parse_policy(text, source=str(self.path), env=self._env) != current:
+                return  # changed since the app loaded it: the first poll treats it as an edit
+        except (OSError, UnicodeDecodeError, PolicyInvalid):
+            return
+        self._seen, self._state, self._digest = True, state, hashlib.sha256(content).digest()
+        self._marked = ends_with_end_marker(text)
 
     def stop(self) -> None:
         self._stopped.set()
@@ -108,37 +147,51 @@ class PolicyWatcher:
         state = self._stat()
         if self._seen and state == self._state and not _is_racy(state):
             return
-        # A writer mid-save changes the file again within moments: wait until it holds still.
-        await asyncio.sleep(self._settle_s)
-        if self._stat() != state:
-            return  # still being written; the next poll sees it again
-        self._seen, self._state = True, state
         try:
             content = self.path.read_bytes()
         except OSError as exc:
-            self._digest = None
+            self._seen, self._state, self._digest, self._candidate = True, state, None, None
             self._reject(f"{self.path}: cannot read the policy file: {exc.strerror}")
             return
         digest = hashlib.sha256(content).digest()
         if digest == self._digest:
+            self._seen, self._state, self._candidate = True, state, None
             return
-        self._digest = digest
+        # A writer mid-save changes the file again within moments: apply only content that held still.
+        now = time.monotonic()
+        candidate = self._candidate
+        if candidate is None or (candidate.state, candidate.digest) != (state, digest):
+            self._candidate = _Candidate(state, digest, now)
+            return  # the next poll looks again
+        if now - candidate.seen_at < self._settle_s:
+            return
+        self._seen, self._state, self._digest, self._candidate = True, state, digest, None
         await self._reload(content)
 
     async def _reload(self, content: bytes) -> None:
-        adopt, self._adopt_first = self._adopt_first, False
         try:
-            policy = parse_policy(content.decode("utf-8-sig"), source=str(self.path), env=self._env)
+            text = content.decode("utf-8-sig")
         except UnicodeDecodeError as exc:
             self._reject(f"{self.path}: not UTF-8 text ({exc.reason} at byte {exc.start})")
             return
+        marked = ends_with_end_marker(text)
+        if self._marked and not marked:
+            # Checked before parsing: a truncated file is often valid YAML with fewer steps.
+            self._reject(
+                f"{self.path}: incomplete: the policy in force ends with {END_MARKER!r} and this version does "
+                f"not; it is applied once {END_MARKER!r} is its last line (a file still being written?)"
+            )
+            return
+        adopt, self._adopt_first = self._adopt_first, False
+        try:
+            policy = parse_policy(text, source=str(self.path), env=self._env)
         except PolicyInvalid as exc:
             self._reject(exc.message)
             return
         if adopt or policy == self.current:
             reason = "first read is the baseline" if adopt else "no change in effect"
             log.debug("policy_reload_skipped", path=str(self.path), reason=reason)
-            self.current = policy
+            self.current, self._marked = policy, marked
             if adopt and self._loaded_models is None:
                 self._assumed_models = policy_model_dirs(policy)
             return
@@ -152,7 +205,7 @@ class PolicyWatcher:
             if self._on_error is not None:
                 self._on_error(f"applying the policy failed: {exc}")
             return
-        self.current = policy
+        self.current, self._marked = policy, marked
         self._assumed_models, self._failed_models = assumed, None
 
     async def _check_models(self) -> None:

@@ -34,6 +34,7 @@ from guardproxy.proxy.relay import StreamRelay
 from guardproxy.proxy.revise import PreferenceRecorder, PreferenceWriter, revise_choice
 from guardproxy.proxy.runtime import RuntimeHolder, Target
 from guardproxy.proxy.texts import Kind, validate
+from guardproxy.proxy.upstream_errors import screen_upstream_error
 from guardproxy.proxy.walker import (
     CheckedText,
     Unscanned,
@@ -120,6 +121,7 @@ class Gateway:
             ex.take_usage(response)
             return JSONResult(200, response)
         except GuardproxyError as exc:
+            await screen_upstream_error(ex, exc)  # an upstream's error text passes the output chain first
             ex.status = exc.status
             ex.outcome = "blocked_input" if isinstance(exc, Blocked) else "error"
             ex.error = None if isinstance(exc, Blocked) else f"{type(exc).__name__}: {exc.message}"

@@ -21,6 +21,7 @@ from guardproxy.policies.operators import apply_edits, restore
 from guardproxy.proxy.exchange import Exchange
 from guardproxy.proxy.runtime import Target
 from guardproxy.proxy.streaming import OutputBlocked, StreamGuard
+from guardproxy.proxy.upstream_errors import screen_upstream_error
 from guardproxy.proxy.walker import clean_envelope
 
 log = structlog.get_logger(__name__)
@@ -94,6 +95,7 @@ class StreamRelay:
             yield DONE
         except GuardproxyError as exc:
             completed = True
+            await screen_upstream_error(ex, exc)  # an upstream's error event passes the output chain first
             ex.outcome, ex.status = "error", exc.status
             ex.error = f"{type(exc).__name__}: {exc.message}"
             yield sse(exc.to_body())
