@@ -68,6 +68,18 @@ async def test_names_and_places(detector: PresidioDetector) -> None:
     assert all(span.score == 0.85 for span in detection.spans)
 
 
+async def test_obfuscated_names_and_values_are_found_in_the_original_text(detector: PresidioDetector) -> None:
+    # Cyrillic "a" in the name, fullwidth "@", a JSON escape: found as read, spans into the text as given.
+    text = "Ask M\u0430ria Gonzalez in Lisbon: maria\uff20example.org or maria\\u0040example.org."
+    detection = await detector.detect(text, CTX)
+    assert found(detection, text) == {
+        ("PERSON", "M\u0430ria Gonzalez"),
+        ("LOCATION", "Lisbon"),
+        ("EMAIL_ADDRESS", "maria\uff20example.org"),
+        ("EMAIL_ADDRESS", "maria\\u0040example.org"),
+    }
+
+
 @pytest.mark.parametrize(
     "text",
     [

@@ -56,6 +56,7 @@ from guardproxy.core import Context, Detection, Span
 from guardproxy.detectors.configs import ALL_PII_ENTITIES
 from guardproxy.detectors.greedy_ner import GreedyNer
 from guardproxy.detectors.model_files import ModelDir, default_models_root, resolve_model_dir
+from guardproxy.detectors.normalize import Normalizer
 from guardproxy.detectors.pii_regex import find_pii
 from guardproxy.detectors.presidio_config import SHIPPED_MODEL, STOCK_MODEL, PresidioConfig, PresidioRecognizerConfig
 from guardproxy.errors import DetectorFailed, PolicyInvalid
@@ -308,6 +309,7 @@ class PresidioAnalysis:
 
     def __init__(self, config: PresidioConfig) -> None:
         self.config = config
+        self._normalizer = Normalizer()
         self.nlp = load_pipeline(config.model, config.full_pipeline)
         ner_labels = [label for label in self.nlp.get_pipe("ner").labels if label in NER_LABELS]  # type: ignore[attr-defined]
         ner_entities = sorted({NER_LABELS[label] for label in ner_labels})
@@ -346,6 +348,15 @@ class PresidioAnalysis:
             self.entities = list(config.entities)
 
     def analyze(self, text: str) -> list[Span]:
+        """Findings on what a reader sees (look-alike letters, JSON escapes: `Normalizer.readable`),
+        with spans into `text`."""
+        view = self._normalizer.readable(text)
+        spans = self._analyze(view.text)
+        if not view.changed:
+            return spans
+        return [Span(*view.original_span(s.start, s.end), s.label, s.score) for s in spans]
+
+    def _analyze(self, text: str) -> list[Span]:
         with self.nlp.memory_zone():
             results = self.engine.analyze(
                 text,
