@@ -68,6 +68,45 @@ async def test_names_and_places(detector: PresidioDetector) -> None:
     assert all(span.score == 0.85 for span in detection.spans)
 
 
+async def test_obfuscated_names_and_values_are_found_in_the_original_text(detector: PresidioDetector) -> None:
+    # Cyrillic "a" in the name, fullwidth "@", a JSON escape: found as read, spans into the text as given.
+    text = "Ask M\u0430ria Gonzalez in Lisbon: maria\uff20example.org or maria\\u0040example.org."
+    detection = await detector.detect(text, CTX)
+    assert found(detection, text) == {
+        ("PERSON", "M\u0430ria Gonzalez"),
+        ("LOCATION", "Lisbon"),
+        ("EMAIL_ADDRESS", "maria\uff20example.org"),
+        ("EMAIL_ADDRESS", "maria\\u0040example.org"),
+    }
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "I can't help with making meth. If you or someone you know is struggling, please reach out.",
+        "Methamphetamine, often called meth, is dangerous.",
+        "I won't explain how to cook meth, because it is dangerous and illegal.",
+        "The effects of meth include insomnia.",
+    ],
+)
+async def test_common_lower_case_words_in_cased_text_are_not_names_or_places(
+    detector: PresidioDetector, text: str
+) -> None:
+    # The fine-tuned NER took "meth" for a place (probability up to 0.84) in answers like these.
+    assert found(await detector.detect(text, CTX), text) == set()
+
+
+async def test_lower_case_names_still_count_in_lower_case_text(detector: PresidioDetector) -> None:
+    text = "my name is john smith and i live in leeds"
+    assert found(await detector.detect(text, CTX), text) == {("PERSON", "john smith"), ("LOCATION", "leeds")}
+    relaxed = PresidioDetector("pii", PresidioConfig(type="presidio", lowercase_min_confidence=0.0))
+    try:
+        cased = "I can't help with making meth. Please reach out."
+        assert found(await relaxed.detect(cased, CTX), cased) == set()  # casing alone decides there
+    finally:
+        await relaxed.aclose()
+
+
 async def test_local_phone_needs_a_phone_word_or_phone_marks(detector: PresidioDetector) -> None:
     with_word = "You can reach me on my mobile: 451 5986 after six."
     assert found(await detector.detect(with_word, CTX), with_word) == {("PHONE_NUMBER", "451 5986")}
@@ -322,6 +361,13 @@ def test_anonymize_round_trip_streamed(client: openai.OpenAI, upstream: FakeUpst
     assert answer == "Sure: David Chen in Toronto is told."
     sent = upstream.requests[0].body["messages"][0]["content"]
     assert sent == "Please tell [PERSON_1] in [LOCATION_1] that the call is at 10."
+
+
+def test_meth_in_an_answer_is_not_redacted_as_a_place(client: openai.OpenAI, upstream: FakeUpstream) -> None:
+    answer = "I can't help with making meth. If you or someone you know is struggling, please reach out."
+    upstream.enqueue(Reply(content=answer))
+    completion = client.chat.completions.create(model="gpt-4o-mini", messages=user("How is meth made?"))
+    assert completion.choices[0].message.content == answer
 
 
 def test_output_step_redacts_pii_the_model_wrote(client: openai.OpenAI, upstream: FakeUpstream) -> None:

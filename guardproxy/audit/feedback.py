@@ -1,7 +1,7 @@
 """Reviewer and client feedback on a logged decision: the training signal of the sidecar trainer.
 
-Feedback is keyed by the audit record's request id and attributed to who gave it. Its note is scrubbed of
-personal data before it is stored (like audit text), so feedback never carries raw PII.
+Feedback is keyed by the audit record's request id and attributed to who gave it. Its note and actor are
+scrubbed of personal data before they are stored (like audit text), so feedback never carries raw PII.
 """
 
 from __future__ import annotations

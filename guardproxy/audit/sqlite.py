@@ -131,7 +131,7 @@ class SQLiteAuditStore:
         row = (
             fb.request_id,
             fb.label,
-            fb.actor,
+            scrub_pii(fb.actor),  # a client's x-guardproxy-user header, as sent
             fb.ts,
             scrub_pii(fb.note),
             fb.stage,
@@ -163,7 +163,7 @@ class SQLiteAuditStore:
         row = (
             pref.request_id,
             pref.ts,
-            pref.model,
+            scrub_pii(pref.model),  # the model name the client sent
             pref.step,
             _META_JSON.encode(prompt),
             scrub_pii(pref.rejected),

@@ -33,7 +33,7 @@ class AuditStore(Protocol):
     def add_feedback(self, fb: Feedback) -> int:
         """Store one feedback row (several per request are kept: history) and return its id.
 
-        The note (and step name) are scrubbed of PII before they are written, whatever the caller.
+        The note, actor and step name are scrubbed of PII before they are written, whatever the caller.
         Raises `UnknownRequest` when `fb.request_id` is not in the audit log. Synchronous and safe
         from any thread: call it via `asyncio.to_thread` from the event loop.
         """

@@ -1,4 +1,11 @@
-"""Blocklist: literal phrases (case-insensitive, whole words) and regex patterns from the policy."""
+"""Blocklist: literal phrases (case-insensitive, whole words) and regex patterns from the policy.
+
+Matching is on what a reader sees (`Normalizer.readable`): `internal\\u0020use only` in a tool
+call's JSON arguments and "internal use only" spelt with a Cyrillic "o" both read "internal use only".
+Phrases are normalised the same way, so one written with accents or in another script still
+matches itself. Regex patterns also run on the text as given, for patterns that target what the
+normalisation maps away (a Cyrillic word, an invisible character).
+"""
 
 from __future__ import annotations
 
@@ -7,6 +14,7 @@ from typing import Literal
 
 from guardproxy.core import Context, Detection, Span
 from guardproxy.detectors.configs import BlocklistConfig
+from guardproxy.detectors.normalize import Normalizer
 from guardproxy.errors import PolicyInvalid
 
 
@@ -36,27 +44,23 @@ class BlocklistDetector:
     def __init__(self, name: str, config: BlocklistConfig) -> None:
         self.name = name
         self._label = config.label
+        self._normalizer = Normalizer()
         compiled: list[re.Pattern[str]] = []
         for index, pattern in enumerate(config.patterns):
             try:
                 compiled.append(re.compile(pattern))
             except re.error as exc:
                 raise PolicyInvalid(f"detectors.{name}.patterns[{index}]: invalid regex ({exc})") from exc
-        words = _word_pattern(config.words)
-        if words is not None:
-            compiled.append(words)
         self._patterns: tuple[re.Pattern[str], ...] = tuple(compiled)
+        words = _word_pattern([self._normalizer.readable(word).text for word in config.words])
+        self._on_view = self._patterns if words is None else (*self._patterns, words)
 
     async def detect(self, text: str, ctx: Context) -> Detection:
-        spans = sorted(
-            {
-                Span(found.start(), found.end(), self._label)
-                for pattern in self._patterns
-                for found in pattern.finditer(text)
-                if found.end() > found.start()
-            },
-            key=lambda s: (s.start, s.end),
-        )
+        view = self._normalizer.readable(text)
+        found = {view.original_span(*m.span()) for p in self._on_view for m in p.finditer(view.text)}
+        if view.changed:
+            found.update(m.span() for p in self._patterns for m in p.finditer(text))
+        spans = [Span(start, end, self._label) for start, end in sorted(found) if end > start]
         if not spans:
             return Detection(score=0.0)
         return Detection(

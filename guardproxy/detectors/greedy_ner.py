@@ -86,6 +86,11 @@ class GreedyNer:
         return scores
 
     def __call__(self, doc: Doc) -> list[SpacySpan]:
+        return [span for span, _ in self.entities(doc)]
+
+    def entities(self, doc: Doc) -> list[tuple[SpacySpan, float]]:
+        """The entities, each with the model's confidence in opening it: the softmax probability of
+        the action that began it, among the actions valid at its first token (spaCy keeps none)."""
         n = len(doc)
         if n == 0:
             return []
@@ -101,9 +106,10 @@ class GreedyNer:
         can_begin[-1] = False
         valid = self._out | (self._begin & can_begin[:, None]) | (self._unit & ~space[:, None])
         # No entity open: features (token, none, none), summed in spaCy's order.
-        closed = self._scores(features[1:, 0] + features[0, 1] + features[0, 2])
-        choices: list[int] = np.where(valid, closed, -np.inf).argmax(axis=1).tolist()
-        found: list[SpacySpan] = []
+        closed = np.where(valid, self._scores(features[1:, 0] + features[0, 1] + features[0, 2]), -np.inf)
+        choices: list[int] = closed.argmax(axis=1).tolist()
+        confidence: list[float] = (1.0 / np.exp(closed - closed.max(axis=1, keepdims=True)).sum(axis=1)).tolist()
+        found: list[tuple[SpacySpan, float]] = []
         i = 0
         while i < n:
             choice = choices[i]
@@ -123,5 +129,5 @@ class GreedyNer:
                     i += 1
                     if best == last:
                         break
-            found.append(SpacySpan(doc, start, i, label=label))
+            found.append((SpacySpan(doc, start, i, label=label), confidence[start]))
         return found

@@ -1,10 +1,16 @@
-"""Fold text into a canonical lower-case ASCII-ish form so that obfuscation does not hide a phrase.
+"""Turn text into what a reader sees, so that obfuscation does not hide a phrase or a value.
 
-Each original character folds independently (NFKC, diacritics stripped from Latin letters,
-Cyrillic/Greek look-alikes mapped to ASCII, invisible format characters dropped, Unicode
-tag characters revealed as the ASCII they smuggle, casefold). Folding one character at a
-time keeps an exact map from every folded character back to its original offset, which
-is what lets a detector report spans into the text it was given.
+One implementation for input, output and the audit scrubber (`Normalizer`):
+1. JSON string escapes are decoded (`\\u0040` -> "@", surrogate pairs, nested escaping): a client's
+   JSON parser decodes them in tool-call arguments and JSON-mode content.
+2. Each character then maps independently (NFKC, so fullwidth forms become ASCII; decimal digits of
+   any script become ASCII digits; diacritics stripped from Latin letters; Cyrillic/Greek look-alikes
+   mapped to ASCII; invisible format characters dropped; Unicode tag characters revealed as the
+   ASCII they smuggle). `readable` keeps letter case (PII, secrets, blocklist); `fold` casefolds
+   (the injection heuristic's phrase rules).
+Mapping one escape or one character at a time keeps an exact map from every normalised character
+back to its original range (`Folded.original_span`), which is what lets a detector report spans
+into the text it was given: redacting `jane.roe\\u0040example.org` replaces the escape too.
 
 Encoded payloads (base64, hex, binary, URL-encoding) are found and decoded here too, with
 bounded work; rot13 and reversed text are cheap one-to-one transforms of the folded text.
@@ -45,80 +51,211 @@ _DROPPED_CATEGORIES = frozenset({"Cf", "Mn", "Me", "Cs", "Co"})
 _FOLD_CACHE_LIMIT = 8192
 
 
-def fold_char(ch: str) -> str:
-    """The folded form of one character; "" when it is invisible."""
+def _unconfused(ch: str) -> str:
+    mapped = _CONFUSABLES.get(ch)
+    if mapped is None:
+        return ch
+    return mapped.upper() if ch.isupper() else mapped
+
+
+def read_char(ch: str) -> str:
+    """One character as a reader takes it, case kept; "" when it is invisible.
+
+    Fullwidth and other compatibility forms become ASCII (NFKC), decimal digits of any script
+    become ASCII digits, diacritics are stripped from Latin letters and look-alikes map to the
+    letter they imitate.
+    """
     code = ord(ch)
     if code < 0x80:
-        return ch.lower()
+        return ch
     if code in _TAG_BLOCK:
-        return chr(code - 0xE0000).lower()
-    if unicodedata.category(ch) in _DROPPED_CATEGORIES:
+        return chr(code - 0xE0000)
+    category = unicodedata.category(ch)
+    if category in _DROPPED_CATEGORIES:
         return ""
+    if category == "Nd":  # Arabic-Indic, Devanagari, ... digits: NFKC keeps them, a reader does not
+        return str(unicodedata.decimal(ch))
     folded = unicodedata.normalize("NFKC", ch)
     if not folded.isascii():
         stripped = "".join(c for c in unicodedata.normalize("NFKD", ch) if not unicodedata.combining(c))
         if stripped.isascii() and stripped:
             folded = stripped
-    return "".join(_CONFUSABLES.get(c, c) for c in folded).casefold()
+    return "".join(_unconfused(c) for c in folded)
 
 
-class _FoldTable(dict[int, str]):
-    """A `str.translate` table that folds characters on first sight and remembers a bounded number."""
+def fold_char(ch: str) -> str:
+    """The folded (case-less) form of one character; "" when it is invisible."""
+    return read_char(ch).casefold()
+
+
+class _CharTable(dict[int, str]):
+    """A `str.translate` table that maps characters on first sight and remembers a bounded number."""
+
+    def __init__(self, mapping: Callable[[str], str]) -> None:
+        super().__init__()
+        self._mapping = mapping
 
     def __missing__(self, code: int) -> str:
-        folded = fold_char(chr(code))
+        mapped = self._mapping(chr(code))
         if len(self) < _FOLD_CACHE_LIMIT:
-            self[code] = folded
-        return folded
+            self[code] = mapped
+        return mapped
 
 
 _NON_ASCII_RUN = re.compile(r"[^\x00-\x7f]+")
 
+# --- JSON string escapes ------------------------------------------------------------------
+# A client's JSON parser turns `\u0040` into "@" (tool-call arguments, JSON-mode content), so a
+# detector must read the escape as the character it stands for. Decoded wherever they occur: in
+# prose an escape is rare, and reading it as its character can only find more.
+_JSON_ESCAPE = re.compile(
+    r"\\(?:u([dD][89abAB][0-9a-fA-F]{2})\\u([dD][c-fC-F][0-9a-fA-F]{2})|u([0-9a-fA-F]{4})|([\"\\/bfnrt]))"
+)
+_SIMPLE_ESCAPES = {'"': '"', "\\": "\\", "/": "/", "b": "\b", "f": "\f", "n": "\n", "r": "\r", "t": "\t"}
+# A JSON string inside a JSON string (`\\u0040`) needs two rounds; a third covers one more wrapping.
+_ESCAPE_ROUNDS = 3
+
+
+@dataclass(frozen=True, slots=True)
+class _Decoded:
+    """Text with JSON escapes decoded; char i of `text` came from original[starts[i]:ends[i]]."""
+
+    text: str
+    starts: list[int]
+    ends: list[int]
+
+
+def _decode_round(text: str) -> _Decoded | None:
+    pieces: list[str] = []
+    starts: list[int] = []
+    ends: list[int] = []
+    cursor = 0
+    for found in _JSON_ESCAPE.finditer(text):
+        high, low, single, simple = found.groups()
+        if high is not None:
+            char = chr(0x10000 + ((int(high, 16) - 0xD800) << 10) + (int(low, 16) - 0xDC00))
+        elif single is not None:
+            char = chr(int(single, 16))
+        else:
+            char = _SIMPLE_ESCAPES[simple]
+        pieces += [text[cursor : found.start()], char]
+        starts.extend(range(cursor, found.start()))
+        ends.extend(range(cursor + 1, found.start() + 1))
+        starts.append(found.start())
+        ends.append(found.end())
+        cursor = found.end()
+    if not pieces:
+        return None
+    pieces.append(text[cursor:])
+    starts.extend(range(cursor, len(text)))
+    ends.extend(range(cursor + 1, len(text) + 1))
+    return _Decoded("".join(pieces), starts, ends)
+
+
+def decode_json_escapes(text: str) -> _Decoded | None:
+    """`text` with JSON string escapes decoded (nested ones too, a few levels); None when it has none."""
+    if "\\" not in text:
+        return None
+    decoded: _Decoded | None = None
+    for _ in range(_ESCAPE_ROUNDS):
+        current = text if decoded is None else decoded.text
+        if "\\" not in current:
+            break
+        step = _decode_round(current)
+        if step is None:
+            break
+        if decoded is None:
+            decoded = step
+        else:  # compose: this round's char i came from earlier chars [starts[i], ends[i])
+            decoded = _Decoded(
+                step.text,
+                [decoded.starts[s] for s in step.starts],
+                [decoded.ends[e - 1] for e in step.ends],
+            )
+    return decoded
+
 
 class Folded:
-    """Folded text plus the way back to offsets of the original (worked out only when asked)."""
+    """Normalised text plus the way back to offsets of the original (worked out only when asked).
 
-    __slots__ = ("_origins", "_table", "original", "text")
+    Two layers: JSON escapes decoded (`_escapes`, None when there were none), then each character
+    of that mapped on its own by `_table` (None when the mapping was one-to-one).
+    """
 
-    def __init__(self, text: str, original: str, table: _FoldTable | None) -> None:
+    __slots__ = ("_escapes", "_origins", "_source", "_table", "original", "text")
+
+    def __init__(self, text: str, original: str, table: _CharTable | None, *, escapes: _Decoded | None = None) -> None:
         self.text = text
         self.original = original
         self._table = table
+        self._escapes = escapes
+        self._source = original if escapes is None else escapes.text
         self._origins: list[int] | None = None
 
+    @property
+    def changed(self) -> bool:
+        """Whether `text` can differ from `original` in anything but letter case."""
+        return self._table is not None or self._escapes is not None
+
     def original_span(self, start: int, end: int) -> tuple[int, int]:
-        """The original range that folded [start, end) came from."""
-        if self._table is None:  # ASCII input folds one-to-one
+        """The original range that normalised [start, end) came from (a whole escape sequence included)."""
+        first, last = self._source_span(start, end)
+        escapes = self._escapes
+        if escapes is None:
+            return first, last
+        size = len(escapes.starts)
+        origin_first = escapes.starts[first] if first < size else len(self.original)
+        origin_last = escapes.ends[last - 1] if first < last <= size else origin_first
+        return origin_first, max(origin_first, origin_last)
+
+    def _source_span(self, start: int, end: int) -> tuple[int, int]:
+        if self._table is None:  # ASCII input maps one-to-one
             return start, end
         origins = self._origins if self._origins is not None else self._map_origins(self._table)
-        first = origins[start] if start < len(origins) else len(self.original)
+        first = origins[start] if start < len(origins) else len(self._source)
         last = origins[end - 1] + 1 if 0 < end <= len(origins) else first
         return first, max(first, last)
 
-    def _map_origins(self, table: _FoldTable) -> list[int]:
+    def _map_origins(self, table: _CharTable) -> list[int]:
         # ASCII stretches map one-to-one; only the non-ASCII characters need a lookup.
+        source = self._source
         origins: list[int] = []
         cursor = 0
-        for run in _NON_ASCII_RUN.finditer(self.original):
+        for run in _NON_ASCII_RUN.finditer(source):
             origins.extend(range(cursor, run.start()))
             for index in range(run.start(), run.end()):
-                origins.extend([index] * len(table[ord(self.original[index])]))
+                origins.extend([index] * len(table[ord(source[index])]))
             cursor = run.end()
-        origins.extend(range(cursor, len(self.original)))
+        origins.extend(range(cursor, len(source)))
         self._origins = origins
         return origins
 
 
 class Normalizer:
-    """Folds text; owns the per-instance cache of folded characters."""
+    """The one place where text becomes what a reader sees; owns the per-instance caches of mapped characters.
+
+    `readable` (case kept) is what the PII regexes and the blocklist match on, input, output and
+    audit scrubbing alike; `fold` (case-less) is what the phrase rules of the injection heuristic
+    match on. Both decode JSON escapes first, and both map spans back with `Folded.original_span`.
+    """
 
     def __init__(self) -> None:
-        self._table = _FoldTable()
+        self._fold_table = _CharTable(fold_char)
+        self._read_table = _CharTable(read_char)
 
     def fold(self, text: str) -> Folded:
-        if text.isascii():
-            return Folded(text.lower(), text, None)
-        return Folded(text.translate(self._table), text, self._table)
+        escapes = decode_json_escapes(text)
+        source = text if escapes is None else escapes.text
+        if source.isascii():
+            return Folded(source.lower(), text, None, escapes=escapes)
+        return Folded(source.translate(self._fold_table), text, self._fold_table, escapes=escapes)
+
+    def readable(self, text: str) -> Folded:
+        escapes = decode_json_escapes(text)
+        source = text if escapes is None else escapes.text
+        if source.isascii():
+            return Folded(source, text, None, escapes=escapes)
+        return Folded(source.translate(self._read_table), text, self._read_table, escapes=escapes)
 
 
 _LEET = str.maketrans("013457@$!|", "oieastasil")

@@ -3,6 +3,11 @@
 `find_pii` / `redact_text` are plain functions as well: the audit log uses them as a last
 safety net before writing text. Cheap substring tests decide which regexes run at all, so a
 prompt with no digits and no "@" costs almost nothing.
+
+The regexes match what a reader sees (`Normalizer.readable`: JSON escapes decoded, fullwidth
+forms, look-alikes and digits of other scripts mapped, invisible characters dropped), and the
+spans are mapped back to the text given, so `jane.roe\\u0040example.org` is found and redacted
+whole, escape sequence included.
 """
 
 from __future__ import annotations
@@ -16,6 +21,7 @@ from typing import Literal
 
 from guardproxy.core import Context, Detection, Span
 from guardproxy.detectors.configs import ALL_PII_ENTITIES, PiiRegexConfig
+from guardproxy.detectors.normalize import Normalizer
 
 ALL: tuple[str, ...] = ALL_PII_ENTITIES
 
@@ -28,7 +34,8 @@ _PHONE_US = re.compile(
     r"(?<![\w+-])(?:\+?1[ .\-]?)?(?:\(([2-9]\d\d)\)[ .\-]?|([2-9]\d\d)[ .\-])([2-9]\d\d)[ .\-](\d{4})(?![\w-])"
 )
 
-_CARD = re.compile(r"(?<![\w\-])(?<!\d[.,])\d(?:[ \-]?\d){11,18}(?!\w|[.,\-]\d)")
+# Groups may be split by spaces, hyphens or dots ("4111.1111.1111.1111"); `_card_groups_ok` checks the grouping.
+_CARD = re.compile(r"(?<![\w\-])(?<!\d[.,])\d(?:[ \-.]?\d){11,18}(?!\w|[.,\-]\d)")
 # Issuer prefixes and the lengths their cards have (Visa, Mastercard, Amex, Diners, JCB, Discover, UnionPay).
 _CARD_BRANDS: tuple[tuple[re.Pattern[str], frozenset[int]], ...] = (
     (re.compile(r"4"), frozenset({13, 16, 19})),
@@ -184,20 +191,25 @@ def _luhn_ok(number: str) -> bool:
 
 
 def _card_groups_ok(candidate: str) -> bool:
-    """Either no separators, or one kind of separator between groups of four (Amex: 4-6-5)."""
+    """Either no separators, or one kind of separator between groups of four (Amex: 4-6-5), or
+    between every digit ("4 1 1 1 ..."): spelt out to get past a pattern, not a number in prose."""
     separators = {c for c in candidate if not c.isdigit()}
     if not separators:
         return True
     if len(separators) > 1:
         return False
     groups = [len(g) for g in candidate.split(separators.pop())]
-    return groups in ([4, 6, 5], [4, 6, 4]) or (all(g == 4 for g in groups[:-1]) and 1 <= groups[-1] <= 4)
+    return (
+        groups in ([4, 6, 5], [4, 6, 4])
+        or (all(g == 4 for g in groups[:-1]) and 1 <= groups[-1] <= 4)
+        or all(g == 1 for g in groups)
+    )
 
 
 def _cards(scope: _Scope) -> _Found:
     for found in scope.search(_CARD, 12):
         candidate = found.group()
-        number = candidate.replace(" ", "").replace("-", "")
+        number = candidate.replace(" ", "").replace("-", "").replace(".", "")
         if (
             any(prefix.match(number) and len(number) in lengths for prefix, lengths in _CARD_BRANDS)
             and _card_groups_ok(candidate)
@@ -291,21 +303,37 @@ _FINDERS: dict[str, Callable[[_Scope], _Found]] = {
 _PRIORITY = ("SECRET", "CREDIT_CARD", "IBAN_CODE", "US_SSN", "EMAIL_ADDRESS", "IP_ADDRESS", "PHONE_NUMBER")
 
 
-def find_pii(text: str, entities: Iterable[str] = ALL, allow_list: Iterable[str] = ()) -> list[Span]:
-    """Validated PII spans of `text`, non-overlapping and sorted by start."""
+def find_pii(
+    text: str,
+    entities: Iterable[str] = ALL,
+    allow_list: Iterable[str] = (),
+    *,
+    normalizer: Normalizer | None = None,
+) -> list[Span]:
+    """Validated PII spans of `text` (matched on its readable form), non-overlapping and sorted by start.
+
+    Pass a long-lived `normalizer` to reuse its cache of mapped characters; one is made otherwise.
+    """
     wanted = set(entities)
     unknown = wanted - set(_FINDERS)
     if unknown:
         raise ValueError(f"unknown PII entities {sorted(unknown)}; known: {sorted(_FINDERS)}")
     allowed = {value.strip() for value in allow_list}
-    scope = _Scope.of(text)
+    view = (normalizer or Normalizer()).readable(text)
+    seen = view.text
+    scope = _Scope.of(seen)
     found: list[Span] = []
     for entity in _PRIORITY:
         if entity not in wanted:
             continue
         for start, end in _FINDERS[entity](scope):
-            if text[start:end] not in allowed:
-                found.append(Span(start, end, entity, _SCORES[entity]))
+            if seen[start:end] in allowed:
+                continue
+            if view.changed:
+                start, end = view.original_span(start, end)
+                if text[start:end] in allowed:
+                    continue
+            found.append(Span(start, end, entity, _SCORES[entity]))
     return _without_overlaps(found)
 
 
@@ -343,9 +371,12 @@ def redact_text(text: str, spans: Iterable[Span]) -> str:
     return "".join(pieces)
 
 
-def scrub_pii(text: str) -> str:
-    """Every entity of `text` replaced by its `[ENTITY]` token: the audit log's last safety net."""
-    return redact_text(text, find_pii(text))
+def scrub_pii(text: str, normalizer: Normalizer | None = None) -> str:
+    """Every entity of `text` replaced by its `[ENTITY]` token: the audit log's last safety net.
+
+    Matches the readable form like the detector does, so an obfuscated value (`\\u0040`, a fullwidth "at",
+    look-alike letters, dotted card groups) is scrubbed too."""
+    return redact_text(text, find_pii(text, normalizer=normalizer))
 
 
 class PiiRegexDetector:
@@ -357,9 +388,10 @@ class PiiRegexDetector:
         self.name = name
         self._entities: tuple[str, ...] = tuple(config.entities)
         self._allow_list: frozenset[str] = frozenset(config.allow_list)
+        self._normalizer = Normalizer()
 
     async def detect(self, text: str, ctx: Context) -> Detection:
-        spans = find_pii(text, self._entities, self._allow_list)
+        spans = find_pii(text, self._entities, self._allow_list, normalizer=self._normalizer)
         if not spans:
             return Detection(score=0.0)
         counts: dict[str, int] = {}

@@ -5,7 +5,9 @@ Recognizers, by default:
 - spaCy NER for names, places, organisations, nationalities and dates. Only the `ner` component
   (and a token-vector layer it listens to, if any) runs: tagging, parsing and lemmatising cost
   about half of the pipeline's time and find no entities. Its entities are decoded by `GreedyNer`
-  (same weights, same entities as spaCy, about three times faster; see there).
+  (same weights, same entities as spaCy, about three times faster; see there), which also gives
+  the model's confidence in each. A lower-case finding counts only in text written in lower
+  case, and with at least `lowercase_min_confidence` ("meth" in an answer was redacted as a place).
 - guardproxy's validated regexes (`pii_regex`: Luhn, IBAN checksum, SSN rules) for emails, phones,
   cards, SSNs, IBANs and IPs: faster and more accurate here than Presidio's own pattern recognizers
   (which `structured: presidio` selects instead). They see line breaks as spaces, so a number
@@ -54,6 +56,7 @@ from guardproxy.core import Context, Detection, Span
 from guardproxy.detectors.configs import ALL_PII_ENTITIES
 from guardproxy.detectors.greedy_ner import GreedyNer
 from guardproxy.detectors.model_files import ModelDir, default_models_root, resolve_model_dir
+from guardproxy.detectors.normalize import Normalizer
 from guardproxy.detectors.pii_regex import find_pii
 from guardproxy.detectors.presidio_config import SHIPPED_MODEL, STOCK_MODEL, PresidioConfig, PresidioRecognizerConfig
 from guardproxy.errors import DetectorFailed, PolicyInvalid
@@ -115,6 +118,15 @@ _MARK = re.compile(r"\[[A-Z][A-Z0-9_]*\]")
 _LINE_BREAKS = str.maketrans("\r\n\v\f\u2028\u2029", "      ")
 
 
+_SENTENCE_START = re.compile(r"(?:^|[.!?]\s+)([^\W\d_])")
+
+
+def writes_in_case(text: str) -> bool:
+    """Whether the text's sentences mostly start with a capital: its writer capitalises names too."""
+    starts = [found.group(1) for found in _SENTENCE_START.finditer(text)]
+    return bool(starts) and 2 * sum(first.isupper() for first in starts) >= len(starts)
+
+
 class _ValidatedRegexRecognizer(EntityRecognizer):
     """guardproxy's validated regexes as one Presidio recognizer, seeing line breaks as spaces."""
 
@@ -163,19 +175,39 @@ class _LoosePhoneRecognizer(PatternRecognizer):
 class _NerOnlySpacyEngine(SpacyNlpEngine):
     """A SpacyNlpEngine over a pipeline we loaded ourselves (Presidio's loader downloads missing models)."""
 
-    def __init__(self, nlp: Language, language: str, ner: NerModelConfiguration, context_words: Iterable[str]) -> None:
+    def __init__(
+        self,
+        nlp: Language,
+        language: str,
+        ner: NerModelConfiguration,
+        context_words: Iterable[str],
+        lowercase_min_confidence: float = 0.0,
+    ) -> None:
         super().__init__(models=[{"lang_code": language, "model_name": nlp.meta.get("name", "custom")}])
         self.ner_model_configuration = ner
         self.nlp = {language: nlp}  # type: ignore[assignment]  # Presidio annotates it as None until load()
         self._has_lemmas = "lemmatizer" in nlp.pipe_names
         self._context_words = frozenset(word.lower() for word in context_words)
         self._greedy = GreedyNer.for_pipeline(nlp)
+        self._lowercase_min_confidence = lowercase_min_confidence
 
     def process_text(self, text: str, language: str) -> NlpArtifacts:
         if self._greedy is None:
             return super().process_text(text, language)
         doc = self.nlp[language].make_doc(text)  # type: ignore[index]
-        doc.set_ents(self._greedy(doc), default="outside")
+        # Fine-tuning on lower-cased names (chat written all in lower case) taught the model to take some
+        # common words for names and places ("meth" redacted as a place in an answer). A writer who
+        # capitalises sentence starts would capitalise a name: there a lower-case finding is dropped;
+        # in lower-case text it must be a confident one.
+        cased = writes_in_case(text)
+        doc.set_ents(
+            [
+                span
+                for span, confidence in self._greedy.entities(doc)
+                if not span.text.islower() or (not cased and confidence >= self._lowercase_min_confidence)
+            ],
+            default="outside",
+        )
         return self._doc_to_nlp_artifact(doc, language)
 
     def _doc_to_nlp_artifact(self, doc: Doc, language: str) -> NlpArtifacts:
@@ -277,6 +309,7 @@ class PresidioAnalysis:
 
     def __init__(self, config: PresidioConfig) -> None:
         self.config = config
+        self._normalizer = Normalizer()
         self.nlp = load_pipeline(config.model, config.full_pipeline)
         ner_labels = [label for label in self.nlp.get_pipe("ner").labels if label in NER_LABELS]  # type: ignore[attr-defined]
         ner_entities = sorted({NER_LABELS[label] for label in ner_labels})
@@ -286,7 +319,7 @@ class PresidioAnalysis:
             default_score=config.ner_score,
         )
         context_words = [*PHONE_CONTEXT, *(word for own in config.recognizers for word in own.context)]
-        nlp_engine = _NerOnlySpacyEngine(self.nlp, config.language, ner, context_words)
+        nlp_engine = _NerOnlySpacyEngine(self.nlp, config.language, ner, context_words, config.lowercase_min_confidence)
         registry = RecognizerRegistry(supported_languages=[config.language])
         if config.structured == "presidio":
             registry.load_predefined_recognizers(languages=[config.language], nlp_engine=nlp_engine)
@@ -315,6 +348,15 @@ class PresidioAnalysis:
             self.entities = list(config.entities)
 
     def analyze(self, text: str) -> list[Span]:
+        """Findings on what a reader sees (look-alike letters, JSON escapes: `Normalizer.readable`),
+        with spans into `text`."""
+        view = self._normalizer.readable(text)
+        spans = self._analyze(view.text)
+        if not view.changed:
+            return spans
+        return [Span(*view.original_span(s.start, s.end), s.label, s.score) for s in spans]
+
+    def _analyze(self, text: str) -> list[Span]:
         with self.nlp.memory_zone():
             results = self.engine.analyze(
                 text,

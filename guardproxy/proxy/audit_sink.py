@@ -28,7 +28,7 @@ from typing import Final, Literal
 
 import structlog
 
-from guardproxy.audit.records import AuditRecord
+from guardproxy.audit.records import AuditRecord, StepRecord
 from guardproxy.audit.store import AuditStore
 from guardproxy.errors import AuditUnavailable
 
@@ -350,9 +350,12 @@ class AuditSink:
         try:
             return replace(
                 record,
+                # The client chooses the model name: PII can be put there like anywhere else.
+                model=scrub(record.model),
                 input_text=scrub(record.input_text),
                 output_text=scrub(record.output_text),
                 error=None if record.error is None else scrub(record.error),
+                steps=tuple(_scrubbed_step(step, scrub) for step in record.steps),
             )
         except Exception as exc:  # noqa: BLE001 - never store unscrubbed text; keep the record
             self._scrub_failures += 1
@@ -360,7 +363,14 @@ class AuditSink:
             log.error("audit_scrub_failed", request_id=record.request_id, error_type=type(exc).__name__)
             return replace(
                 record,
+                model=_WITHHELD if record.model else "",
                 input_text=_WITHHELD if record.input_text else "",
                 output_text=_WITHHELD if record.output_text else "",
                 error=None if record.error is None else _WITHHELD,
+                steps=tuple(step if step.error is None else replace(step, error=_WITHHELD) for step in record.steps),
             )
+
+
+def _scrubbed_step(step: StepRecord, scrub: Scrub) -> StepRecord:
+    # A detector's error message may quote the text it failed on.
+    return step if step.error is None else replace(step, error=scrub(step.error))

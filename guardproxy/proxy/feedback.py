@@ -5,7 +5,9 @@
 
 The actor is the `x-guardproxy-user` header when present, else a fingerprint of the credential the
 gateway also puts in audit records (`key:` + 12 hex of sha256 of the Authorization header, so the two
-can be joined), else `anonymous`. The header is taken as is: deploy behind an auth layer that sets it.
+can be joined), else `anonymous`. The header is taken as is (deploy behind an auth layer that sets it),
+except that one carrying personal data (an e-mail address as a user name) is kept as `user:` + 12 hex of
+its sha256: the same person's feedback still joins up, and the store holds no PII.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from litestar.handlers import HTTPRouteHandler
 
 from guardproxy.audit.feedback import FEEDBACK_LABELS, Feedback
 from guardproxy.audit.store import AuditStore, UnknownRequest
+from guardproxy.detectors.pii_regex import find_pii
 from guardproxy.errors import BodyTooLarge, GuardproxyError, InvalidRequest
 from guardproxy.proxy.audit_sink import AuditSink
 from guardproxy.proxy.gateway import new_request_id
@@ -49,7 +52,8 @@ class RequestNotFound(GuardproxyError):
 def actor_of(authorization: str | None, user: str | None) -> str:
     """Who gave the feedback, without ever keeping a credential."""
     if user and user.strip():
-        return user.strip()[:MAX_NAME_CHARS]
+        name = user.strip()[:MAX_NAME_CHARS]
+        return "user:" + hashlib.sha256(name.encode()).hexdigest()[:12] if find_pii(name) else name
     if authorization:
         return "key:" + hashlib.sha256(authorization.encode()).hexdigest()[:12]
     return "anonymous"
