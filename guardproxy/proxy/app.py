@@ -192,18 +192,21 @@ async def _read_body(request: AnyRequest, limit: int) -> bytes:
 
 
 def _decode_body(raw: bytes) -> Any:
-    too_deep = InvalidRequest(
-        f"The JSON body of your request is too deeply nested (more than {MAX_JSON_DEPTH} levels of arrays and objects)."
-    )
     try:
         body = _decode(raw)
     except msgspec.DecodeError as exc:
         raise InvalidRequest(f"We could not parse the JSON body of your request: {exc}.") from None
     except RecursionError:  # msgspec gives up near Python's recursion limit (~1,000 levels)
-        raise too_deep from None
+        raise _too_deep() from None
     if _nested_deeper_than(body, MAX_JSON_DEPTH):
-        raise too_deep
+        raise _too_deep()
     return body
+
+
+def _too_deep() -> InvalidRequest:
+    return InvalidRequest(
+        f"The JSON body of your request is too deeply nested (more than {MAX_JSON_DEPTH} levels of arrays and objects)."
+    )
 
 
 def _nested_deeper_than(value: Any, limit: int) -> bool:
