@@ -179,9 +179,11 @@ def _serve(args: argparse.Namespace) -> int:
     import uvicorn
 
     from guardproxy.errors import PolicyInvalid
+    from guardproxy.logs import configure_logging
     from guardproxy.proxy.app import create_app
     from guardproxy.proxy.settings import Settings
 
+    configure_logging()
     try:
         app = create_app(Settings(policy_path=args.policy, watch_policy=not args.no_watch))
     except PolicyInvalid as exc:

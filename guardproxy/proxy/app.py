@@ -7,6 +7,7 @@ level, so several apps (tests, benchmarks) can run in one process.
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager, suppress
 from typing import Any
@@ -14,6 +15,7 @@ from typing import Any
 import msgspec
 import structlog
 from litestar import Litestar, Request, Response, get, post
+from litestar.background_tasks import BackgroundTask
 from litestar.exceptions import HTTPException
 from litestar.response import Stream
 from prometheus_client import CONTENT_TYPE_LATEST
@@ -23,6 +25,7 @@ from guardproxy.core import JSON
 from guardproxy.detectors.model_files import detector_model_dirs
 from guardproxy.detectors.pii_regex import scrub_pii
 from guardproxy.errors import BodyTooLarge, GuardproxyError, InvalidRequest
+from guardproxy.logs import ensure_logging
 from guardproxy.policies.loader import load_policy, policy_fingerprint
 from guardproxy.policies.schema import Policy
 from guardproxy.policies.watcher import PolicyWatcher
@@ -39,9 +42,14 @@ AnyRequest = Request[Any, Any, Any]
 REQUEST_ID_HEADER = "x-guardproxy-request-id"
 _encode = msgspec.json.Encoder().encode
 _decode = msgspec.json.Decoder().decode
+# Deeper bodies are refused (400) before anything walks them: a body nested 2,000 `[` deep made
+# validation and the upstream encoder recurse past Python's limit (a 500; issue 10, item 7).
+# OpenAI bodies need far less: a tool's JSON schema five objects deep is ~12 levels from the root.
+MAX_JSON_DEPTH = 64
 
 
 def create_app(settings: Settings) -> Litestar:
+    ensure_logging()
     policy = load_policy(settings.policy_path)
     holder = RuntimeHolder(build_runtime(policy))
     store = open_store(policy.audit.path)
@@ -63,23 +71,33 @@ def create_app(settings: Settings) -> Litestar:
         log.info("policy_reloaded", path=str(settings.policy_path), fingerprint=state["fingerprint"])
 
     async def serve(kind: Kind, request: AnyRequest) -> Response[bytes] | Stream:
+        started = time.perf_counter()
         request_id = new_request_id()
         request.state.request_id = request_id
-        raw = await _read_body(request, holder.current.policy.proxy.max_body_bytes)
-        try:
-            body = _decode(raw)
-        except msgspec.DecodeError as exc:
-            raise InvalidRequest(f"We could not parse the JSON body of your request: {exc}.") from None
         host = request.client.host if request.client else None
-        result = await gateway.handle(
-            kind, body, request_id=request_id, client=client_label(host, request.headers.get("authorization"))
-        )
+        client = client_label(host, request.headers.get("authorization"))
+        try:
+            raw = await _read_body(request, holder.current.policy.proxy.max_body_bytes)
+            body = _decode_body(raw)
+        except Exception as exc:
+            # Refused before the gateway saw it; still a request id, so still an audit row.
+            await gateway.record_rejected(request_id, kind, client, _as_guardproxy_error(exc), started=started)
+            raise
+        result = await gateway.handle(kind, body, request_id=request_id, client=client)
         headers = {REQUEST_ID_HEADER: request_id}
         if isinstance(result, JSONResult):
             return Response(
                 _encode(result.body), status_code=result.status, media_type="application/json", headers=headers
             )
-        return Stream(result.chunks, media_type="text/event-stream", headers={**headers, "cache-control": "no-cache"})
+        return Stream(
+            result.chunks,
+            media_type="text/event-stream",
+            headers={**headers, "cache-control": "no-cache"},
+            # When the client hangs up while we wait on its socket, litestar stops iterating and drops the
+            # generator unclosed; its cleanup (audit record, runtime release) then waited for the garbage
+            # collector, possibly past shutdown. Closing it here runs that cleanup now.
+            background=BackgroundTask(result.chunks.aclose),
+        )
 
     @post("/v1/chat/completions", status_code=200)
     async def chat_completions(request: AnyRequest) -> Response[bytes] | Stream:
@@ -136,6 +154,7 @@ def create_app(settings: Settings) -> Litestar:
                 watcher_task.cancel()
                 with suppress(asyncio.CancelledError):
                     await watcher_task
+            await gateway.drain()  # requests whose clients left may still be writing their records
             await holder.aclose()
             await sink.aclose()
 
@@ -172,23 +191,60 @@ async def _read_body(request: AnyRequest, limit: int) -> bytes:
     return b"".join(parts)
 
 
+def _decode_body(raw: bytes) -> Any:
+    try:
+        body = _decode(raw)
+    except msgspec.DecodeError as exc:
+        raise InvalidRequest(f"We could not parse the JSON body of your request: {exc}.") from None
+    except RecursionError:  # msgspec gives up near Python's recursion limit (~1,000 levels)
+        raise _too_deep() from None
+    if _nested_deeper_than(body, MAX_JSON_DEPTH):
+        raise _too_deep()
+    return body
+
+
+def _too_deep() -> InvalidRequest:
+    return InvalidRequest(
+        f"The JSON body of your request is too deeply nested (more than {MAX_JSON_DEPTH} levels of arrays and objects)."
+    )
+
+
+def _nested_deeper_than(value: Any, limit: int) -> bool:
+    """Iterative, so a hostile body cannot make this check itself recurse too deep."""
+    stack: list[tuple[Any, int]] = [(value, 1)] if isinstance(value, (dict, list)) else []
+    while stack:
+        node, depth = stack.pop()
+        if depth > limit:
+            return True
+        children = node.values() if isinstance(node, dict) else node
+        stack.extend((child, depth + 1) for child in children if isinstance(child, (dict, list)))
+    return False
+
+
 def _json(body: JSON, status: int, request_id: str) -> Response[bytes]:
     return Response(
         _encode(body), status_code=status, media_type="application/json", headers={REQUEST_ID_HEADER: request_id}
     )
 
 
-def _render_error(request: AnyRequest, exc: Exception) -> Response[bytes]:
-    """The one place every failure becomes OpenAI's `{"error": {...}}` shape."""
+def _as_guardproxy_error(exc: Exception) -> GuardproxyError:
     if isinstance(exc, GuardproxyError):
-        err = exc
-    elif isinstance(exc, HTTPException):
+        return exc
+    if isinstance(exc, HTTPException):
         err = GuardproxyError(str(exc.detail))
         err.status = exc.status_code
         err.type = "invalid_request_error" if exc.status_code < 500 else "server_error"
         err.code = {404: "not_found", 405: "method_not_allowed", 413: "request_too_large"}.get(exc.status_code)
-    else:
-        log.exception("unhandled_error", error=repr(exc))
-        err = GuardproxyError("The proxy failed to handle this request.")
+        return err
+    return GuardproxyError("The proxy failed to handle this request.")
+
+
+def _render_error(request: AnyRequest, exc: Exception) -> Response[bytes]:
+    """The one place every failure becomes OpenAI's `{"error": {...}}` shape."""
     request_id = getattr(request.state, "request_id", None) or new_request_id()
+    err = _as_guardproxy_error(exc)
+    if not isinstance(exc, (GuardproxyError, HTTPException)):
+        # The request itself (headers, body) stays out of the log: the traceback is printed without
+        # locals (guardproxy/logs.py), and only the method and path are named here.
+        log.error("unhandled_error", request_id=request_id, method=request.method, path=request.url.path, exc_info=exc)
     return _json(err.to_body(), err.status, request_id)

@@ -10,16 +10,18 @@ import asyncio
 import hashlib
 import random
 import time
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncGenerator, Sequence
 from dataclasses import dataclass
 
 import structlog
 
+from guardproxy.audit.records import ERROR, AuditRecord
 from guardproxy.backends.base import Endpoint
 from guardproxy.core import JSON, Context
 from guardproxy.errors import (
     Blocked,
     GuardproxyError,
+    InvalidRequest,
     UpstreamStatus,
     UpstreamTimeout,
     UpstreamUnavailable,
@@ -33,6 +35,7 @@ from guardproxy.proxy.moderation import moderation_response
 from guardproxy.proxy.relay import StreamRelay
 from guardproxy.proxy.revise import PreferenceRecorder, PreferenceWriter, revise_choice
 from guardproxy.proxy.runtime import RuntimeHolder, Target
+from guardproxy.proxy.shielded import ShieldedTasks
 from guardproxy.proxy.texts import Kind, validate
 from guardproxy.proxy.upstream_errors import screen_upstream_error
 from guardproxy.proxy.walker import (
@@ -63,7 +66,7 @@ class JSONResult:
 
 @dataclass(frozen=True, slots=True)
 class StreamResult:
-    chunks: AsyncIterator[bytes]
+    chunks: AsyncGenerator[bytes, None]
 
 
 def new_request_id() -> str:
@@ -94,9 +97,15 @@ class Gateway:
         self.vault: Vault = vault or MemoryVault()
         # Where `revise` steps store their triples; None: the policy's audit file, opened on first use.
         self.preferences = PreferenceRecorder(preferences)
+        # Finishing a request (runtime release, audit record) outlives a client that hangs up.
+        self.cleanups = ShieldedTasks()
 
     async def handle(self, kind: Kind, body: JSON, *, request_id: str, client: str) -> JSONResult | StreamResult:
-        validate(kind, body)
+        try:
+            validate(kind, body)
+        except InvalidRequest as exc:
+            await self.record_rejected(request_id, kind, client, exc)
+            raise
         rt = self.holder.acquire()
         ex = Exchange(request_id, kind, ENDPOINTS[kind], client, body, rt, self.vault.open(request_id), self.metrics)
         ex.model = str(body.get("model") or "")
@@ -112,7 +121,7 @@ class Gateway:
                         instrument(ex.body, ex.request_id)
             await self._guard_input(ex)
             if ex.stream:
-                relay = await StreamRelay.open(ex, targets, on_done=self._finish)
+                relay = await StreamRelay.open(ex, targets, on_done=self._finish, cleanups=self.cleanups)
                 handed_over = True
                 return StreamResult(relay.run())
             response = await self._complete(ex, targets)
@@ -128,7 +137,37 @@ class Gateway:
             raise
         finally:
             if not handed_over:
-                await self._finish(ex)
+                await self.cleanups.run(self._finish(ex), what="request_finish")
+
+    async def record_rejected(
+        self, request_id: str, kind: Kind, client: str, error: GuardproxyError, *, started: float | None = None
+    ) -> None:
+        """The audit row of a request refused before it became an exchange (unreadable, too large, invalid).
+
+        Keeps the error's class and code, never its message: parse and validation messages can quote the body.
+        """
+        endpoint = ENDPOINTS[kind]
+        self.metrics.requests.labels(endpoint, "unknown", ERROR).inc()
+        latency_s = 0.0 if started is None else time.perf_counter() - started
+        self.metrics.request_latency.labels(endpoint).observe(latency_s)
+        record = AuditRecord(
+            request_id=request_id,
+            ts=time.time(),
+            client=client,
+            endpoint=endpoint,
+            model="",
+            backend="",
+            stream=False,
+            outcome=ERROR,
+            status=error.status,
+            latency_ms=latency_s * 1000.0,
+            error=f"{type(error).__name__}: {error.code}",
+        )
+        await self.sink.submit(record)
+
+    async def drain(self) -> None:
+        """Wait for requests that are still finishing (their clients may be gone): call before the sink closes."""
+        await self.cleanups.drain()
 
     async def _finish(self, ex: Exchange) -> None:
         self.vault.close(ex.request_id)

@@ -8,7 +8,7 @@ OpenAI-style `error` event, and a block ends it with `finish_reason: "content_fi
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
 from dataclasses import replace
 from typing import Any
 
@@ -20,6 +20,7 @@ from guardproxy.errors import GuardproxyError, UpstreamStatus, UpstreamTimeout, 
 from guardproxy.policies.operators import apply_edits, restore
 from guardproxy.proxy.exchange import Exchange
 from guardproxy.proxy.runtime import Target
+from guardproxy.proxy.shielded import ShieldedTasks
 from guardproxy.proxy.streaming import OutputBlocked, StreamGuard
 from guardproxy.proxy.upstream_errors import screen_upstream_error
 from guardproxy.proxy.walker import clean_envelope
@@ -40,18 +41,21 @@ async def _aclose(it: AsyncIterator[JSON]) -> None:
 
 
 class StreamRelay:
-    def __init__(self, ex: Exchange, upstream: AsyncIterator[JSON], first: JSON | None, on_done: _Done) -> None:
+    def __init__(
+        self, ex: Exchange, upstream: AsyncIterator[JSON], first: JSON | None, on_done: _Done, cleanups: ShieldedTasks
+    ) -> None:
         self.ex = ex
         self.upstream = upstream
         self.first = first
         self.on_done = on_done
+        self.cleanups = cleanups
         self.guards: dict[int, StreamGuard] = {}
         self.tools: dict[int, dict[int, JSON]] = {}
         self.finished: set[int] = set()
         self.raw: list[str] = []
 
     @classmethod
-    async def open(cls, ex: Exchange, targets: list[Target], on_done: _Done) -> StreamRelay:
+    async def open(cls, ex: Exchange, targets: list[Target], on_done: _Done, cleanups: ShieldedTasks) -> StreamRelay:
         last: GuardproxyError | None = None
         for target in targets:
             ex.body["model"] = target.upstream_model
@@ -70,11 +74,11 @@ class StreamRelay:
             elapsed = time.perf_counter() - started
             ex.upstream_latency_ms = elapsed * 1000.0
             ex.metrics.upstream_latency.labels(ex.backend, ex.endpoint).observe(elapsed)
-            return cls(ex, upstream, first, on_done)
+            return cls(ex, upstream, first, on_done, cleanups)
         assert last is not None
         raise last
 
-    async def run(self) -> AsyncIterator[bytes]:
+    async def run(self) -> AsyncGenerator[bytes, None]:
         ex = self.ex
         completed = False
         try:
@@ -100,11 +104,19 @@ class StreamRelay:
             ex.error = f"{type(exc).__name__}: {exc.message}"
             yield sse(exc.to_body())
         finally:
-            await _aclose(self.upstream)
             if not completed and ex.outcome == "allowed":
                 ex.outcome, ex.error = "error", "client disconnected before the end of the stream"
+            # A hang-up reaches us as a cancellation that repeats at every await of this scope: the
+            # cleanup runs in its own task, so the upstream is closed, the runtime released and the
+            # audit record submitted even then (see shielded.py).
+            await self.cleanups.run(self._finish(), what="stream_cleanup")
+
+    async def _finish(self) -> None:
+        try:
+            await _aclose(self.upstream)
+        finally:
             self._settle()
-            await self.on_done(ex)
+            await self.on_done(self.ex)
 
     def _guard(self, index: int) -> StreamGuard:
         guard = self.guards.get(index)
