@@ -37,6 +37,14 @@ class BodyTooLarge(GuardproxyError):
     code = "request_too_large"
 
 
+class BodyReadTimeout(GuardproxyError):
+    """The client did not send its whole request body in time (a slow or stalled client)."""
+
+    status = 408
+    type = "invalid_request_error"
+    code = "request_timeout"
+
+
 class ModelNotFound(GuardproxyError):
     status = 404
     type = "invalid_request_error"

@@ -26,6 +26,7 @@ from guardproxy.errors import (
 )
 from guardproxy.policies.chain import StepResult, Verdict
 from guardproxy.policies.operators import MemoryVault, Vault, apply_edits, redact_all, restore
+from guardproxy.proxy.admission import admit
 from guardproxy.proxy.audit_sink import AuditSink
 from guardproxy.proxy.exchange import Exchange
 from guardproxy.proxy.metrics import Metrics
@@ -86,6 +87,7 @@ class Gateway:
         self.preferences = PreferenceRecorder(preferences)
 
     async def handle(self, kind: Kind, body: JSON, *, request_id: str, client: str) -> JSONResult | StreamResult:
+        admit(body, self.holder.current.policy.proxy)  # size limits, before any detector runs
         validate(kind, body)
         rt = self.holder.acquire()
         ex = Exchange(request_id, kind, ENDPOINTS[kind], client, body, rt, self.vault.open(request_id), self.metrics)
@@ -132,11 +134,15 @@ class Gateway:
         chain = ex.rt.input
         if len(slots) == 1 or chain.inline_only:
             return [
-                await chain.check(s.text, Context(ex.request_id, "input", s.role, ex.model, ex.body)) for s in slots
+                await chain.check(s.text, Context(ex.request_id, "input", s.role, ex.model, ex.body, ex.client))
+                for s in slots
             ]
         return list(
             await asyncio.gather(
-                *(chain.check(s.text, Context(ex.request_id, "input", s.role, ex.model, ex.body)) for s in slots)
+                *(
+                    chain.check(s.text, Context(ex.request_id, "input", s.role, ex.model, ex.body, ex.client))
+                    for s in slots
+                )
             )
         )
 
@@ -144,7 +150,9 @@ class Gateway:
         slots = request_slots(ex.kind, ex.body)
         chain = ex.rt.input
         verdicts = await self._check_slots(ex, slots)
-        request_verdict = await chain.check_request(Context(ex.request_id, "input", "request", ex.model, ex.body))
+        request_verdict = await chain.check_request(
+            Context(ex.request_id, "input", "request", ex.model, ex.body, ex.client)
+        )
         ex.add([request_verdict, *verdicts])
         ex.input_text = "\n".join(
             f"{s.role}: {redact_all(s.text, v.sensitive)}" for s, v in zip(slots, verdicts, strict=True)
@@ -189,7 +197,7 @@ class Gateway:
         raw: list[str] = []
         for choice in response.get("choices") or ():
             slots = choice_slots(ex.kind, choice)
-            ctxs = [Context(ex.request_id, "output", s.role, ex.model, ex.body) for s in slots]
+            ctxs = [Context(ex.request_id, "output", s.role, ex.model, ex.body, ex.client) for s in slots]
             if chain.inline_only:
                 verdicts = [await chain.check(s.text, c) for s, c in zip(slots, ctxs, strict=True)]
             else:
