@@ -50,7 +50,7 @@ TOPICS = [
     "the difference between a list and a tuple in Python",
     "a short packing list for a weekend hiking trip",
     "how to explain photosynthesis to a ten-year-old",
-    "a polite way to decline a meeting invitation",
+    "a simple recipe for tomato soup",
 ]
 NO_LIMIT = "\nproxy:\n  max_text_chars: 4000000\n  max_request_chars: 4000000\n"
 
@@ -78,7 +78,8 @@ def _outcome(response: httpx.Response) -> str:
         return "200"
     try:
         error = response.json()["error"]
-        detail = error.get("guardproxy", {}).get("step") or error.get("code")
+        fired = error.get("guardproxy")  # which step refused, and why: its labels, or detector_error (timed out)
+        detail = f"{fired['step']} {','.join(fired['labels'])}" if fired else error.get("code")
     except (ValueError, KeyError, TypeError, AttributeError):
         detail = "?"
     return f"{response.status_code} {detail}"
@@ -125,15 +126,15 @@ async def _big(url: str, at_s: float, chars: int, big_sent: asyncio.Event, resul
         result["latency_s"] = round(time.perf_counter() - started, 2)
 
 
-async def _load(url: str, clients: int, duration_s: float, big_at_s: float, big_chars: int) -> dict[str, Any]:
+async def _load(url: str, clients: int, duration_s: float, big_at_s: float | None, big_chars: int) -> dict[str, Any]:
     phases = {"before_big_prompt": Outcomes(), "after_big_prompt": Outcomes()}
     big_sent = asyncio.Event()
     big: dict[str, Any] = {"chars": big_chars, "sent_at_s": big_at_s}
     deadline = time.monotonic() + duration_s
-    await asyncio.gather(
-        *(_ordinary(url, i, deadline, big_sent, phases) for i in range(clients)),
-        _big(url, big_at_s, big_chars, big_sent, big),
-    )
+    senders = [_ordinary(url, i, deadline, big_sent, phases) for i in range(clients)]
+    if big_at_s is not None:
+        senders.append(_big(url, big_at_s, big_chars, big_sent, big))
+    await asyncio.gather(*senders)
     everything = Outcomes()
     for p in phases.values():
         everything.statuses.update(p.statuses)
@@ -186,7 +187,7 @@ def run_variant(name: str, tree: Path, args: argparse.Namespace, workdir: Path) 
         ),
     ):
         url = f"http://127.0.0.1:{gp_port}/v1/chat/completions"
-        asyncio.run(_load(url, args.clients, 3.0, 10_000.0, 0))  # warm-up: models loaded, caches filled
+        asyncio.run(_load(url, args.clients, 3.0, None, 0))  # warm-up: models loaded, caches filled
         return asyncio.run(_load(url, args.clients, args.duration, args.big_at, args.big_chars))
 
 

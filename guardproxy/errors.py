@@ -37,8 +37,8 @@ class BodyTooLarge(GuardproxyError):
     code = "request_too_large"
 
 
-class BodyReadTimeout(GuardproxyError):
-    """The client did not send its whole request body in time (a slow or stalled client)."""
+class RequestReadTimeout(GuardproxyError):
+    """The client did not send its request headers or body in time (a slow or stalled client)."""
 
     status = 408
     type = "invalid_request_error"

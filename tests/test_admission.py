@@ -16,6 +16,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import openai
 import pytest
 
@@ -147,6 +148,42 @@ def test_a_client_trickling_its_body_gets_408(upstream: FakeUpstream, tmp_path: 
     assert b'"code":"request_timeout"' in received
     assert elapsed < 3.0, elapsed
     assert upstream.requests == []
+
+
+def _trickle(port: int, data: bytes, *, every_s: float = 0.2) -> tuple[bytes, float]:
+    """Send `data` one byte every `every_s` seconds; return what the proxy answered meanwhile, and when."""
+    received = b""
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+        sock.setblocking(False)
+        started = time.monotonic()
+        for byte in data:
+            try:
+                sock.send(bytes([byte]))
+            except OSError:
+                break  # the proxy answered and closed the connection
+            time.sleep(every_s)
+            try:
+                received += sock.recv(65536)
+            except BlockingIOError:
+                continue
+            if b"\r\n\r\n" in received:
+                break
+        return received, time.monotonic() - started
+
+
+def test_a_client_trickling_its_headers_gets_408(upstream: FakeUpstream, tmp_path: Path) -> None:
+    path = write_policy(tmp_path, upstream.base_url)
+    request = b"POST /v1/chat/completions HTTP/1.1\r\nhost: x\r\n" + b"x-filler: a\r\n" * 12  # ~33 s at 5 B/s
+    with ProxyServer(path, header_timeout_s=1.0) as proxy:
+        received, elapsed = _trickle(proxy.port, request)
+        assert received.startswith(b"HTTP/1.1 408"), received[:200]
+        assert b'"code": "request_timeout"' in received
+        assert elapsed < 3.0, elapsed
+        # An ordinary client on a connection that stays open between requests is not cut off by it.
+        with httpx.Client(base_url=proxy.url) as http:
+            for _ in range(3):
+                assert http.get("/healthz").status_code == 200
+                time.sleep(0.6)
 
 
 # --- admission arithmetic -------------------------------------------------------------------------------

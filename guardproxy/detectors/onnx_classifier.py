@@ -209,7 +209,8 @@ class ClassifierService:
         self._draining = False
         self._drainer: asyncio.Task[None] | None = None  # referenced, or the loop may drop it mid-run
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="onnx-classifier")
-        self.windows_computed = 0  # for tests and benches: work actually done
+        self.windows_computed = 0  # work actually done, for tests and benches: windows scored
+        self.batches_run = 0  # ... and onnxruntime batches (calls to `_run_windows`)
 
     def _remember(self, text: str, scores: WindowScores) -> None:
         self._cache[text] = scores
@@ -327,6 +328,7 @@ class ClassifierService:
                         self._drop(job)
                     continue
                 self.windows_computed += len(rows)
+                self.batches_run += 1
                 for (job, _), probs in zip(batch, results, strict=True):
                     if not job.future.done():  # else dropped while the call ran: its result goes nowhere
                         job.probs.append(probs)

@@ -22,7 +22,7 @@ from guardproxy.audit.store import open_store
 from guardproxy.core import JSON
 from guardproxy.detectors.model_files import detector_model_dirs
 from guardproxy.detectors.pii_regex import scrub_pii
-from guardproxy.errors import BodyReadTimeout, BodyTooLarge, GuardproxyError, InvalidRequest
+from guardproxy.errors import BodyTooLarge, GuardproxyError, InvalidRequest, RequestReadTimeout
 from guardproxy.policies.loader import load_policy, policy_fingerprint
 from guardproxy.policies.schema import Policy
 from guardproxy.policies.watcher import PolicyWatcher
@@ -176,7 +176,7 @@ async def _read_body(request: AnyRequest, limit: int, timeout_s: float) -> bytes
                     raise BodyTooLarge(f"The request body is larger than this proxy's limit of {limit} bytes.")
                 parts.append(part)
     except TimeoutError:
-        raise BodyReadTimeout(
+        raise RequestReadTimeout(
             f"The request body did not arrive within {timeout_s:g} s (proxy.body_read_timeout_s)."
         ) from None
     return b"".join(parts)
