@@ -198,6 +198,25 @@ def test_measure_counts_every_key_and_string_and_survives_deep_nesting() -> None
     assert measure(deep).total_chars == 1
 
 
+def test_inline_images_and_audio_are_bounded_by_the_body_limit_not_the_text_limit() -> None:
+    photo = "data:image/png;base64," + "A" * 100_000
+    parts = [
+        {"type": "text", "text": "What is in this picture?"},
+        {"type": "image_url", "image_url": {"url": photo}},
+        {"type": "input_audio", "input_audio": {"data": "B" * 100_000, "format": "wav"}},
+    ]
+    size = measure({"messages": [{"role": "user", "content": parts}]})
+    assert size.longest_chars == len("What is in this picture?")
+    admit({"messages": [{"role": "user", "content": parts}]}, ProxySettings())
+    for elsewhere in (
+        {"messages": [{"role": "user", "content": "data:" + "x" * 40_000}]},  # content is text, whatever its start
+        {"messages": [{"role": "user", "content": "hi"}], "metadata": {"data": "x" * 40_000}},
+        {"messages": [{"role": "user", "content": [{"type": "image_url", "image_url": {"url": "x" * 40_000}}]}]},
+    ):
+        with pytest.raises(BodyTooLarge):
+            admit(elsewhere, ProxySettings())
+
+
 def test_admit_names_the_limit_that_was_crossed() -> None:
     limits = ProxySettings(max_text_chars=10, max_request_chars=25)
     admit({"a": "x" * 10, "b": "y" * 10}, limits)

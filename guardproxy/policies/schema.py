@@ -137,8 +137,8 @@ class ProxySettings(_Strict):
     max_text_chars: int = Field(
         32_000,
         ge=1,
-        description="Longest string (message, tool argument, any JSON string) a request may carry; "
-        "longer gets 413 request_too_large before any detector runs.",
+        description="Longest string (message, tool argument, any JSON string but inline image, audio and file "
+        "data) a request may carry; longer gets 413 request_too_large before any detector runs.",
     )
     max_request_chars: int = Field(
         128_000,

@@ -8,7 +8,9 @@ and a request over either is answered 413 `request_too_large`, like a body over 
 
 Sizes are measured on the parsed JSON body as a whole (every key and string value, wherever it sits), not on
 the texts the chain will check: a string the walker does not know about still costs nothing to refuse, and the
-limit does not depend on which fields a given endpoint carries.
+limit does not depend on which fields a given endpoint carries. Binary payloads are the one exception: a `data:`
+URL (an inline image or file) and the base64 `data` / `file_data` of audio and file parts are not text any
+detector reads, and a single photo is larger than the text limit; `proxy.max_body_bytes` bounds them.
 """
 
 from __future__ import annotations
@@ -28,12 +30,18 @@ class BodySize:
     longest_chars: int
 
 
+# Where OpenAI requests carry binary payloads, as (the part's key, the field): `image_url.url` (when a data URL),
+# `input_audio.data`, `file.file_data`. Only these exact places: a `data` key elsewhere (say in `metadata`) may be
+# read as text, and a message's content is always text, whatever it starts with.
+BINARY_FIELDS = frozenset({("image_url", "url"), ("input_audio", "data"), ("file", "file_data")})
+
+
 def measure(body: Any) -> BodySize:
     """Walks the body with an explicit stack, so a deeply nested body cannot exhaust the recursion limit."""
     total = longest = 0
-    stack: list[Any] = [body]
+    stack: list[tuple[str, Any]] = [("", body)]
     while stack:
-        value = stack.pop()
+        parent, value = stack.pop()
         if isinstance(value, str):
             total += len(value)
             longest = max(longest, len(value))
@@ -41,10 +49,17 @@ def measure(body: Any) -> BodySize:
             for key, item in value.items():
                 total += len(key)
                 longest = max(longest, len(key))
-                stack.append(item)
+                if not _binary_payload(parent, key, item):
+                    stack.append((key, item))
         elif isinstance(value, list):
-            stack.extend(value)
+            stack.extend((parent, item) for item in value)
     return BodySize(total, longest)
+
+
+def _binary_payload(parent: str, key: str, value: Any) -> bool:
+    if not isinstance(value, str) or (parent, key) not in BINARY_FIELDS:
+        return False
+    return key != "url" or value.startswith("data:")
 
 
 def admit(body: Any, limits: ProxySettings) -> None:
