@@ -23,6 +23,13 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--port", type=int, default=8080)
     serve.add_argument("--no-watch", action="store_true", help="Do not reload the policy when the file changes.")
     serve.add_argument("--log-level", default="warning", choices=["debug", "info", "warning", "error"])
+    serve.add_argument(
+        "--header-timeout-s",
+        type=float,
+        default=10.0,
+        help="Seconds a client has to send a request's headers (after connecting, or after the previous response) "
+        "before it gets 408; the body's deadline is the policy's proxy.body_read_timeout_s.",
+    )
 
     policy = sub.add_parser("policy", help="Policy file tools.").add_subparsers(dest="policy_command", required=True)
     validate = policy.add_parser("validate", help="Exit 0 when valid; else print file:line: field: problem; exit 2.")
@@ -182,6 +189,7 @@ def _serve(args: argparse.Namespace) -> int:
     from guardproxy.logs import configure_logging
     from guardproxy.proxy.app import create_app
     from guardproxy.proxy.settings import Settings
+    from guardproxy.proxy.slow_clients import http_protocol
 
     configure_logging()
     try:
@@ -189,7 +197,14 @@ def _serve(args: argparse.Namespace) -> int:
     except PolicyInvalid as exc:
         print(f"guardproxy: {exc}", file=sys.stderr)
         return 2
-    uvicorn.run(app, host=args.host, port=args.port, log_level=args.log_level, access_log=False)
+    uvicorn.run(
+        app,
+        host=args.host,
+        port=args.port,
+        log_level=args.log_level,
+        access_log=False,
+        http=http_protocol(args.header_timeout_s),
+    )
     return 0
 
 

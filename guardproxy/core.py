@@ -57,3 +57,6 @@ class Context:
     model: str = ""
     # The whole OpenAI request body, read-only, for request-level detectors (template).
     request: JSON = field(default_factory=dict)
+    # Who sent it (the gateway's `client_label`: address and key hash), so shared model workers can take turns
+    # between clients; empty outside the proxy.
+    client: str = ""

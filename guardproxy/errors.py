@@ -38,6 +38,14 @@ class BodyTooLarge(GuardproxyError):
     code = "request_too_large"
 
 
+class RequestReadTimeout(GuardproxyError):
+    """The client did not send its request headers or body in time (a slow or stalled client)."""
+
+    status = 408
+    type = "invalid_request_error"
+    code = "request_timeout"
+
+
 class ModelNotFound(GuardproxyError):
     status = 404
     type = "invalid_request_error"

@@ -13,6 +13,7 @@ import uvicorn
 
 from guardproxy.proxy.app import create_app
 from guardproxy.proxy.settings import Settings
+from guardproxy.proxy.slow_clients import http_protocol
 
 
 def free_port() -> int:
@@ -23,12 +24,21 @@ def free_port() -> int:
 
 
 class ProxyServer:
-    def __init__(self, policy_path: Path, *, watch: bool = False, watch_interval_s: float = 0.1) -> None:
+    def __init__(
+        self, policy_path: Path, *, watch: bool = False, watch_interval_s: float = 0.1, header_timeout_s: float = 10.0
+    ) -> None:
         self.policy_path = policy_path
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         app = create_app(Settings(policy_path, watch_policy=watch, watch_interval_s=watch_interval_s))
-        config = uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="warning", lifespan="on")
+        config = uvicorn.Config(
+            app,
+            host="127.0.0.1",
+            port=self.port,
+            log_level="warning",
+            lifespan="on",
+            http=http_protocol(header_timeout_s),  # as `guardproxy serve` runs it
+        )
         self._server = uvicorn.Server(config)
         self._thread = threading.Thread(target=self._server.run, daemon=True)
 

@@ -13,9 +13,10 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections import OrderedDict
+from collections import OrderedDict, deque
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar, Literal
 
@@ -170,26 +171,46 @@ class OnnxTextClassifier:
         return [WindowScores(np.stack(p), sp) for p, sp in zip(per_text, spans, strict=True)]
 
 
+@dataclass(eq=False, slots=True)
+class _Job:
+    """One text waiting to be scored, the callers waiting for it, and the windows computed so far."""
+
+    text: str
+    client: str
+    future: asyncio.Future[WindowScores]
+    waiters: int = 1
+    rows: list[npt.NDArray[np.int64]] | None = None  # the text's windows, once tokenised
+    spans: tuple[tuple[int, int], ...] = ()
+    probs: list[FloatArray] = field(default_factory=list)  # one per computed window, in order
+
+
 class ClassifierService:
     """One loaded model serving every detector that uses it.
 
     Calls are queued to one worker thread (onnxruntime already uses `threads` cores per call, and queued calls
-    beat oversubscription). Texts that arrive while a call runs are scored together in the next call (dynamic
-    batching: under concurrency, one onnxruntime call serves many requests). A small cache of recent texts lets
-    detectors that read different outputs of one model (injection, moderation) share one forward pass.
-    Everything but the onnxruntime call runs on the event loop thread, so none of it needs a lock.
+    beat oversubscription). The unit of work is a window, not a text: each onnxruntime call takes at most
+    `max_batch_windows` windows, one at a time from each client in turn, so a client with a long text (or many
+    texts) gets its share of the worker while everyone else's short prompts keep going through (one 1 MB prompt
+    used to hold the worker ~57 s, failing other clients' steps on their timeouts). Windows that arrive while a
+    call runs go into the next call (dynamic batching: under concurrency, one call serves many requests).
+    A text nobody waits for any more (its step timed out, its request was cancelled) is dropped from the queue,
+    even half-computed. A small cache of recent texts lets detectors that read different outputs of one model
+    (injection, moderation) share one forward pass. Everything but tokenising and the onnxruntime call runs on
+    the event loop thread, so none of it needs a lock.
     """
 
-    def __init__(self, classifier: OnnxTextClassifier, cache_size: int = 256, max_batch_texts: int = 16) -> None:
+    def __init__(self, classifier: OnnxTextClassifier, cache_size: int = 256, max_batch_windows: int = 16) -> None:
         self.classifier = classifier
         self._cache: OrderedDict[str, WindowScores] = OrderedDict()
         self._cache_size = cache_size
-        self._max_batch = max_batch_texts
-        self._pending: dict[str, asyncio.Future[WindowScores]] = {}
-        self._queue: list[str] = []
+        self._max_batch = max_batch_windows
+        self._jobs: dict[str, _Job] = {}  # by text: callers asking for the same text share one job
+        self._queues: OrderedDict[str, deque[_Job]] = OrderedDict()  # per client, in turn order
         self._draining = False
         self._drainer: asyncio.Task[None] | None = None  # referenced, or the loop may drop it mid-run
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="onnx-classifier")
+        self.windows_computed = 0  # work actually done, for tests and benches: windows scored
+        self.batches_run = 0  # ... and onnxruntime batches (calls to `_run_windows`)
 
     def _remember(self, text: str, scores: WindowScores) -> None:
         self._cache[text] = scores
@@ -204,34 +225,119 @@ class ClassifierService:
             self._remember(text, hit)
         return hit
 
-    async def score(self, text: str) -> WindowScores:
+    async def score(self, text: str, client: str = "") -> WindowScores:
+        """`client` names who asked (the proxy's client label): the worker takes turns between clients."""
         hit = self._cache.get(text)
         if hit is not None:
             self._cache.move_to_end(text)
             return hit
-        future = self._pending.get(text)
-        if future is None:
-            future = self._pending[text] = asyncio.get_running_loop().create_future()
-            self._queue.append(text)
+        job = self._jobs.get(text)
+        if job is None:
+            job = self._jobs[text] = _Job(text, client, asyncio.get_running_loop().create_future())
+            self._queues.setdefault(client, deque()).append(job)
             if not self._draining:
                 self._draining = True
                 self._drainer = asyncio.get_running_loop().create_task(self._drain())
-        return await asyncio.shield(future)  # one caller's cancellation must not cancel the others' result
+        else:
+            job.waiters += 1
+        try:
+            return await asyncio.shield(job.future)  # one caller's cancellation must not cancel the others' result
+        except asyncio.CancelledError:
+            job.waiters -= 1
+            if job.waiters == 0:
+                self._drop(job)
+            raise
+
+    def _drop(self, job: _Job) -> None:
+        """Nobody waits for this text any more: its remaining windows are never computed."""
+        if not job.future.done():
+            job.future.cancel()
+        if self._jobs.get(job.text) is job:
+            del self._jobs[job.text]
+        queue = self._queues.get(job.client)
+        if queue is not None and job in queue:
+            queue.remove(job)
+            if not queue:
+                del self._queues[job.client]
+
+    def _next_batch(self) -> list[tuple[_Job, int]]:
+        """Up to `max_batch_windows` (job, window index) pairs, one per client in turn, starting with the client
+        after the one that started the previous batch."""
+        cursors = {client: self._pending_windows(queue) for client, queue in self._queues.items()}
+        batch: list[tuple[_Job, int]] = []
+        while cursors and len(batch) < self._max_batch:
+            for client in list(cursors):
+                item = next(cursors[client], None)
+                if item is None:
+                    del cursors[client]
+                    continue
+                batch.append(item)
+                if len(batch) == self._max_batch:
+                    break
+        if self._queues:
+            self._queues.move_to_end(next(iter(self._queues)))
+        return batch
+
+    @staticmethod
+    def _pending_windows(queue: deque[_Job]) -> Iterator[tuple[_Job, int]]:
+        for job in queue:
+            if job.rows is None:  # arrived during the last call: tokenised before the next batch
+                return
+            for index in range(len(job.probs), len(job.rows)):
+                yield job, index
+
+    def _tokenise(self, texts: list[str]) -> list[tuple[list[npt.NDArray[np.int64]], tuple[tuple[int, int], ...]]]:
+        return [self.classifier._windows(text) for text in texts]
+
+    def _run_windows(self, rows: list[npt.NDArray[np.int64]]) -> list[FloatArray]:
+        """One batch of windows: similar lengths padded together (as `score_many` does), with a mask."""
+        order = sorted(range(len(rows)), key=lambda r: len(rows[r]))
+        probs: list[FloatArray] = [np.empty(0, np.float32)] * len(rows)
+        step = self.classifier.batch_size
+        for b in range(0, len(order), step):
+            chunk = order[b : b + step]
+            width = max(len(rows[r]) for r in chunk)
+            ids = np.zeros((len(chunk), width), dtype=np.int64)
+            mask = np.zeros((len(chunk), width), dtype=np.int64)
+            for j, r in enumerate(chunk):
+                ids[j, : len(rows[r])] = rows[r]
+                mask[j, : len(rows[r])] = 1
+            for r, p in zip(chunk, self.classifier._run(ids, mask), strict=True):
+                probs[r] = p
+        return probs
 
     async def _drain(self) -> None:
         loop = asyncio.get_running_loop()
         try:
-            while self._queue:
-                batch, self._queue = self._queue[: self._max_batch], self._queue[self._max_batch :]
+            while self._queues:
+                fresh = [job for queue in self._queues.values() for job in queue if job.rows is None]
                 try:
-                    results = await loop.run_in_executor(self._executor, self.classifier.score_many, batch)
+                    if fresh:
+                        windows = await loop.run_in_executor(self._executor, self._tokenise, [j.text for j in fresh])
+                        for job, (job_rows, spans) in zip(fresh, windows, strict=True):
+                            if not job_rows:
+                                raise DetectorFailed("the tokenizer gave no window for a text")
+                            job.rows, job.spans = job_rows, spans
+                    batch = self._next_batch()
+                    rows = [job.rows[index] for job, index in batch if job.rows is not None]
+                    results = await loop.run_in_executor(self._executor, self._run_windows, rows)
                 except Exception as exc:  # noqa: BLE001 - delivered to every waiting detector, which maps it
-                    for text in batch:
-                        self._pending.pop(text).set_exception(exc)
+                    for job in [job for queue in self._queues.values() for job in queue]:
+                        if not job.future.done():
+                            job.future.set_exception(exc)
+                        self._drop(job)
                     continue
-                for text, result in zip(batch, results, strict=True):
-                    self._remember(text, result)
-                    self._pending.pop(text).set_result(result)
+                self.windows_computed += len(rows)
+                self.batches_run += 1
+                for (job, _), probs in zip(batch, results, strict=True):
+                    if not job.future.done():  # else dropped while the call ran: its result goes nowhere
+                        job.probs.append(probs)
+                for job in {id(job): job for job, _ in batch}.values():
+                    if not job.future.done() and job.rows is not None and len(job.probs) == len(job.rows):
+                        result = WindowScores(np.stack(job.probs), job.spans)
+                        self._remember(job.text, result)
+                        job.future.set_result(result)
+                        self._drop(job)
         finally:
             self._draining = False
 
@@ -363,7 +469,7 @@ class OnnxClassifierDetector:
         if not text.strip():
             return Detection(score=0.0)
         try:
-            return self.decide(await self.service.score(text))
+            return self.decide(await self.service.score(text, client=ctx.client or ctx.request_id))
         except DetectorFailed:
             raise
         except Exception as exc:  # onnxruntime raises its own, untyped errors: map them at the boundary

@@ -145,6 +145,25 @@ class ProxySettings(_Strict):
             "audit record; `allow` forwards it. Every case is recorded as an `unscanned` step with the part kinds."
         ),
     )
+    # Sized so the model work of a text fits the default 2 s step timeout on 2 cores: the guard classifier costs
+    # ~66 ms per 512-token window (~1,900 characters of English), so 32,000 characters are ~17 windows, ~1.1 s.
+    max_text_chars: int = Field(
+        32_000,
+        ge=1,
+        description="Longest string (message, tool argument, any JSON string but inline image, audio and file "
+        "data) a request may carry; longer gets 413 request_too_large before any detector runs.",
+    )
+    max_request_chars: int = Field(
+        128_000,
+        ge=1,
+        description="All strings of a request together (keys included); more gets 413 request_too_large "
+        "before any detector runs.",
+    )
+    body_read_timeout_s: float = Field(
+        30.0,
+        gt=0,
+        description="Time a client has to send the whole request body; a slower one gets 408 request_timeout.",
+    )
     stream: StreamSettings = Field(default_factory=StreamSettings)
 
 

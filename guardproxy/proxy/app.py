@@ -24,7 +24,7 @@ from guardproxy.audit.store import open_store
 from guardproxy.core import JSON
 from guardproxy.detectors.model_files import detector_model_dirs
 from guardproxy.detectors.pii_regex import scrub_pii
-from guardproxy.errors import BodyTooLarge, GuardproxyError, InvalidRequest
+from guardproxy.errors import BodyTooLarge, GuardproxyError, InvalidRequest, RequestReadTimeout
 from guardproxy.logs import ensure_logging
 from guardproxy.policies.loader import load_policy, policy_fingerprint
 from guardproxy.policies.schema import Policy
@@ -77,7 +77,8 @@ def create_app(settings: Settings) -> Litestar:
         host = request.client.host if request.client else None
         client = client_label(host, request.headers.get("authorization"))
         try:
-            raw = await _read_body(request, holder.current.policy.proxy.max_body_bytes)
+            limits = holder.current.policy.proxy
+            raw = await _read_body(request, limits.max_body_bytes, limits.body_read_timeout_s)
             body = _decode_body(raw)
         except Exception as exc:
             # Refused before the gateway saw it; still a request id, so still an audit row.
@@ -177,17 +178,26 @@ def create_app(settings: Settings) -> Litestar:
     )
 
 
-async def _read_body(request: AnyRequest, limit: int) -> bytes:
+async def _read_body(request: AnyRequest, limit: int, timeout_s: float) -> bytes:
+    """The body, or 413 beyond `limit` bytes, or 408 when it takes longer than `timeout_s` in all: a client
+    trickling one byte a second would otherwise hold its connection and this handler open for as long as it likes
+    (uvicorn times out idle keep-alive connections, never a request body)."""
     declared = request.headers.get("content-length")
     if declared is not None and declared.isdigit() and int(declared) > limit:
         raise BodyTooLarge(f"The request body is larger than this proxy's limit of {limit} bytes.")
     parts: list[bytes] = []
     size = 0
-    async for part in request.stream():
-        size += len(part)
-        if size > limit:
-            raise BodyTooLarge(f"The request body is larger than this proxy's limit of {limit} bytes.")
-        parts.append(part)
+    try:
+        async with asyncio.timeout(timeout_s):
+            async for part in request.stream():
+                size += len(part)
+                if size > limit:
+                    raise BodyTooLarge(f"The request body is larger than this proxy's limit of {limit} bytes.")
+                parts.append(part)
+    except TimeoutError:
+        raise RequestReadTimeout(
+            f"The request body did not arrive within {timeout_s:g} s (proxy.body_read_timeout_s)."
+        ) from None
     return b"".join(parts)
 
 

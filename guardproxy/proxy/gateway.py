@@ -21,13 +21,13 @@ from guardproxy.core import JSON, Context
 from guardproxy.errors import (
     Blocked,
     GuardproxyError,
-    InvalidRequest,
     UpstreamStatus,
     UpstreamTimeout,
     UpstreamUnavailable,
 )
 from guardproxy.policies.chain import Chain, CompiledStep, StepResult, Verdict, fold, run_inline
 from guardproxy.policies.operators import MemoryVault, Vault, apply_edits, redact_all, restore
+from guardproxy.proxy.admission import admit
 from guardproxy.proxy.audit_sink import AuditSink
 from guardproxy.proxy.exchange import Exchange
 from guardproxy.proxy.metrics import Metrics
@@ -102,8 +102,9 @@ class Gateway:
 
     async def handle(self, kind: Kind, body: JSON, *, request_id: str, client: str) -> JSONResult | StreamResult:
         try:
+            admit(body, self.holder.current.policy.proxy)  # size limits, before any detector runs
             validate(kind, body)
-        except InvalidRequest as exc:
+        except GuardproxyError as exc:
             await self.record_rejected(request_id, kind, client, exc)
             raise
         rt = self.holder.acquire()
@@ -179,7 +180,7 @@ class Gateway:
         await self.sink.submit(ex.record(store_raw=ex.rt.policy.audit.store_raw))
 
     async def _check_slots(self, ex: Exchange, chain: Chain, slots: Sequence[CheckedText]) -> list[Verdict]:
-        ctxs = [Context(ex.request_id, chain.stage, s.role, ex.model, ex.body) for s in slots]
+        ctxs = [Context(ex.request_id, chain.stage, s.role, ex.model, ex.body, ex.client) for s in slots]
         if len(slots) == 1 or chain.inline_only:
             return [await chain.check(s.text, c) for s, c in zip(slots, ctxs, strict=True)]
         return list(await asyncio.gather(*(chain.check(s.text, c) for s, c in zip(slots, ctxs, strict=True))))
@@ -190,7 +191,7 @@ class Gateway:
             return []
         for part in parts:
             self.metrics.unscanned.labels(step.stage, part.kind).inc()
-        ctx = Context(ex.request_id, step.stage, "unscanned", ex.model, ex.body)
+        ctx = Context(ex.request_id, step.stage, "unscanned", ex.model, ex.body, ex.client)
         return [fold([await run_inline(step, "\n".join(p.kind for p in parts), ctx)])]
 
     async def _guard_input(self, ex: Exchange) -> None:
@@ -198,7 +199,9 @@ class Gateway:
         texts = checked_texts(walk.slots)
         chain = ex.rt.input
         verdicts = await self._check_slots(ex, chain, texts)
-        request_verdict = await chain.check_request(Context(ex.request_id, "input", "request", ex.model, ex.body))
+        request_verdict = await chain.check_request(
+            Context(ex.request_id, "input", "request", ex.model, ex.body, ex.client)
+        )
         unscanned = await self._check_unscanned(ex, ex.rt.unscanned_input, walk.unscanned)
         ex.add([request_verdict, *unscanned, *verdicts])
         ex.input_text = "\n".join(

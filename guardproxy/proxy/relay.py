@@ -122,7 +122,7 @@ class StreamRelay:
         guard = self.guards.get(index)
         if guard is None:
             cfg = self.ex.rt.policy.proxy.stream
-            ctx = Context(self.ex.request_id, "output", "assistant", self.ex.model, self.ex.body)
+            ctx = Context(self.ex.request_id, "output", "assistant", self.ex.model, self.ex.body, self.ex.client)
             guard = StreamGuard(self.ex.rt.output, ctx, self.ex.scope, cfg.holdback_chars, cfg.context_chars)
             self.guards[index] = guard
         return guard

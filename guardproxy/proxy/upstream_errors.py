@@ -36,7 +36,7 @@ async def screen_upstream_error(ex: Exchange, exc: BaseException) -> None:
         "param": _shaped(said.param),
     }
     texts = {name: text for name, text in fields.items() if text is not None}
-    ctx = Context(ex.request_id, "output", "assistant", ex.model, ex.body)
+    ctx = Context(ex.request_id, "output", "assistant", ex.model, ex.body, ex.client)
     verdicts = dict(
         zip(texts, await asyncio.gather(*(ex.rt.output.check(t, ctx) for t in texts.values())), strict=True)
     )
