@@ -3,6 +3,8 @@
 A model directory holds `model.onnx`, `tokenizer.json` and `model_card.json` (written by
 `guardproxy.trainer.classifier`). Texts longer than one window are scored over overlapping windows and the
 highest-scoring window wins, so an instruction planted at the end of a long document is not truncated away.
+Texts of several sentences are also scored sentence by sentence (short windows, in the same batched forward pass):
+a harmful sentence between harmless ones is diluted in the whole-text score, never in its own window.
 
 The detector's score is calibrated so that 0.5 is the operating point chosen on validation (the model card's
 threshold, e.g. the one giving 1% false positives): a policy step with the default `threshold: 0.5` gets the
@@ -12,7 +14,9 @@ validated trade-off, and a step may move along the curve (0.7 = stricter) withou
 from __future__ import annotations
 
 import asyncio
+import bisect
 import json
+import re
 from collections import OrderedDict
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -41,6 +45,47 @@ def window_starts(n_tokens: int, window: int, stride: int) -> list[int]:
     return starts
 
 
+# A sentence ends at . ! ? (and CJK forms, with closing quotes/brackets) before whitespace, or at a line break.
+_SENTENCE_END = re.compile(r"[.!?\u3002\uff01\uff1f]+[\"')\]\u201d\u2019]*(?=\s)|[\u3002\uff01\uff1f]|\n")
+
+
+def sentence_char_spans(text: str) -> list[tuple[int, int]]:
+    """Character ranges of the sentences of `text` (whitespace-only pieces dropped)."""
+    spans: list[tuple[int, int]] = []
+    start = 0
+    for m in _SENTENCE_END.finditer(text):
+        spans.append((start, m.end()))
+        start = m.end()
+    spans.append((start, len(text)))
+    return [(a, b) for a, b in spans if text[a:b].strip()]
+
+
+def short_window_ranges(
+    text: str, token_starts: list[int], *, max_tokens: int, max_windows: int, longest: int
+) -> list[tuple[int, int]]:
+    """Token ranges [a, b) of the short windows of a text whose tokens start at `token_starts` (char offsets).
+
+    One window per sentence; a sentence longer than `max_tokens` is cut into `max_tokens` pieces overlapping by
+    half. Beyond `max_windows` pieces, neighbours are grouped (2, 3, ... pieces per window) so the count stays
+    bounded; a group longer than `longest` tokens is left out, since the whole-text windows already see it at that
+    size. A text of one piece gets none: its whole-text window is that piece.
+    """
+    n = len(token_starts)
+    pieces: list[tuple[int, int]] = []
+    for start, end in sentence_char_spans(text):
+        a, b = bisect.bisect_left(token_starts, start), bisect.bisect_left(token_starts, end)
+        if b <= a:
+            continue
+        pieces += [(a + s, min(a + s + max_tokens, b)) for s in window_starts(b - a, max_tokens, max_tokens // 2)]
+    if len(pieces) <= 1 or max_windows <= 0:
+        return []
+    per_window = -(-len(pieces) // max_windows)  # ceil
+    groups = [
+        (pieces[i][0], pieces[min(i + per_window, len(pieces)) - 1][1]) for i in range(0, len(pieces), per_window)
+    ]
+    return [(a, b) for a, b in groups if b - a <= longest and (a, b) != (0, n)]
+
+
 def calibrate(p: FloatArray, threshold: float) -> FloatArray:
     """Monotone map of probabilities with `threshold` -> 0.5, 0 -> 0 and 1 -> 1."""
     low = 0.5 * p / threshold
@@ -50,10 +95,15 @@ def calibrate(p: FloatArray, threshold: float) -> FloatArray:
 
 @dataclass(frozen=True, slots=True)
 class WindowScores:
-    """Per-window class probabilities of one text and the character range each window covers."""
+    """Per-window class probabilities of one text and the character range each window covers.
+
+    The first `whole_windows` rows are the whole-text windows (one, or overlapping 512-token windows of a long
+    text); the rest are sentence windows.
+    """
 
     probs: FloatArray  # shape [windows, classes]
     char_spans: tuple[tuple[int, int], ...]
+    whole_windows: int
 
 
 class OnnxTextClassifier:
@@ -67,8 +117,12 @@ class OnnxTextClassifier:
         stride: int | None = None,
         threads: int = 2,
         batch_size: int = 8,
+        sentence_windows: int = 0,
+        sentence_window_tokens: int = 64,
     ) -> None:
         self.model_dir = resolve_model_dir(model_dir)
+        self.sentence_windows = sentence_windows
+        self.sentence_window_tokens = sentence_window_tokens
         try:
             self._load(threads=threads, max_length=max_length, stride=stride)
         except DetectorFailed:
@@ -124,17 +178,24 @@ class OnnxTextClassifier:
             probs = shifted / shifted.sum(axis=1, keepdims=True)
         return probs.astype(np.float32)
 
-    def _windows(self, text: str) -> tuple[list[npt.NDArray[np.int64]], tuple[tuple[int, int], ...]]:
+    def _windows(self, text: str) -> tuple[list[npt.NDArray[np.int64]], tuple[tuple[int, int], ...], int]:
         enc = self.tokenizer.encode(text, add_special_tokens=False)
         ids = np.asarray(enc.ids, dtype=np.int64)
         offsets = enc.offsets
         window = self.max_length - 2
-        starts = window_starts(len(ids), window, self.stride)
-        rows = [np.concatenate(([self.cls_id], ids[s : s + window], [self.sep_id])) for s in starts]
-        spans = tuple(
-            (offsets[s][0], offsets[min(s + window, len(ids)) - 1][1]) if len(ids) else (0, 0) for s in starts
-        )
-        return rows, spans
+        ranges = [(s, min(s + window, len(ids))) for s in window_starts(len(ids), window, self.stride)]
+        whole = len(ranges)
+        if self.sentence_windows and len(ids):
+            ranges += short_window_ranges(
+                text,
+                [start for start, _ in offsets],
+                max_tokens=min(self.sentence_window_tokens, window),
+                max_windows=self.sentence_windows,
+                longest=window,
+            )
+        rows = [np.concatenate(([self.cls_id], ids[a:b], [self.sep_id])) for a, b in ranges]
+        spans = tuple((offsets[a][0], offsets[b - 1][1]) if len(ids) else (0, 0) for a, b in ranges)
+        return rows, spans, whole
 
     def score(self, text: str) -> WindowScores:
         return self.score_many([text])[0]
@@ -145,11 +206,13 @@ class OnnxTextClassifier:
         rows: list[npt.NDArray[np.int64]] = []
         owners: list[int] = []
         spans: list[tuple[tuple[int, int], ...]] = []
+        wholes: list[int] = []
         for i, text in enumerate(texts):
-            text_rows, text_spans = self._windows(text)
+            text_rows, text_spans, whole = self._windows(text)
             rows += text_rows
             owners += [i] * len(text_rows)
             spans.append(text_spans)
+            wholes.append(whole)
         order = sorted(range(len(rows)), key=lambda r: len(rows[r]))
         probs: list[FloatArray | None] = [None] * len(rows)
         for b in range(0, len(order), self.batch_size):
@@ -167,7 +230,7 @@ class OnnxTextClassifier:
             row = probs[r]
             assert row is not None
             per_text[owner].append(row)
-        return [WindowScores(np.stack(p), sp) for p, sp in zip(per_text, spans, strict=True)]
+        return [WindowScores(np.stack(p), sp, w) for p, sp, w in zip(per_text, spans, wholes, strict=True)]
 
 
 class ClassifierService:
@@ -262,7 +325,15 @@ class OnnxClassifierDetector:
         (self._source,) = self.model_sources(config)
         model_dir = resolve_model_dir(self._source)
         self._shared = shared
-        self._key = ("onnx_classifier", str(model_dir.resolve()), config.max_length, config.stride, config.threads)
+        self._key = (
+            "onnx_classifier",
+            str(model_dir.resolve()),
+            config.max_length,
+            config.stride,
+            config.threads,
+            config.sentence_windows,
+            config.sentence_window_tokens,
+        )
         self.service: ClassifierService = shared.acquire(
             self._key,
             lambda: ClassifierService(
@@ -272,6 +343,8 @@ class OnnxClassifierDetector:
                     stride=config.stride,
                     threads=config.threads,
                     batch_size=config.batch_size,
+                    sentence_windows=config.sentence_windows,
+                    sentence_window_tokens=config.sentence_window_tokens,
                 )
             ),
         )
@@ -280,6 +353,13 @@ class OnnxClassifierDetector:
         except DetectorFailed:
             self.close()
             raise
+        # Sentence windows are short texts, several per text: at the whole-text operating points they raise the
+        # false-positive rate several-fold (moderation on benign_prompts 1.5% -> 10.5%, bench/results/
+        # windowing.json), so they count at stricter raw thresholds, or not at all (None).
+        margin = config.sentence_window_margin
+        self.sentence_thresholds: FloatArray | None = (
+            None if margin is None else (self.thresholds + margin * (1.0 - self.thresholds)).astype(np.float32)
+        )
 
     @classmethod
     def model_sources(cls, config: ClassifierConfig) -> tuple[Path, ...]:
@@ -318,14 +398,32 @@ class OnnxClassifierDetector:
         thresholds = [overrides.get(m, card["thresholds"][m]) for m in members]
         return columns, np.asarray(thresholds, np.float32)
 
+    def _calibrated(self, per_label: FloatArray, whole_windows: int) -> FloatArray:
+        """[windows, labels] scores with 0.5 at each label's operating point: the whole-text windows at the
+        model card's (or the step's) thresholds, the sentence windows at the stricter sentence thresholds."""
+        sentence = self.sentence_thresholds
+        if sentence is None:
+            per_label = per_label[:whole_windows]
+        return np.stack(
+            [
+                np.concatenate(
+                    (
+                        calibrate(per_label[:whole_windows, j], float(t)),
+                        calibrate(per_label[whole_windows:, j], float(sentence[j])) if sentence is not None else [],
+                    )
+                ).astype(np.float32)
+                for j, t in enumerate(self.thresholds)
+            ],
+            1,
+        )
+
     def label_scores(self, scores: WindowScores) -> dict[str, float]:
         """Calibrated score (0.5 = operating point) of each label of this detector's group, max over windows."""
         clf = self.service.classifier
         if clf.head == "softmax":
             return {}
-        probs = scores.probs[:, self.columns].max(axis=0)
-        calibrated = [float(calibrate(probs[j : j + 1], float(t))[0]) for j, t in enumerate(self.thresholds)]
-        return {clf.labels[c]: v for c, v in zip(self.columns, calibrated, strict=True)}
+        best = self._calibrated(scores.probs[:, self.columns], scores.whole_windows).max(axis=0)
+        return {clf.labels[c]: float(v) for c, v in zip(self.columns, best, strict=True)}
 
     def decide(self, scores: WindowScores) -> Detection:
         clf = self.service.classifier
@@ -333,7 +431,7 @@ class OnnxClassifierDetector:
         picked = scores.probs[:, self.columns]  # [windows, labels of this group]
         # softmax: one operating point on P(any positive class), labelled with the likeliest positive class.
         per_label = picked.sum(axis=1, keepdims=True) if clf.head == "softmax" else picked
-        calibrated = np.stack([calibrate(per_label[:, j], float(t)) for j, t in enumerate(self.thresholds)], 1)
+        calibrated = self._calibrated(per_label, scores.whole_windows)
         window, column = np.unravel_index(int(np.argmax(calibrated)), calibrated.shape)
         score = float(calibrated[window, column])
         if clf.head == "softmax":
@@ -345,8 +443,8 @@ class OnnxClassifierDetector:
         start, end = scores.char_spans[window]
         explanation = (
             f"{labels[self.columns[int(column)]] if clf.head == 'sigmoid' else 'p'}="
-            f"{float(per_label[window, column]):.3f} in window {int(window) + 1}/{len(scores.char_spans)} "
-            f"(chars {start}-{end})"
+            f"{float(per_label[window, column]):.3f} in {'sentence ' if window >= scores.whole_windows else ''}"
+            f"window {int(window) + 1}/{len(calibrated)} (chars {start}-{end})"
         )
         # No spans: a classifier judges a whole window, not a piece of personal data. A span would make the
         # audit log replace the whole attack with `[INJECTION]`, and the trainer could not learn from it; the
