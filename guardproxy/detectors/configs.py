@@ -141,9 +141,12 @@ class ModerationClassifierConfig(_ClassifierConfig):
     """Harmful-content classifier with OpenAI's moderation categories, int8 ONNX."""
 
     type: Literal["moderation_classifier"]
-    # 0.25 chosen on bench/results/windowing.json: against whole-text windows only, benign_prompts FPR ...
+    # 0.4 chosen on bench/results/windowing.json (the same data it reports, train tier): against whole-text
+    # windows only, moderation FPR 0.13% -> 0.83% on benign_prompts and 3.5% -> 5.5% on wildguard_benign, recall
+    # of do_not_answer with 2 harmless sentences either side 18% -> 43% (plain 60%). 0.25 caught more (54%) at
+    # twice the added FPR (1.5%, 6.9%); 0 (the card's thresholds) 62% at 4.0% / 11.2%.
     sentence_window_margin: float | None = Field(
-        0.25,
+        0.4,
         ge=0.0,
         lt=1.0,
         description="How sentence windows count: each raw threshold t becomes t + margin * (1 - t) on them "
