@@ -12,7 +12,12 @@ import openai
 import pytest
 
 from guardproxy.detectors.configs import ModerationClassifierConfig
-from guardproxy.detectors.onnx_classifier import ModerationClassifierDetector, sentence_char_spans, short_window_ranges
+from guardproxy.detectors.onnx_classifier import (
+    ModerationClassifierDetector,
+    length_batches,
+    sentence_char_spans,
+    short_window_ranges,
+)
 from guardproxy.detectors.shared import SharedResources
 from tests.fake_upstream import FakeUpstream, Reply
 from tests.proxy_harness import ProxyServer
@@ -132,6 +137,12 @@ def test_long_sentences_are_cut_with_overlap_and_the_count_is_capped() -> None:
     assert ranges[0] == (0, 4) and ranges[-1][1] == 100  # groups of 4 sentences, the whole text covered
     # groups longer than the whole-text windows add nothing: left out
     assert short_window_ranges(many, _starts(many), max_tokens=64, max_windows=2, longest=20) == []
+
+
+def test_sentence_windows_are_not_padded_to_the_whole_text_window() -> None:
+    # 7 sentence windows and a 128-token whole text: two calls, not one padded to 128 x 8
+    assert length_batches([12, 15, 18, 20, 22, 25, 30, 130], batch_size=8) == [[0, 1, 2], [3, 4, 5, 6], [7]]
+    assert length_batches([20] * 10, batch_size=8) == [list(range(8)), [8, 9]]
 
 
 def test_padding_does_not_lower_the_score_and_sentence_windows_count_at_stricter_thresholds() -> None:

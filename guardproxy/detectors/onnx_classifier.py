@@ -90,7 +90,8 @@ def length_batches(sorted_lengths: list[int], batch_size: int, max_growth: float
     """Indexes of rows (sorted by length) grouped into onnxruntime calls of at most `batch_size` rows, a new call
     starting when a row is over `max_growth` times the call's shortest: every row is padded to the call's longest,
     and sentence windows of ~20 tokens padded to a 512-token whole-text window cost 25 times their work (measured:
-    128-token texts 12 -> 79 ms p50 with one padded call, bench/bench_windowing.py)."""
+    128-token texts of 8 windows took 79 ms p50 in one padded call, 21 ms split like this; 9 ms without sentence
+    windows; bench/bench_windowing.py)."""
     batches: list[list[int]] = []
     for i, n in enumerate(sorted_lengths):
         if batches and len(batches[-1]) < batch_size and n <= max_growth * sorted_lengths[batches[-1][0]]:
