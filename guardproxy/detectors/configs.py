@@ -107,6 +107,25 @@ class _ClassifierConfig(_Strict):
     stride: int | None = Field(None, ge=0, description="Window overlap in tokens; default from the model card.")
     threads: int = Field(2, ge=1, description="onnxruntime intra-op threads per inference.")
     batch_size: int = Field(8, ge=1, description="Windows per onnxruntime call.")
+    sentence_windows: int = Field(
+        32,
+        ge=0,
+        description="Most sentence windows per text, scored beside the whole-text windows (the worst window "
+        "counts), so that harmless sentences around a harmful one cannot dilute it; beyond this many sentences, "
+        "neighbours are grouped. 0 = whole-text windows only.",
+    )
+    sentence_window_tokens: int = Field(
+        64, ge=8, le=510, description="Longest sentence window in tokens; longer sentences are cut, overlapping."
+    )
+    sentence_window_margin: float | None = Field(
+        None,
+        ge=0.0,
+        lt=1.0,
+        description="How sentence windows count for this detector: each raw threshold t becomes "
+        "t + margin * (1 - t) on them (stricter: a short sentence alone looks more harmful than in context). "
+        "null = they do not count. `sentence_windows` and `sentence_window_tokens` must match across the "
+        "detectors of one model for them to share a forward pass; the margin need not.",
+    )
 
 
 class InjectionClassifierConfig(_ClassifierConfig):
@@ -122,6 +141,18 @@ class ModerationClassifierConfig(_ClassifierConfig):
     """Harmful-content classifier with OpenAI's moderation categories, int8 ONNX."""
 
     type: Literal["moderation_classifier"]
+    # 0.4 chosen on bench/results/windowing.json (the same data it reports, train tier): against whole-text
+    # windows only, moderation FPR 0.13% -> 0.83% on benign_prompts and 3.5% -> 5.5% on wildguard_benign, recall
+    # of do_not_answer with 2 harmless sentences either side 18% -> 43% (plain 60%). 0.25 caught more (54%) at
+    # twice the added FPR (1.5%, 6.9%); 0 (the card's thresholds) 62% at 4.0% / 11.2%.
+    sentence_window_margin: float | None = Field(
+        0.4,
+        ge=0.0,
+        lt=1.0,
+        description="How sentence windows count: each raw threshold t becomes t + margin * (1 - t) on them "
+        "(a short sentence alone looks more harmful than in context; measured in bench/results/windowing.json). "
+        "null = they do not count, and harmless sentences around a harmful one dilute it.",
+    )
     categories: list[str] | None = Field(
         None,
         description="Categories that fire (harassment, hate, self-harm, sexual, violence, illicit); default all "

@@ -3,6 +3,8 @@
 A model directory holds `model.onnx`, `tokenizer.json` and `model_card.json` (written by
 `guardproxy.trainer.classifier`). Texts longer than one window are scored over overlapping windows and the
 highest-scoring window wins, so an instruction planted at the end of a long document is not truncated away.
+Texts of several sentences are also scored sentence by sentence (short windows, in the same batched forward pass):
+a harmful sentence between harmless ones is diluted in the whole-text score, never in its own window.
 
 The detector's score is calibrated so that 0.5 is the operating point chosen on validation (the model card's
 threshold, e.g. the one giving 1% false positives): a policy step with the default `threshold: 0.5` gets the
@@ -12,7 +14,9 @@ validated trade-off, and a step may move along the curve (0.7 = stricter) withou
 from __future__ import annotations
 
 import asyncio
+import bisect
 import json
+import re
 from collections import OrderedDict, deque
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -42,6 +46,62 @@ def window_starts(n_tokens: int, window: int, stride: int) -> list[int]:
     return starts
 
 
+# A sentence ends at . ! ? (and CJK forms, with closing quotes/brackets) before whitespace, or at a line break.
+_SENTENCE_END = re.compile(r"[.!?\u3002\uff01\uff1f]+[\"')\]\u201d\u2019]*(?=\s)|[\u3002\uff01\uff1f]|\n")
+
+
+def sentence_char_spans(text: str) -> list[tuple[int, int]]:
+    """Character ranges of the sentences of `text` (whitespace-only pieces dropped)."""
+    spans: list[tuple[int, int]] = []
+    start = 0
+    for m in _SENTENCE_END.finditer(text):
+        spans.append((start, m.end()))
+        start = m.end()
+    spans.append((start, len(text)))
+    return [(a, b) for a, b in spans if text[a:b].strip()]
+
+
+def short_window_ranges(
+    text: str, token_starts: list[int], *, max_tokens: int, max_windows: int, longest: int
+) -> list[tuple[int, int]]:
+    """Token ranges [a, b) of the short windows of a text whose tokens start at `token_starts` (char offsets).
+
+    One window per sentence; a sentence longer than `max_tokens` is cut into `max_tokens` pieces overlapping by
+    half. Beyond `max_windows` pieces, neighbours are grouped (2, 3, ... pieces per window) so the count stays
+    bounded; a group longer than `longest` tokens is left out, since the whole-text windows already see it at that
+    size. A text of one piece gets none: its whole-text window is that piece.
+    """
+    n = len(token_starts)
+    pieces: list[tuple[int, int]] = []
+    for start, end in sentence_char_spans(text):
+        a, b = bisect.bisect_left(token_starts, start), bisect.bisect_left(token_starts, end)
+        if b <= a:
+            continue
+        pieces += [(a + s, min(a + s + max_tokens, b)) for s in window_starts(b - a, max_tokens, max_tokens // 2)]
+    if len(pieces) <= 1 or max_windows <= 0:
+        return []
+    per_window = -(-len(pieces) // max_windows)  # ceil
+    groups = [
+        (pieces[i][0], pieces[min(i + per_window, len(pieces)) - 1][1]) for i in range(0, len(pieces), per_window)
+    ]
+    return [(a, b) for a, b in groups if b - a <= longest and (a, b) != (0, n)]
+
+
+def length_batches(sorted_lengths: list[int], batch_size: int, max_growth: float = 1.5) -> list[list[int]]:
+    """Indexes of rows (sorted by length) grouped into onnxruntime calls of at most `batch_size` rows, a new call
+    starting when a row is over `max_growth` times the call's shortest: every row is padded to the call's longest,
+    and sentence windows of ~20 tokens padded to a 512-token whole-text window cost 25 times their work (measured:
+    128-token texts of 8 windows took 79 ms p50 in one padded call, 21 ms split like this; 9 ms without sentence
+    windows; bench/bench_windowing.py)."""
+    batches: list[list[int]] = []
+    for i, n in enumerate(sorted_lengths):
+        if batches and len(batches[-1]) < batch_size and n <= max_growth * sorted_lengths[batches[-1][0]]:
+            batches[-1].append(i)
+        else:
+            batches.append([i])
+    return batches
+
+
 def calibrate(p: FloatArray, threshold: float) -> FloatArray:
     """Monotone map of probabilities with `threshold` -> 0.5, 0 -> 0 and 1 -> 1."""
     low = 0.5 * p / threshold
@@ -51,10 +111,15 @@ def calibrate(p: FloatArray, threshold: float) -> FloatArray:
 
 @dataclass(frozen=True, slots=True)
 class WindowScores:
-    """Per-window class probabilities of one text and the character range each window covers."""
+    """Per-window class probabilities of one text and the character range each window covers.
+
+    The first `whole_windows` rows are the whole-text windows (one, or overlapping 512-token windows of a long
+    text); the rest are sentence windows.
+    """
 
     probs: FloatArray  # shape [windows, classes]
     char_spans: tuple[tuple[int, int], ...]
+    whole_windows: int
 
 
 class OnnxTextClassifier:
@@ -68,8 +133,12 @@ class OnnxTextClassifier:
         stride: int | None = None,
         threads: int = 2,
         batch_size: int = 8,
+        sentence_windows: int = 0,
+        sentence_window_tokens: int = 64,
     ) -> None:
         self.model_dir = resolve_model_dir(model_dir)
+        self.sentence_windows = sentence_windows
+        self.sentence_window_tokens = sentence_window_tokens
         try:
             self._load(threads=threads, max_length=max_length, stride=stride)
         except DetectorFailed:
@@ -125,17 +194,24 @@ class OnnxTextClassifier:
             probs = shifted / shifted.sum(axis=1, keepdims=True)
         return probs.astype(np.float32)
 
-    def _windows(self, text: str) -> tuple[list[npt.NDArray[np.int64]], tuple[tuple[int, int], ...]]:
+    def _windows(self, text: str) -> tuple[list[npt.NDArray[np.int64]], tuple[tuple[int, int], ...], int]:
         enc = self.tokenizer.encode(text, add_special_tokens=False)
         ids = np.asarray(enc.ids, dtype=np.int64)
         offsets = enc.offsets
         window = self.max_length - 2
-        starts = window_starts(len(ids), window, self.stride)
-        rows = [np.concatenate(([self.cls_id], ids[s : s + window], [self.sep_id])) for s in starts]
-        spans = tuple(
-            (offsets[s][0], offsets[min(s + window, len(ids)) - 1][1]) if len(ids) else (0, 0) for s in starts
-        )
-        return rows, spans
+        ranges = [(s, min(s + window, len(ids))) for s in window_starts(len(ids), window, self.stride)]
+        whole = len(ranges)
+        if self.sentence_windows and len(ids):
+            ranges += short_window_ranges(
+                text,
+                [start for start, _ in offsets],
+                max_tokens=min(self.sentence_window_tokens, window),
+                max_windows=self.sentence_windows,
+                longest=window,
+            )
+        rows = [np.concatenate(([self.cls_id], ids[a:b], [self.sep_id])) for a, b in ranges]
+        spans = tuple((offsets[a][0], offsets[b - 1][1]) if len(ids) else (0, 0) for a, b in ranges)
+        return rows, spans, whole
 
     def score(self, text: str) -> WindowScores:
         return self.score_many([text])[0]
@@ -146,15 +222,17 @@ class OnnxTextClassifier:
         rows: list[npt.NDArray[np.int64]] = []
         owners: list[int] = []
         spans: list[tuple[tuple[int, int], ...]] = []
+        wholes: list[int] = []
         for i, text in enumerate(texts):
-            text_rows, text_spans = self._windows(text)
+            text_rows, text_spans, whole = self._windows(text)
             rows += text_rows
             owners += [i] * len(text_rows)
             spans.append(text_spans)
+            wholes.append(whole)
         order = sorted(range(len(rows)), key=lambda r: len(rows[r]))
         probs: list[FloatArray | None] = [None] * len(rows)
-        for b in range(0, len(order), self.batch_size):
-            batch = order[b : b + self.batch_size]
+        for batch in length_batches([len(rows[r]) for r in order], self.batch_size):
+            batch = [order[i] for i in batch]
             width = max(len(rows[r]) for r in batch)
             ids = np.zeros((len(batch), width), dtype=np.int64)
             mask = np.zeros((len(batch), width), dtype=np.int64)
@@ -168,7 +246,7 @@ class OnnxTextClassifier:
             row = probs[r]
             assert row is not None
             per_text[owner].append(row)
-        return [WindowScores(np.stack(p), sp) for p, sp in zip(per_text, spans, strict=True)]
+        return [WindowScores(np.stack(p), sp, w) for p, sp, w in zip(per_text, spans, wholes, strict=True)]
 
 
 @dataclass(eq=False, slots=True)
@@ -181,6 +259,7 @@ class _Job:
     waiters: int = 1
     rows: list[npt.NDArray[np.int64]] | None = None  # the text's windows, once tokenised
     spans: tuple[tuple[int, int], ...] = ()
+    whole: int = 0  # how many of `rows` are whole-text windows (the rest are sentence windows)
     probs: list[FloatArray] = field(default_factory=list)  # one per computed window, in order
 
 
@@ -286,16 +365,15 @@ class ClassifierService:
             for index in range(len(job.probs), len(job.rows)):
                 yield job, index
 
-    def _tokenise(self, texts: list[str]) -> list[tuple[list[npt.NDArray[np.int64]], tuple[tuple[int, int], ...]]]:
+    def _tokenise(self, texts: list[str]) -> list[tuple[list[npt.NDArray[np.int64]], tuple[tuple[int, int], ...], int]]:
         return [self.classifier._windows(text) for text in texts]
 
     def _run_windows(self, rows: list[npt.NDArray[np.int64]]) -> list[FloatArray]:
         """One batch of windows: similar lengths padded together (as `score_many` does), with a mask."""
         order = sorted(range(len(rows)), key=lambda r: len(rows[r]))
         probs: list[FloatArray] = [np.empty(0, np.float32)] * len(rows)
-        step = self.classifier.batch_size
-        for b in range(0, len(order), step):
-            chunk = order[b : b + step]
+        for positions in length_batches([len(rows[r]) for r in order], self.classifier.batch_size):
+            chunk = [order[i] for i in positions]
             width = max(len(rows[r]) for r in chunk)
             ids = np.zeros((len(chunk), width), dtype=np.int64)
             mask = np.zeros((len(chunk), width), dtype=np.int64)
@@ -314,10 +392,10 @@ class ClassifierService:
                 try:
                     if fresh:
                         windows = await loop.run_in_executor(self._executor, self._tokenise, [j.text for j in fresh])
-                        for job, (job_rows, spans) in zip(fresh, windows, strict=True):
+                        for job, (job_rows, spans, whole) in zip(fresh, windows, strict=True):
                             if not job_rows:
                                 raise DetectorFailed("the tokenizer gave no window for a text")
-                            job.rows, job.spans = job_rows, spans
+                            job.rows, job.spans, job.whole = job_rows, spans, whole
                     batch = self._next_batch()
                     rows = [job.rows[index] for job, index in batch if job.rows is not None]
                     results = await loop.run_in_executor(self._executor, self._run_windows, rows)
@@ -334,7 +412,7 @@ class ClassifierService:
                         job.probs.append(probs)
                 for job in {id(job): job for job, _ in batch}.values():
                     if not job.future.done() and job.rows is not None and len(job.probs) == len(job.rows):
-                        result = WindowScores(np.stack(job.probs), job.spans)
+                        result = WindowScores(np.stack(job.probs), job.spans, job.whole)
                         self._remember(job.text, result)
                         job.future.set_result(result)
                         self._drop(job)
@@ -368,7 +446,15 @@ class OnnxClassifierDetector:
         (self._source,) = self.model_sources(config)
         model_dir = resolve_model_dir(self._source)
         self._shared = shared
-        self._key = ("onnx_classifier", str(model_dir.resolve()), config.max_length, config.stride, config.threads)
+        self._key = (
+            "onnx_classifier",
+            str(model_dir.resolve()),
+            config.max_length,
+            config.stride,
+            config.threads,
+            config.sentence_windows,
+            config.sentence_window_tokens,
+        )
         self.service: ClassifierService = shared.acquire(
             self._key,
             lambda: ClassifierService(
@@ -378,6 +464,8 @@ class OnnxClassifierDetector:
                     stride=config.stride,
                     threads=config.threads,
                     batch_size=config.batch_size,
+                    sentence_windows=config.sentence_windows,
+                    sentence_window_tokens=config.sentence_window_tokens,
                 )
             ),
         )
@@ -386,6 +474,13 @@ class OnnxClassifierDetector:
         except DetectorFailed:
             self.close()
             raise
+        # Sentence windows are short texts, several per text: at the whole-text operating points they raise the
+        # false-positive rate many-fold (moderation on benign_prompts 0.13% -> 4.0%, injection 0.04% -> 2.7%,
+        # bench/results/windowing.json), so they count at stricter raw thresholds, or not at all (None).
+        margin = config.sentence_window_margin
+        self.sentence_thresholds: FloatArray | None = (
+            None if margin is None else (self.thresholds + margin * (1.0 - self.thresholds)).astype(np.float32)
+        )
 
     @classmethod
     def model_sources(cls, config: ClassifierConfig) -> tuple[Path, ...]:
@@ -424,14 +519,32 @@ class OnnxClassifierDetector:
         thresholds = [overrides.get(m, card["thresholds"][m]) for m in members]
         return columns, np.asarray(thresholds, np.float32)
 
+    def _calibrated(self, per_label: FloatArray, whole_windows: int) -> FloatArray:
+        """[windows, labels] scores with 0.5 at each label's operating point: the whole-text windows at the
+        model card's (or the step's) thresholds, the sentence windows at the stricter sentence thresholds."""
+        sentence = self.sentence_thresholds
+        if sentence is None:
+            per_label = per_label[:whole_windows]
+        return np.stack(
+            [
+                np.concatenate(
+                    (
+                        calibrate(per_label[:whole_windows, j], float(t)),
+                        calibrate(per_label[whole_windows:, j], float(sentence[j])) if sentence is not None else [],
+                    )
+                ).astype(np.float32)
+                for j, t in enumerate(self.thresholds)
+            ],
+            1,
+        )
+
     def label_scores(self, scores: WindowScores) -> dict[str, float]:
         """Calibrated score (0.5 = operating point) of each label of this detector's group, max over windows."""
         clf = self.service.classifier
         if clf.head == "softmax":
             return {}
-        probs = scores.probs[:, self.columns].max(axis=0)
-        calibrated = [float(calibrate(probs[j : j + 1], float(t))[0]) for j, t in enumerate(self.thresholds)]
-        return {clf.labels[c]: v for c, v in zip(self.columns, calibrated, strict=True)}
+        best = self._calibrated(scores.probs[:, self.columns], scores.whole_windows).max(axis=0)
+        return {clf.labels[c]: float(v) for c, v in zip(self.columns, best, strict=True)}
 
     def decide(self, scores: WindowScores) -> Detection:
         clf = self.service.classifier
@@ -439,7 +552,7 @@ class OnnxClassifierDetector:
         picked = scores.probs[:, self.columns]  # [windows, labels of this group]
         # softmax: one operating point on P(any positive class), labelled with the likeliest positive class.
         per_label = picked.sum(axis=1, keepdims=True) if clf.head == "softmax" else picked
-        calibrated = np.stack([calibrate(per_label[:, j], float(t)) for j, t in enumerate(self.thresholds)], 1)
+        calibrated = self._calibrated(per_label, scores.whole_windows)
         window, column = np.unravel_index(int(np.argmax(calibrated)), calibrated.shape)
         score = float(calibrated[window, column])
         if clf.head == "softmax":
@@ -451,8 +564,8 @@ class OnnxClassifierDetector:
         start, end = scores.char_spans[window]
         explanation = (
             f"{labels[self.columns[int(column)]] if clf.head == 'sigmoid' else 'p'}="
-            f"{float(per_label[window, column]):.3f} in window {int(window) + 1}/{len(scores.char_spans)} "
-            f"(chars {start}-{end})"
+            f"{float(per_label[window, column]):.3f} in {'sentence ' if window >= scores.whole_windows else ''}"
+            f"window {int(window) + 1}/{len(calibrated)} (chars {start}-{end})"
         )
         # No spans: a classifier judges a whole window, not a piece of personal data. A span would make the
         # audit log replace the whole attack with `[INJECTION]`, and the trainer could not learn from it; the
