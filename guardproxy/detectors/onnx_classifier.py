@@ -216,6 +216,22 @@ class OnnxTextClassifier:
     def score(self, text: str) -> WindowScores:
         return self.score_many([text])[0]
 
+    def run_rows(self, rows: list[npt.NDArray[np.int64]]) -> list[FloatArray]:
+        """Class probabilities of token rows, in their order: rows of similar length padded together, with a mask."""
+        order = sorted(range(len(rows)), key=lambda r: len(rows[r]))
+        probs: list[FloatArray] = [np.empty(0, np.float32)] * len(rows)
+        for positions in length_batches([len(rows[r]) for r in order], self.batch_size):
+            chunk = [order[i] for i in positions]
+            width = max(len(rows[r]) for r in chunk)
+            ids = np.zeros((len(chunk), width), dtype=np.int64)
+            mask = np.zeros((len(chunk), width), dtype=np.int64)
+            for j, r in enumerate(chunk):
+                ids[j, : len(rows[r])] = rows[r]
+                mask[j, : len(rows[r])] = 1
+            for r, p in zip(chunk, self._run(ids, mask), strict=True):
+                probs[r] = p
+        return probs
+
     def score_many(self, texts: list[str]) -> list[WindowScores]:
         """Several texts in as few onnxruntime calls as possible: windows of similar length are batched
         together, padded, with an attention mask (one call for 8 short prompts costs far less than 8 calls)."""
@@ -229,23 +245,10 @@ class OnnxTextClassifier:
             owners += [i] * len(text_rows)
             spans.append(text_spans)
             wholes.append(whole)
-        order = sorted(range(len(rows)), key=lambda r: len(rows[r]))
-        probs: list[FloatArray | None] = [None] * len(rows)
-        for batch in length_batches([len(rows[r]) for r in order], self.batch_size):
-            batch = [order[i] for i in batch]
-            width = max(len(rows[r]) for r in batch)
-            ids = np.zeros((len(batch), width), dtype=np.int64)
-            mask = np.zeros((len(batch), width), dtype=np.int64)
-            for j, r in enumerate(batch):
-                ids[j, : len(rows[r])] = rows[r]
-                mask[j, : len(rows[r])] = 1
-            for r, p in zip(batch, self._run(ids, mask), strict=True):
-                probs[r] = p
+        probs = self.run_rows(rows)
         per_text: list[list[FloatArray]] = [[] for _ in texts]
         for r, owner in enumerate(owners):
-            row = probs[r]
-            assert row is not None
-            per_text[owner].append(row)
+            per_text[owner].append(probs[r])
         return [WindowScores(np.stack(p), sp, w) for p, sp, w in zip(per_text, spans, wholes, strict=True)]
 
 
@@ -369,20 +372,7 @@ class ClassifierService:
         return [self.classifier._windows(text) for text in texts]
 
     def _run_windows(self, rows: list[npt.NDArray[np.int64]]) -> list[FloatArray]:
-        """One batch of windows: similar lengths padded together (as `score_many` does), with a mask."""
-        order = sorted(range(len(rows)), key=lambda r: len(rows[r]))
-        probs: list[FloatArray] = [np.empty(0, np.float32)] * len(rows)
-        for positions in length_batches([len(rows[r]) for r in order], self.classifier.batch_size):
-            chunk = [order[i] for i in positions]
-            width = max(len(rows[r]) for r in chunk)
-            ids = np.zeros((len(chunk), width), dtype=np.int64)
-            mask = np.zeros((len(chunk), width), dtype=np.int64)
-            for j, r in enumerate(chunk):
-                ids[j, : len(rows[r])] = rows[r]
-                mask[j, : len(rows[r])] = 1
-            for r, p in zip(chunk, self.classifier._run(ids, mask), strict=True):
-                probs[r] = p
-        return probs
+        return self.classifier.run_rows(rows)
 
     async def _drain(self) -> None:
         loop = asyncio.get_running_loop()
