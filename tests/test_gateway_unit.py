@@ -127,6 +127,27 @@ def test_policy_reload_builds_with_the_injected_builder(policy_path: Path, tmp_p
     assert fakes.built == ["upstream", "dead", "upstream", "dead"]
 
 
+def test_other_routes_in_process(policy_path: Path) -> None:
+    upstream = FakeBackend("upstream")
+    with app_client(policy_path, FakeBackends({"upstream": upstream})) as client:
+        models = client.get("/v1/models").json()
+        completion = client.post(
+            "/v1/completions", json={"model": "gpt-4o-mini", "prompt": "Say this. Now.", "stream": True}
+        )
+        embedding = client.post("/v1/embeddings", json={"model": "gpt-4o-mini", "input": ["a", "b"]})
+        missing = client.post("/v1/chat/completions", json=chat("hi", model="no-such-model"))
+        metrics = client.get("/metrics").text
+    assert [m["id"] for m in models["data"]] == ["gpt-4o-mini", "renamed", "down", "with-fallback"]
+    texts = [c["text"] for e in sse_events(completion.content) if isinstance(e, dict) for c in e["choices"]]
+    assert "".join(texts) == "Say this. Now."
+    assert len(embedding.json()["data"]) == 2
+    assert upstream.calls[-1].body["input"] == ["a", "b"]
+    assert missing.status_code == 404
+    assert missing.json()["error"]["param"] == "model"
+    assert missing.headers["x-guardproxy-request-id"].startswith("gp-")
+    assert 'guardproxy_requests_total{endpoint="embeddings"' in metrics
+
+
 # -- the gateway and the stream relay, without litestar --------------------------------------------------------
 
 
