@@ -1,5 +1,7 @@
 """`guardproxy serve` with the upstream HTTP client swapped, to compare clients through the whole proxy.
 
+The variant's backends are injected with `create_app(..., runtime_builder=...)` (no class is patched).
+
     python bench/serve_variant.py --variant httpx --policy policy.yaml --port 8081
 
 Variants (see bench/README.md, "Comparing upstream clients"):
@@ -19,18 +21,21 @@ from __future__ import annotations
 import argparse
 import json
 from collections.abc import AsyncIterator
+from functools import partial
 from pathlib import Path
-from typing import Any, get_args
+from typing import get_args
 
 import aiohttp
 import httpx
 import uvicorn
 
 from guardproxy.backends import openai_http
-from guardproxy.backends.base import Endpoint
-from guardproxy.backends.configs import OpenAIBackendConfig
+from guardproxy.backends.base import Backend, Endpoint
+from guardproxy.backends.configs import BackendConfig, OpenAIBackendConfig
+from guardproxy.backends.registry import build_backend
 from guardproxy.core import JSON
 from guardproxy.proxy.app import create_app
+from guardproxy.proxy.runtime import BackendFactory, build_runtime
 from guardproxy.proxy.settings import Settings
 
 VARIANTS = ("aiohttp", "httpx", "httpx-over-aiohttp")
@@ -111,16 +116,30 @@ class HttpxBackend(openai_http.OpenAIBackend):
         await super().aclose()
 
 
-def install(variant: str) -> None:
-    """Swap the class the `openai` backend builder uses (it imports OpenAIBackend lazily)."""
-    patched: Any = openai_http
+def backend_factory(variant: str) -> BackendFactory:
+    """Builds the policy's `openai` backends on the chosen client; other types as the registry does."""
+    if variant == "aiohttp":
+        return build_backend
     if variant == "httpx":
         limits = httpx.Limits(max_connections=256, max_keepalive_connections=256, keepalive_expiry=4.0)
-        patched.OpenAIBackend = lambda name, cfg: HttpxBackend(name, cfg, httpx.AsyncHTTPTransport(limits=limits))
+
+        def transport(config: OpenAIBackendConfig) -> httpx.AsyncBaseTransport:
+            return httpx.AsyncHTTPTransport(limits=limits)
+
     elif variant == "httpx-over-aiohttp":
-        patched.OpenAIBackend = lambda name, cfg: HttpxBackend(name, cfg, AiohttpTransport(cfg.max_connections))
-    elif variant != "aiohttp":
+
+        def transport(config: OpenAIBackendConfig) -> httpx.AsyncBaseTransport:
+            return AiohttpTransport(config.max_connections)
+
+    else:
         raise SystemExit(f"unknown variant {variant!r}; known: {VARIANTS}")
+
+    def build(name: str, config: BackendConfig) -> Backend:
+        if isinstance(config, OpenAIBackendConfig):
+            return HttpxBackend(name, config, transport(config))
+        return build_backend(name, config)
+
+    return build
 
 
 def main() -> None:
@@ -130,8 +149,8 @@ def main() -> None:
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, required=True)
     args = parser.parse_args()
-    install(args.variant)
-    app = create_app(Settings(policy_path=args.policy, watch_policy=False))
+    builder = partial(build_runtime, backend_factory=backend_factory(args.variant))
+    app = create_app(Settings(policy_path=args.policy, watch_policy=False), runtime_builder=builder)
     uvicorn.run(app, host=args.host, port=args.port, log_level="warning", access_log=False)
 
 

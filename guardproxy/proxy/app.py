@@ -1,7 +1,10 @@
 """`create_app(settings) -> Litestar`: the OpenAI-compatible routes around the gateway.
 
 Everything the app needs is built here and captured by the handlers; nothing lives at module
-level, so several apps (tests, benchmarks) can run in one process.
+level, so several apps (tests, benchmarks) can run in one process. `runtime_builder` is the seam for
+test doubles: tests and benchmarks pass a builder that injects their own backends or detectors
+(e.g. `functools.partial(build_runtime, backend_factory=...)` with `guardproxy.backends.fake`), and the
+policy reload path uses the same builder.
 """
 
 from __future__ import annotations
@@ -33,7 +36,7 @@ from guardproxy.proxy.audit_sink import AuditSink
 from guardproxy.proxy.feedback import feedback_route
 from guardproxy.proxy.gateway import Gateway, JSONResult, client_label, new_request_id
 from guardproxy.proxy.metrics import Metrics
-from guardproxy.proxy.runtime import RuntimeHolder, build_runtime
+from guardproxy.proxy.runtime import RuntimeBuilder, RuntimeHolder, build_runtime
 from guardproxy.proxy.settings import Settings
 from guardproxy.proxy.texts import Kind
 
@@ -48,10 +51,10 @@ _decode = msgspec.json.Decoder().decode
 MAX_JSON_DEPTH = 64
 
 
-def create_app(settings: Settings) -> Litestar:
+def create_app(settings: Settings, *, runtime_builder: RuntimeBuilder = build_runtime) -> Litestar:
     ensure_logging()
     policy = load_policy(settings.policy_path)
-    holder = RuntimeHolder(build_runtime(policy))
+    holder = RuntimeHolder(runtime_builder(policy))
     store = open_store(policy.audit.path)
     sink = AuditSink(
         store,
@@ -64,7 +67,7 @@ def create_app(settings: Settings) -> Litestar:
     state = {"fingerprint": policy_fingerprint(policy)}
 
     async def apply_policy(new: Policy) -> None:
-        runtime = await asyncio.to_thread(build_runtime, new)
+        runtime = await asyncio.to_thread(runtime_builder, new)
         holder.swap(runtime)
         state["fingerprint"] = policy_fingerprint(new)
         metrics.policy_reloads.labels("applied").inc()

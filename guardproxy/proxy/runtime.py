@@ -8,12 +8,13 @@ its backends and detectors once its last request has finished.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
 import structlog
 
 from guardproxy.backends.base import Backend
+from guardproxy.backends.configs import BackendConfig
 from guardproxy.backends.registry import build_backend
 from guardproxy.detectors.base import Detector
 from guardproxy.detectors.registry import build_detector
@@ -23,6 +24,9 @@ from guardproxy.policies.chain import Chain, CompiledStep, compile_steps, compil
 from guardproxy.policies.schema import ModelRoute, Policy
 
 log = structlog.get_logger(__name__)
+
+# `backends.<name>` of a policy -> a ready backend; `build_backend` (the `type:` registry) by default.
+BackendFactory = Callable[[str, BackendConfig], Backend]
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,13 +87,21 @@ def build_chains(
     )
 
 
-def build_backends(policy: Policy) -> dict[str, Backend]:
-    return {name: build_backend(name, cfg) for name, cfg in policy.backends.items()}
+def build_backends(policy: Policy, backend_factory: BackendFactory = build_backend) -> dict[str, Backend]:
+    return {name: backend_factory(name, cfg) for name, cfg in policy.backends.items()}
 
 
-def build_runtime(policy: Policy) -> Runtime:
-    """Construct every backend and detector once. May be slow (models): call it off the loop."""
-    backends = build_backends(policy)
+# Policy -> Runtime, at start-up and on every reload: `create_app(settings, runtime_builder=...)` takes one.
+RuntimeBuilder = Callable[[Policy], Runtime]
+
+
+def build_runtime(policy: Policy, *, backend_factory: BackendFactory = build_backend) -> Runtime:
+    """Construct every backend and detector once. May be slow (models): call it off the loop.
+
+    `backend_factory` is the seam for tests and benchmarks (an in-memory backend, another HTTP client);
+    detectors that call a backend (LLM judges) get the same injected ones.
+    """
+    backends = build_backends(policy, backend_factory)
     detectors, input_chain, output_chain = build_chains(policy, backends)
     mode = policy.proxy.unscanned
     return Runtime(

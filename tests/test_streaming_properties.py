@@ -1,0 +1,207 @@
+"""Property tests of `StreamGuard`'s release rule (guardproxy/proxy/streaming.py), whatever the chunking.
+
+- Every released character was inside a text that every output step saw before it was released.
+- Spans a step redacts never reach the client, and the output is the whole text with them redacted.
+- A block stops the stream before any of the blocked text went out.
+- Anonymize placeholders split across chunks are restored whole.
+
+The steps' detectors record what they were shown, with the number of characters fed so far, so a seen text can
+be placed in the stream: it must be exactly `text[fed - len(seen) : fed]`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from dataclasses import dataclass, field
+
+from hypothesis import example, given, settings
+from hypothesis import strategies as st
+
+from guardproxy.core import Context, Detection, Span
+from guardproxy.detectors.base import Detector
+from guardproxy.policies.chain import Chain, compile_steps
+from guardproxy.policies.operators import MemoryScope, restore
+from guardproxy.policies.schema import BlockStep, FlagStep, RedactStep, Step
+from guardproxy.proxy.streaming import OutputBlocked, StreamGuard
+
+PROPERTIES = settings(max_examples=200, deadline=None, database=None)
+CTX = Context("r-prop", "output", "assistant")
+# Brackets and the letters of the markers, so markers and placeholders also form by chance. Sentence boundaries
+# come rarer (the `texts` strategy), or long runs without a boundary, where the hold-back matters, never show up.
+ALPHABET = "ab .[]_1SECRTBOM"
+SECRET = "SECRET"
+BOMB = "BOMB"
+
+
+@dataclass
+class Fed:
+    chars: int = 0
+
+
+@dataclass
+class Recorder:
+    """Allows everything; logs (characters fed so far, text shown)."""
+
+    name: str
+    fed: Fed
+    seen: list[tuple[int, str]] = field(default_factory=list)
+    scope: str = "text"
+
+    async def detect(self, text: str, ctx: Context) -> Detection:
+        self.seen.append((self.fed.chars, text))
+        return Detection(score=0.0)
+
+    async def aclose(self) -> None:
+        return None
+
+
+@dataclass
+class Marker:
+    """Reports every occurrence of `marker` as a span."""
+
+    name: str
+    marker: str
+    scope: str = "text"
+
+    async def detect(self, text: str, ctx: Context) -> Detection:
+        spans = tuple(Span(m.start(), m.end(), "MARK") for m in re.finditer(re.escape(self.marker), text))
+        return Detection(score=1.0 if spans else 0.0, labels=("MARK",) if spans else (), spans=spans)
+
+    async def aclose(self) -> None:
+        return None
+
+
+def chain_of(detectors: dict[str, Detector], steps: list[Step]) -> Chain:
+    return Chain.build("output", compile_steps("output", steps, detectors))
+
+
+def split(text: str, sizes: list[int]) -> list[str]:
+    chunks, pos = [], 0
+    for size in sizes:
+        if pos >= len(text):
+            break
+        chunks.append(text[pos : pos + size])
+        pos += size
+    if pos < len(text):
+        chunks.append(text[pos:])
+    return chunks
+
+
+@dataclass
+class Release:
+    start: int  # [start, end) of the output
+    end: int
+    seen_counts: tuple[int, ...]  # how many texts each recorder had been shown by then
+
+
+@dataclass
+class Run:
+    releases: list[Release]
+    output: str
+    blocked: bool
+
+
+async def stream(guard: StreamGuard, chunks: list[str], fed: Fed, recorders: tuple[Recorder, ...] = ()) -> Run:
+    releases: list[Release] = []
+    output = ""
+
+    def take(part: str) -> None:
+        nonlocal output
+        if part:
+            releases.append(Release(len(output), len(output) + len(part), tuple(len(r.seen) for r in recorders)))
+            output += part
+
+    try:
+        for chunk in chunks:
+            fed.chars += len(chunk)
+            take(await guard.feed(chunk))
+        take(await guard.finish())
+    except OutputBlocked:
+        return Run(releases, output, blocked=True)
+    return Run(releases, output, blocked=False)
+
+
+words = st.text(ALPHABET, max_size=12)
+texts = st.lists(st.one_of(words, words, words, st.sampled_from([SECRET, BOMB, ". ", "! ", "\n"])), max_size=30)
+chunk_sizes = st.lists(st.integers(1, 15), max_size=40)
+holdbacks = st.integers(len(SECRET), 40)  # a hold-back shorter than a span could release its prefix
+contexts = st.integers(0, 64)
+
+
+@PROPERTIES
+@given(parts=texts, sizes=chunk_sizes, holdback=holdbacks, context_chars=contexts)
+def test_every_released_character_was_seen_by_every_step_before_release(
+    parts: list[str], sizes: list[int], holdback: int, context_chars: int
+) -> None:
+    text = "".join(parts)
+    fed = Fed()
+    recorders = [Recorder("first", fed), Recorder("second", fed)]
+    steps: list[Step] = [FlagStep(detector=r.name, action="flag") for r in recorders]
+    guard = StreamGuard(chain_of({r.name: r for r in recorders}, steps), CTX, None, holdback, context_chars)
+    result = asyncio.run(stream(guard, split(text, sizes), fed, tuple(recorders)))
+    assert result.output == text
+    for recorder in recorders:
+        for at, seen in recorder.seen:
+            assert seen == text[at - len(seen) : at]  # shown in order, nothing skipped or invented
+    for release in result.releases:
+        for recorder, count in zip(recorders, release.seen_counts, strict=True):
+            before = recorder.seen[:count]
+            assert any(at - len(seen) <= release.start and release.end <= at for at, seen in before), (release, before)
+
+
+@PROPERTIES
+@given(parts=texts, sizes=chunk_sizes, holdback=holdbacks, context_chars=contexts)
+@example(parts=["aaaaaaaSEC", "RET"], sizes=[10], holdback=6, context_chars=0)  # a span cut by the hold-back
+def test_redacted_spans_never_reach_the_client(
+    parts: list[str], sizes: list[int], holdback: int, context_chars: int
+) -> None:
+    text = "".join(parts)
+    detectors: dict[str, Detector] = {"secret": Marker("secret", SECRET)}
+    chain = chain_of(detectors, [RedactStep(detector="secret", action="redact")])
+    guard = StreamGuard(chain, CTX, None, holdback, context_chars)
+    result = asyncio.run(stream(guard, split(text, sizes), Fed()))
+    assert SECRET not in result.output
+    assert result.output == text.replace(SECRET, "[MARK]")
+
+
+@PROPERTIES
+@given(parts=texts, sizes=chunk_sizes, holdback=holdbacks, context_chars=contexts)
+@example(parts=["aaaaaaaBO", "MB"], sizes=[9], holdback=6, context_chars=0)
+def test_a_block_stops_the_stream_before_the_blocked_text(
+    parts: list[str], sizes: list[int], holdback: int, context_chars: int
+) -> None:
+    text = "".join(parts)
+    detectors: dict[str, Detector] = {"bomb": Marker("bomb", BOMB)}
+    chain = chain_of(detectors, [BlockStep(detector="bomb", action="block")])
+    guard = StreamGuard(chain, CTX, None, holdback, context_chars)
+    result = asyncio.run(stream(guard, split(text, sizes), Fed()))
+    assert result.blocked == (BOMB in text)
+    assert text.startswith(result.output)
+    if result.blocked:  # not even a prefix of the first blocked span went out
+        assert len(result.output) <= text.index(BOMB)
+
+
+@PROPERTIES
+@given(
+    parts=st.lists(st.one_of(st.text(ALPHABET, max_size=8), st.sampled_from(["<a>", "<b>", "<c>"])), max_size=20),
+    sizes=chunk_sizes,
+    holdback=holdbacks,
+    context_chars=contexts,
+)
+def test_placeholders_split_across_chunks_are_restored_whole(
+    parts: list[str], sizes: list[int], holdback: int, context_chars: int
+) -> None:
+    scope = MemoryScope()
+    placeholders = {
+        "<a>": scope.placeholder_for("EMAIL_ADDRESS", "jane@example.com"),
+        "<b>": scope.placeholder_for("PHONE_NUMBER", "+1 555 0100"),
+        "<c>": scope.placeholder_for("EMAIL_ADDRESS", "joe@example.org"),
+    }
+    text = "".join(placeholders.get(p, p) for p in parts)
+    fed = Fed()
+    recorder = Recorder("seen", fed)
+    chain = chain_of({"seen": recorder}, [FlagStep(detector="seen", action="flag")])
+    guard = StreamGuard(chain, CTX, scope, holdback, context_chars)
+    result = asyncio.run(stream(guard, split(text, sizes), fed))
+    assert result.output == restore(text, scope)
