@@ -180,3 +180,10 @@ DetectorConfig = Annotated[
     | ModerationClassifierConfig,
     Field(discriminator="type"),
 ]
+
+
+def policy_backend_of(config: DetectorConfig) -> str | None:
+    """The policy backend a detector calls (LLM-based checks), or None."""
+    if isinstance(config, LlmJudgeConfig | OpenAIModerationConfig | LlamaGuardConfig):
+        return config.backend
+    return None
