@@ -41,6 +41,7 @@ from typing import Any
 import numpy as np
 
 from guardproxy.core import Context
+from guardproxy.detectors.base import DetectorDeps
 from guardproxy.detectors.configs import InjectionClassifierConfig, ModerationClassifierConfig
 from guardproxy.detectors.model_files import default_models_root, resolve_model_dir
 from guardproxy.detectors.onnx_classifier import (
@@ -181,11 +182,11 @@ class Loaded:
     def __init__(self, model_dir: Path, threads: int) -> None:
         def injection(shared: SharedResources) -> InjectionClassifierDetector:
             cfg = InjectionClassifierConfig(type="injection_classifier", model_path=str(model_dir), threads=threads)
-            return InjectionClassifierDetector("injection", cfg, shared)
+            return InjectionClassifierDetector("injection", cfg, DetectorDeps(shared=shared))
 
         def moderation(shared: SharedResources) -> ModerationClassifierDetector:
             cfg = ModerationClassifierConfig(type="moderation_classifier", model_path=str(model_dir), threads=threads)
-            return ModerationClassifierDetector("moderation", cfg, shared)
+            return ModerationClassifierDetector("moderation", cfg, DetectorDeps(shared=shared))
 
         started = time.perf_counter()
         shared = SharedResources()

@@ -42,6 +42,7 @@ from typing import Any
 
 from bench_classifier import TextPool, percentiles, prose_source
 
+from guardproxy.detectors.base import DetectorDeps
 from guardproxy.detectors.configs import InjectionClassifierConfig, ModerationClassifierConfig
 from guardproxy.detectors.onnx_classifier import (
     InjectionClassifierDetector,
@@ -106,12 +107,12 @@ class Pair:
             InjectionClassifierDetector(
                 "injection",
                 InjectionClassifierConfig(type="injection_classifier", sentence_windows=sentence_windows),
-                shared,
+                DetectorDeps(shared=shared),
             ),
             ModerationClassifierDetector(
                 "moderation",
                 ModerationClassifierConfig(type="moderation_classifier", sentence_windows=sentence_windows),
-                shared,
+                DetectorDeps(shared=shared),
             ),
         )
 

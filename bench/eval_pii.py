@@ -37,6 +37,7 @@ from pathlib import Path
 from typing import Any
 
 from guardproxy.core import Span
+from guardproxy.detectors.base import DetectorDeps
 from guardproxy.detectors.presidio import PresidioConfig, PresidioDetector
 
 DATA = Path("/work/shared/datasets/presidio_synth_pii/train.jsonl")
@@ -316,14 +317,16 @@ def main() -> int:
 
     options = json.loads(args.config)
     began = time.perf_counter()
-    detector = PresidioDetector("pii", PresidioConfig(type="presidio", **options))
+    detector = PresidioDetector("pii", PresidioConfig(type="presidio", **options), DetectorDeps())
     build_s = time.perf_counter() - began
     if args.latency_only:
         for t in (latency(detector, n, args.iterations) for n in (128, 512)):
             _print_latency(t)
         return 0
     entities = [e for e in SCORED if e in detector.analysis.engine.get_supported_entities()]
-    detector = PresidioDetector("pii", PresidioConfig(type="presidio", **{"entities": entities, **options}))
+    detector = PresidioDetector(
+        "pii", PresidioConfig(type="presidio", **{"entities": entities, **options}), DetectorDeps()
+    )
     config = detector.analysis.config
     records = load(args.split)
     predictions = [detector.analysis.analyze(r["text"]) for r in records]

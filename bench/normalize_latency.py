@@ -19,6 +19,7 @@ from collections.abc import Callable
 from functools import partial
 
 from guardproxy.core import Context, Span
+from guardproxy.detectors.base import DetectorDeps
 from guardproxy.detectors.blocklist import BlocklistDetector
 from guardproxy.detectors.configs import BlocklistConfig
 from guardproxy.detectors.normalize import Normalizer
@@ -57,7 +58,9 @@ def main() -> None:
     args = parser.parse_args()
     normalizer = Normalizer()
     blocklist = BlocklistDetector(
-        "banned", BlocklistConfig.model_validate({"type": "blocklist", "patterns": ["(?i)internal use only"]})
+        "banned",
+        BlocklistConfig.model_validate({"type": "blocklist", "patterns": ["(?i)internal use only"]}),
+        DetectorDeps(),
     )
     ctx = Context(request_id="bench", stage="output")
 

@@ -1,4 +1,4 @@
-"""Detectors that misbehave on purpose, loaded through the `custom` detector type."""
+"""Detectors that misbehave on purpose, loaded through the `custom` detector type (built as `Class(name, config, deps)`)."""
 
 from __future__ import annotations
 
@@ -6,14 +6,16 @@ import asyncio
 from typing import Literal
 
 from guardproxy.core import Context, Detection
+from guardproxy.detectors.base import DetectorDeps
+from guardproxy.detectors.configs import CustomDetectorConfig
 
 
 class Crashing:
     scope: Literal["text", "request"] = "text"
 
-    def __init__(self, name: str, trigger: str = "") -> None:
+    def __init__(self, name: str, config: CustomDetectorConfig, deps: DetectorDeps) -> None:
         self.name = name
-        self.trigger = trigger
+        self.trigger = str(config.options.get("trigger", ""))
 
     async def detect(self, text: str, ctx: Context) -> Detection:
         if self.trigger in text:
@@ -27,10 +29,10 @@ class Crashing:
 class Slow:
     scope: Literal["text", "request"] = "text"
 
-    def __init__(self, name: str, delay_s: float = 5.0, trigger: str = "") -> None:
+    def __init__(self, name: str, config: CustomDetectorConfig, deps: DetectorDeps) -> None:
         self.name = name
-        self.delay_s = delay_s
-        self.trigger = trigger
+        self.delay_s = float(config.options.get("delay_s", 5.0))
+        self.trigger = str(config.options.get("trigger", ""))
 
     async def detect(self, text: str, ctx: Context) -> Detection:
         if self.trigger in text:

@@ -23,6 +23,8 @@ import pytest
 from guardproxy.audit.records import AuditRecord
 from guardproxy.audit.sqlite import SQLiteAuditStore
 from guardproxy.core import Context, Detection
+from guardproxy.detectors.base import DetectorDeps
+from guardproxy.detectors.configs import CustomDetectorConfig
 from tests.fake_upstream import FakeUpstream, Reply, wait_until
 from tests.policies import write_policy
 from tests.proxy_harness import ProxyServer, free_port
@@ -39,9 +41,9 @@ class ClosingProbe:
 
     scope = "text"
 
-    def __init__(self, name: str, marker: str) -> None:
+    def __init__(self, name: str, config: CustomDetectorConfig, deps: DetectorDeps) -> None:
         self.name = name
-        self.marker = Path(marker)
+        self.marker = Path(config.options["marker"])
 
     async def detect(self, text: str, ctx: Context) -> Detection:
         return Detection(score=0.0)

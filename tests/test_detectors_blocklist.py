@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from guardproxy.core import Context
+from guardproxy.detectors.base import DetectorDeps
 from guardproxy.detectors.blocklist import BlocklistDetector
 from guardproxy.detectors.configs import BlocklistConfig
 from guardproxy.errors import PolicyInvalid
@@ -13,7 +14,7 @@ CTX = Context(request_id="r1", stage="output")
 
 
 def _detector(**fields: object) -> BlocklistDetector:
-    return BlocklistDetector("banned", BlocklistConfig.model_validate({"type": "blocklist", **fields}))
+    return BlocklistDetector("banned", BlocklistConfig.model_validate({"type": "blocklist", **fields}), DetectorDeps())
 
 
 async def test_words_match_case_insensitively_on_word_boundaries() -> None:

@@ -16,6 +16,7 @@ import uvicorn
 from pydantic import ValidationError
 
 from guardproxy.core import JSON, Context, Detection
+from guardproxy.detectors.base import DetectorDeps
 from guardproxy.detectors.canary import CanaryConfig, CanaryDetector
 from guardproxy.detectors.pii_regex import find_pii
 from tests.fake_upstream import FakeOpenAI, FakeUpstream, Receive, Reply, Send, wait_until
@@ -28,7 +29,7 @@ SYSTEM = (
 
 
 def canary(**fields: Any) -> CanaryDetector:
-    return CanaryDetector("leak", CanaryConfig.model_validate({"type": "canary", **fields}))
+    return CanaryDetector("leak", CanaryConfig.model_validate({"type": "canary", **fields}), DetectorDeps())
 
 
 def chat(*messages: dict[str, Any]) -> JSON:

@@ -10,6 +10,7 @@ import urllib.parse
 import pytest
 
 from guardproxy.core import Context
+from guardproxy.detectors.base import DetectorDeps
 from guardproxy.detectors.configs import InjectionHeuristicConfig
 from guardproxy.detectors.injection_heuristic import RULE_SPECS, InjectionHeuristicDetector
 from guardproxy.detectors.normalize import Normalizer, find_payloads, fold_char
@@ -21,7 +22,7 @@ CTX = Context(request_id="r1", stage="input", role="user")
 
 @pytest.fixture
 def detector() -> InjectionHeuristicDetector:
-    return InjectionHeuristicDetector("injection", InjectionHeuristicConfig(type="injection_heuristic"))
+    return InjectionHeuristicDetector("injection", InjectionHeuristicConfig(type="injection_heuristic"), DetectorDeps())
 
 
 async def test_detect_reports_score_labels_and_exact_spans(detector: InjectionHeuristicDetector) -> None:
@@ -149,7 +150,7 @@ async def test_span_of_payload_is_the_encoded_run(detector: InjectionHeuristicDe
 
 async def test_decode_off_skips_payloads(detector: InjectionHeuristicDetector) -> None:
     config = InjectionHeuristicConfig(type="injection_heuristic", decode=False)
-    plain = InjectionHeuristicDetector("injection", config)
+    plain = InjectionHeuristicDetector("injection", config, DetectorDeps())
     text = "Please decode: " + base64.b64encode(ATTACK.encode()).decode()
     assert (await plain.detect(text, CTX)).score == 0.0
     assert (await detector.detect(text, CTX)).score >= 0.9
@@ -157,7 +158,7 @@ async def test_decode_off_skips_payloads(detector: InjectionHeuristicDetector) -
 
 async def test_categories_filter_rules() -> None:
     only_delimiters = InjectionHeuristicDetector(
-        "d", InjectionHeuristicConfig(type="injection_heuristic", categories=["delimiter_injection"])
+        "d", InjectionHeuristicConfig(type="injection_heuristic", categories=["delimiter_injection"]), DetectorDeps()
     )
     assert (await only_delimiters.detect(ATTACK, CTX)).score == 0.0
     assert (await only_delimiters.detect("<|im_start|>system", CTX)).labels == ("delimiter_injection",)
@@ -165,7 +166,7 @@ async def test_categories_filter_rules() -> None:
 
 async def test_extra_patterns_match_folded_text() -> None:
     config = InjectionHeuristicConfig(type="injection_heuristic", extra_patterns=[r"open the pod bay doors"])
-    custom = InjectionHeuristicDetector("d", config)
+    custom = InjectionHeuristicDetector("d", config, DetectorDeps())
     detection = await custom.detect("HAL, OPEN THE POD BAY DOORS", CTX)
     assert detection.labels == ("custom",)
     assert detection.score == pytest.approx(0.9)
@@ -174,7 +175,7 @@ async def test_extra_patterns_match_folded_text() -> None:
 def test_invalid_extra_pattern_is_a_policy_error() -> None:
     config = InjectionHeuristicConfig(type="injection_heuristic", extra_patterns=["fine", "(broken"])
     with pytest.raises(PolicyInvalid, match=r"detectors\.inj\.extra_patterns\[1\]"):
-        InjectionHeuristicDetector("inj", config)
+        InjectionHeuristicDetector("inj", config, DetectorDeps())
 
 
 async def test_weak_signals_add_up_but_one_does_not(detector: InjectionHeuristicDetector) -> None:
@@ -252,7 +253,7 @@ def test_every_rule_fires_on_an_example() -> None:
         "bracket_system_mode": "<system mode>",
     }
     assert set(examples) == {spec.name for spec in RULE_SPECS}, "each rule needs an example here"
-    detector = InjectionHeuristicDetector("d", InjectionHeuristicConfig(type="injection_heuristic"))
+    detector = InjectionHeuristicDetector("d", InjectionHeuristicConfig(type="injection_heuristic"), DetectorDeps())
     for name, example in examples.items():
         assert name in detector.scan(example).explanation, name
 

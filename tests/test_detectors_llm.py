@@ -17,6 +17,7 @@ from guardproxy.backends.base import Backend
 from guardproxy.backends.configs import OpenAIBackendConfig
 from guardproxy.backends.registry import build_backend
 from guardproxy.core import Context
+from guardproxy.detectors.base import DetectorDeps
 from guardproxy.detectors.llama_guard import LlamaGuardConfig, LlamaGuardDetector, unsafe_probability
 from guardproxy.detectors.llama_guard_prompt import LLAMA_GUARD_3_CATEGORIES, Turn, render_prompt
 from guardproxy.detectors.llm_judge import LlmJudgeConfig, LlmJudgeDetector, parse_answer
@@ -50,7 +51,7 @@ async def backends(upstream: FakeUpstream) -> AsyncIterator[dict[str, Backend]]:
 
 def llama_guard(backends: dict[str, Backend], **fields: Any) -> LlamaGuardDetector:
     config = LlamaGuardConfig.model_validate({"type": "llama_guard", "backend": "guard", "model": "lg3", **fields})
-    return LlamaGuardDetector("lg", config, backends)
+    return LlamaGuardDetector("lg", config, DetectorDeps(backends=backends))
 
 
 def chat_answer(content: str, logprobs: dict[str, Any] | None = None) -> dict[str, Any]:
@@ -269,12 +270,12 @@ def test_config_errors_are_named() -> None:
 def test_local_engines_and_unknown_backends_are_refused_at_build() -> None:
     local = LlamaGuardConfig(type="llama_guard", engine="transformers", model_path="/models/lg3")
     with pytest.raises(PolicyInvalid, match="engine: backend"):
-        LlamaGuardDetector("lg", local, {})
+        LlamaGuardDetector("lg", local, DetectorDeps())
     shared = LlamaGuardConfig(type="llama_guard", engine="backend", backend="local")
     assert shared.model == "llama-guard"  # local backends ignore the name; none is needed
     remote = LlamaGuardConfig(type="llama_guard", backend="missing", model="lg3")
     with pytest.raises(PolicyInvalid, match="unknown backend 'missing'"):
-        LlamaGuardDetector("lg", remote, {})
+        LlamaGuardDetector("lg", remote, DetectorDeps())
 
 
 async def test_a_detector_error_applies_the_steps_on_error(
@@ -306,7 +307,7 @@ def moderation_answer(scores: dict[str, float], flagged: tuple[str, ...] = ()) -
 
 def moderation(backends: dict[str, Backend], **fields: Any) -> OpenAIModerationDetector:
     config = OpenAIModerationConfig.model_validate({"type": "openai_moderation", "backend": "guard", **fields})
-    return OpenAIModerationDetector("mod", config, backends)
+    return OpenAIModerationDetector("mod", config, DetectorDeps(backends=backends))
 
 
 SCORES = {"harassment": 0.02, "hate": 0.1, "violence": 0.3, "self-harm/intent": 0.6}
@@ -356,7 +357,7 @@ async def test_moderation_rejects_answers_it_cannot_read(backends: dict[str, Bac
 
 def judge(backends: dict[str, Backend], **fields: Any) -> LlmJudgeDetector:
     raw = {"type": "llm_judge", "backend": "guard", "model": "judge-1", "preset": "pii", **fields}
-    return LlmJudgeDetector("judge", LlmJudgeConfig.model_validate(raw), backends)
+    return LlmJudgeDetector("judge", LlmJudgeConfig.model_validate(raw), DetectorDeps(backends=backends))
 
 
 VERDICT = {"verdict": "block", "score": 0.92, "labels": ["EMAIL_ADDRESS"], "reason": "An email address."}

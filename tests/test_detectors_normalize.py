@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from guardproxy.core import Context
+from guardproxy.detectors.base import DetectorDeps
 from guardproxy.detectors.blocklist import BlocklistDetector
 from guardproxy.detectors.configs import BlocklistConfig
 from guardproxy.detectors.normalize import Normalizer, fold_char, read_char
@@ -106,7 +107,9 @@ def test_allow_list_applies_to_the_readable_value() -> None:
 
 async def test_blocklist_matches_what_the_reader_sees() -> None:
     detector = BlocklistDetector(
-        "banned", BlocklistConfig.model_validate({"type": "blocklist", "words": ["internal use only", "caf\u00e9"]})
+        "banned",
+        BlocklistConfig.model_validate({"type": "blocklist", "words": ["internal use only", "caf\u00e9"]}),
+        DetectorDeps(),
     )
     for text, hit in [
         ('{"note": "internal\\u0020use only"}', "internal\\u0020use only"),
@@ -123,7 +126,9 @@ async def test_blocklist_matches_what_the_reader_sees() -> None:
 async def test_blocklist_patterns_also_see_the_text_as_given() -> None:
     # A pattern written for a script the normaliser maps away still matches the original.
     detector = BlocklistDetector(
-        "banned", BlocklistConfig.model_validate({"type": "blocklist", "patterns": ["\u0432\u043e\u0442"]})
+        "banned",
+        BlocklistConfig.model_validate({"type": "blocklist", "patterns": ["\u0432\u043e\u0442"]}),
+        DetectorDeps(),
     )
     text = "\u044d\u0442\u043e \u0432\u043e\u0442"
     detection = await detector.detect(text, CTX)

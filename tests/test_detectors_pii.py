@@ -8,6 +8,7 @@ import time
 import pytest
 
 from guardproxy.core import Context, Span
+from guardproxy.detectors.base import DetectorDeps
 from guardproxy.detectors.configs import PiiRegexConfig
 from guardproxy.detectors.pii_regex import PiiRegexDetector, find_pii, redact_text, scrub_pii
 
@@ -143,7 +144,7 @@ def test_scrub_pii_redacts_every_entity() -> None:
 
 async def test_detector_reports_labels_spans_and_explanation_without_values() -> None:
     config = PiiRegexConfig(type="pii_regex", entities=["EMAIL_ADDRESS", "US_SSN"], allow_list=["ok@example.com"])
-    detector = PiiRegexDetector("pii", config)
+    detector = PiiRegexDetector("pii", config, DetectorDeps())
     text = "jane@example.com ok@example.com 536-22-8471 4111 1111 1111 1111"
     detection = await detector.detect(text, CTX)
     assert detection.labels == ("EMAIL_ADDRESS", "US_SSN")

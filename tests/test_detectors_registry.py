@@ -10,10 +10,15 @@ from pydantic import TypeAdapter
 
 from guardproxy.core import Context, Detection
 from guardproxy.detectors import Detector, build_detector
-from guardproxy.detectors.configs import DetectorConfig
+from guardproxy.detectors.base import DetectorDeps
+from guardproxy.detectors.configs import CustomDetectorConfig, DetectorConfig
 from guardproxy.errors import PolicyInvalid
 
 _CONFIG = TypeAdapter(DetectorConfig)
+
+
+def _echo_options(*, score: float = 0.5) -> float:
+    return score
 
 
 class EchoDetector:
@@ -21,9 +26,9 @@ class EchoDetector:
 
     scope = "text"
 
-    def __init__(self, name: str, *, score: float = 0.5) -> None:
+    def __init__(self, name: str, config: CustomDetectorConfig, deps: DetectorDeps) -> None:
         self.name = name
-        self._score = score
+        self._score = _echo_options(**config.options)  # an unknown option is a TypeError, as for any class
 
     async def detect(self, text: str, ctx: Context) -> Detection:
         return Detection(score=self._score)
@@ -33,8 +38,23 @@ class EchoDetector:
 
 
 class NotADetector:
-    def __init__(self, name: str) -> None:
+    def __init__(self, name: str, config: CustomDetectorConfig, deps: DetectorDeps) -> None:
         self.name = name
+
+
+class FormerShape:
+    """A custom detector written for the former `Class(name, **options)` shape."""
+
+    scope = "text"
+
+    def __init__(self, name: str, delay_s: float = 1.0, trigger: str = "") -> None:
+        self.name = name
+
+    async def detect(self, text: str, ctx: Context) -> Detection:
+        return Detection(score=0.0)
+
+    async def aclose(self) -> None:
+        return None
 
 
 @pytest.mark.parametrize(
@@ -69,6 +89,8 @@ async def test_custom_class_gets_name_and_options() -> None:
         ({"class_path": f"{__name__}:Missing"}, "cannot load"),
         ({"class_path": f"{__name__}:NotADetector"}, "is not a detector"),
         ({"class_path": f"{__name__}:EchoDetector", "options": {"bogus": 1}}, "failed"),
+        # Passed by keyword, config and deps never land in the former shape's option parameters.
+        ({"class_path": f"{__name__}:FormerShape"}, r"built as Class\(name, config, deps\)"),
     ],
 )
 def test_bad_custom_detectors_are_policy_errors(raw: dict[str, object], message: str) -> None:

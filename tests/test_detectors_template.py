@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from guardproxy.core import Context, Detection
+from guardproxy.detectors.base import DetectorDeps
 from guardproxy.detectors.configs import TemplateConfig
 from guardproxy.detectors.template import TemplateDetector, compile_template
 
@@ -14,7 +15,7 @@ def _body(*messages: dict[str, Any]) -> dict[str, Any]:
 
 
 async def _check(body: dict[str, Any], **fields: object) -> Detection:
-    detector = TemplateDetector("shape", TemplateConfig.model_validate({"type": "template", **fields}))
+    detector = TemplateDetector("shape", TemplateConfig.model_validate({"type": "template", **fields}), DetectorDeps())
     assert detector.scope == "request"
     return await detector.detect("", Context(request_id="r1", stage="input", request=body))
 

@@ -310,7 +310,7 @@ class Scorer:
 
     scope = "text"
 
-    def __init__(self, name):
+    def __init__(self, name, config, deps):
         self.name = name
 
     async def detect(self, text, ctx):

@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 
 from guardproxy.core import Context
+from guardproxy.detectors.base import DetectorDeps
 from guardproxy.detectors.configs import InjectionClassifierConfig, ModerationClassifierConfig
 from guardproxy.detectors.model_files import default_models_root, resolve_model_dir
 from guardproxy.detectors.onnx_classifier import (
@@ -45,14 +46,18 @@ def shared() -> SharedResources:
 
 @pytest.fixture(scope="module")
 def injection(shared: SharedResources) -> Iterator[InjectionClassifierDetector]:
-    det = InjectionClassifierDetector("injection", InjectionClassifierConfig(type="injection_classifier"), shared)
+    det = InjectionClassifierDetector(
+        "injection", InjectionClassifierConfig(type="injection_classifier"), DetectorDeps(shared=shared)
+    )
     yield det
     det.close()
 
 
 @pytest.fixture(scope="module")
 def moderation(shared: SharedResources) -> Iterator[ModerationClassifierDetector]:
-    det = ModerationClassifierDetector("moderation", ModerationClassifierConfig(type="moderation_classifier"), shared)
+    det = ModerationClassifierDetector(
+        "moderation", ModerationClassifierConfig(type="moderation_classifier"), DetectorDeps(shared=shared)
+    )
     yield det
     det.close()
 
@@ -276,13 +281,17 @@ async def test_threshold_override_moves_the_operating_point() -> None:
         ModerationClassifierConfig(
             type="moderation_classifier", categories=["violence"], thresholds={"violence": 0.99}
         ),
-        shared,
+        DetectorDeps(shared=shared),
     )
     default = ModerationClassifierDetector(
-        "default", ModerationClassifierConfig(type="moderation_classifier", categories=["violence"]), shared
+        "default",
+        ModerationClassifierConfig(type="moderation_classifier", categories=["violence"]),
+        DetectorDeps(shared=shared),
     )
     strict_inj = InjectionClassifierDetector(
-        "strict", InjectionClassifierConfig(type="injection_classifier", threshold=0.999999), shared
+        "strict",
+        InjectionClassifierConfig(type="injection_classifier", threshold=0.999999),
+        DetectorDeps(shared=shared),
     )
     assert len(shared) == 1  # one model for all three
     try:
@@ -299,7 +308,7 @@ async def test_threshold_override_moves_the_operating_point() -> None:
 def test_unknown_categories_are_a_clear_error() -> None:
     with pytest.raises(DetectorFailed, match="unknown categories"):
         ModerationClassifierDetector(
-            "m", ModerationClassifierConfig(type="moderation_classifier", categories=["spam"]), SharedResources()
+            "m", ModerationClassifierConfig(type="moderation_classifier", categories=["spam"]), DetectorDeps()
         )
 
 
@@ -330,7 +339,7 @@ def test_registry_directory_resolves_to_the_newest_version(tmp_path: Path) -> No
 def test_missing_model_is_a_detector_error(tmp_path: Path) -> None:
     with pytest.raises(DetectorFailed, match="no model found"):
         InjectionClassifierDetector(
-            "x", InjectionClassifierConfig(type="injection_classifier", model_path=str(tmp_path)), SharedResources()
+            "x", InjectionClassifierConfig(type="injection_classifier", model_path=str(tmp_path)), DetectorDeps()
         )
 
 
@@ -338,7 +347,7 @@ def test_broken_model_directory_is_a_detector_error(tmp_path: Path) -> None:
     (tmp_path / "model_card.json").write_text(json.dumps({"labels": ["benign", "injection"], "serving": {}}))
     with pytest.raises(DetectorFailed, match="cannot load the model"):
         InjectionClassifierDetector(
-            "x", InjectionClassifierConfig(type="injection_classifier", model_path=str(tmp_path)), SharedResources()
+            "x", InjectionClassifierConfig(type="injection_classifier", model_path=str(tmp_path)), DetectorDeps()
         )
 
 
@@ -390,7 +399,7 @@ def _tiny_multilabel_model(target: Path) -> None:
 def test_multilabel_group_reports_each_label_over_its_own_threshold(tmp_path: Path) -> None:
     _tiny_multilabel_model(tmp_path)
     config = ModerationClassifierConfig(type="moderation_classifier", model_path=str(tmp_path))
-    det = ModerationClassifierDetector("tiny", config, SharedResources())
+    det = ModerationClassifierDetector("tiny", config, DetectorDeps())
     try:
         assert det.detect_sync("the weather is nice today").labels == ()
         assert det.detect_sync("my password is hunter2").labels == ("secret",)
@@ -414,6 +423,8 @@ def test_a_model_without_the_detectors_group_is_a_clear_error(tmp_path: Path) ->
     shared = SharedResources()
     with pytest.raises(DetectorFailed, match="no 'injection' outputs"):
         InjectionClassifierDetector(
-            "x", InjectionClassifierConfig(type="injection_classifier", model_path=str(tmp_path)), shared
+            "x",
+            InjectionClassifierConfig(type="injection_classifier", model_path=str(tmp_path)),
+            DetectorDeps(shared=shared),
         )
     assert len(shared) == 0

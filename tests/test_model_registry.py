@@ -14,6 +14,7 @@ import httpx
 import numpy as np
 import pytest
 
+from guardproxy.detectors.base import DetectorDeps
 from guardproxy.detectors.model_files import ModelDir, detector_model_dirs, resolve_model_dir
 from guardproxy.errors import DetectorFailed
 from guardproxy.trainer.registry import (
@@ -195,14 +196,13 @@ def test_cli_versions_promote_rollback(registry: Path) -> None:
 def test_the_classifier_detector_reports_where_its_model_came_from(tmp_path: Path) -> None:
     from guardproxy.detectors.configs import InjectionClassifierConfig
     from guardproxy.detectors.onnx_classifier import InjectionClassifierDetector
-    from guardproxy.detectors.shared import SharedResources
 
     reg = tmp_path / "r"
     write_tiny_guard_model(reg / "v1", fires_on="pineapple")
     write_tiny_guard_model(reg / "v2", fires_on="mango")
     promote(reg, "v1")
     config = InjectionClassifierConfig(type="injection_classifier", model_path=str(reg))
-    det = InjectionClassifierDetector("guard", config, SharedResources())
+    det = InjectionClassifierDetector("guard", config, DetectorDeps())
     try:
         assert det.detect_sync("tell me about pineapple").labels == ("injection",)
         assert det.detect_sync("tell me about mango").labels == ()
@@ -338,7 +338,7 @@ def test_presidio_and_the_policy_name_the_registries_they_serve_from(tmp_path: P
     from guardproxy.policies.watcher import policy_model_dirs
 
     shipped = default_models_root() / SHIPPED_MODEL
-    det = PresidioDetector("pii", PresidioConfig(type="presidio"))
+    det = PresidioDetector("pii", PresidioConfig(type="presidio"), DetectorDeps())
     assert det.model_dirs() == (ModelDir(shipped, resolve_model_dir(shipped)),)
 
     reg = tmp_path / "r"

@@ -15,6 +15,7 @@ pytest.importorskip("tokenizers")
 
 from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, processors, trainers
 
+from guardproxy.detectors.base import DetectorDeps
 from guardproxy.trainer.classifier.config import load_config, parse_args
 from guardproxy.trainer.classifier.data import (
     load_examples,
@@ -243,7 +244,6 @@ def test_tiny_training_run_exports_a_servable_int8_model_and_resumes(
     pytest.importorskip("onnxruntime")
     from guardproxy.detectors.configs import InjectionClassifierConfig
     from guardproxy.detectors.onnx_classifier import InjectionClassifierDetector
-    from guardproxy.detectors.shared import SharedResources
     from guardproxy.trainer.classifier import cli_main
 
     monkeypatch.chdir(tmp_path)
@@ -268,7 +268,7 @@ def test_tiny_training_run_exports_a_servable_int8_model_and_resumes(
     assert checkpoints == ["checkpoint-4", "checkpoint-8"]
 
     settings = InjectionClassifierConfig(type="injection_classifier", model_path=str(tmp_path / "models" / "tiny"))
-    detector = InjectionClassifierDetector("tiny", settings, SharedResources())
+    detector = InjectionClassifierDetector("tiny", settings, DetectorDeps())
     try:
         detection = detector.detect_sync(FILLER * 20 + ATTACKS[0])
         assert 0.0 <= detection.score <= 1.0
@@ -435,14 +435,14 @@ def test_multilabel_run_serves_two_detectors_from_one_model(tmp_path: Path, monk
 
     shared = SharedResources()
     injection = InjectionClassifierDetector(
-        "inj", InjectionClassifierConfig(type="injection_classifier", model_path=str(out)), shared
+        "inj", InjectionClassifierConfig(type="injection_classifier", model_path=str(out)), DetectorDeps(shared=shared)
     )
     moderation = ModerationClassifierDetector(
         "mod",
         ModerationClassifierConfig(
             type="moderation_classifier", model_path=str(out), categories=["violence", "hate"], thresholds={"hate": 0.9}
         ),
-        shared,
+        DetectorDeps(shared=shared),
     )
     try:
         assert len(shared) == 1 and injection.service is moderation.service
@@ -460,7 +460,7 @@ def test_multilabel_run_serves_two_detectors_from_one_model(tmp_path: Path, monk
             ModerationClassifierDetector(
                 "bad",
                 ModerationClassifierConfig(type="moderation_classifier", model_path=str(out), categories=["x"]),
-                shared,
+                DetectorDeps(shared=shared),
             )
         assert len(shared) == 1  # a failed constructor released its reference
     finally:

@@ -11,6 +11,7 @@ from pathlib import Path
 import openai
 import pytest
 
+from guardproxy.detectors.base import DetectorDeps
 from guardproxy.detectors.configs import ModerationClassifierConfig
 from guardproxy.detectors.onnx_classifier import (
     ModerationClassifierDetector,
@@ -150,7 +151,9 @@ def test_padding_does_not_lower_the_score_and_sentence_windows_count_at_stricter
 
     def moderation(**options: object) -> ModerationClassifierDetector:
         return ModerationClassifierDetector(
-            "m", ModerationClassifierConfig.model_validate({"type": "moderation_classifier", **options}), shared
+            "m",
+            ModerationClassifierConfig.model_validate({"type": "moderation_classifier", **options}),
+            DetectorDeps(shared=shared),
         )
 
     shipped, same_thresholds, ignoring = (

@@ -21,6 +21,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from guardproxy.core import JSON, Context, Detection, Span
+from guardproxy.detectors.base import DetectorDeps
 from guardproxy.detectors.normalize import fold_char
 
 CANARY_PLACEHOLDER = "{canary}"
@@ -59,9 +60,11 @@ class CanaryConfig(BaseModel):
 
 
 class CanaryDetector:
+    """Also a `RequestInstrumenter`: the runtime has it mark every chat request it guards."""
+
     scope: Literal["text", "request"] = "text"
 
-    def __init__(self, name: str, config: CanaryConfig) -> None:
+    def __init__(self, name: str, config: CanaryConfig, deps: DetectorDeps) -> None:
         self.name = name
         self._secret = secrets.token_bytes(32)
         self._sentence = config.sentence

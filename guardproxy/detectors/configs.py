@@ -90,11 +90,13 @@ class TemplateConfig(_Strict):
 
 
 class CustomDetectorConfig(_Strict):
-    """Your own detector class: `module.path:ClassName`, constructed as `Class(name, **options)`."""
+    """Your own detector class: `module.path:ClassName`, constructed as `Class(name, config=..., deps=...)`."""
 
     type: Literal["custom"]
     class_path: str = Field(pattern=r"^[\w.]+:\w+$", description="`package.module:ClassName` on the Python path.")
-    options: dict[str, Any] = Field(default_factory=dict, description="Keyword arguments for the constructor.")
+    options: dict[str, Any] = Field(
+        default_factory=dict, description="Settings of your class, which reads them from `config.options`."
+    )
 
 
 class _ClassifierConfig(_Strict):
@@ -180,3 +182,10 @@ DetectorConfig = Annotated[
     | ModerationClassifierConfig,
     Field(discriminator="type"),
 ]
+
+
+def policy_backend_of(config: DetectorConfig) -> str | None:
+    """The policy backend a detector calls (LLM-based checks), or None."""
+    if isinstance(config, LlmJudgeConfig | OpenAIModerationConfig | LlamaGuardConfig):
+        return config.backend
+    return None

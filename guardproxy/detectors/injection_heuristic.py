@@ -15,9 +15,10 @@ import math
 import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import Literal
+from typing import ClassVar, Literal
 
 from guardproxy.core import Context, Detection, Span
+from guardproxy.detectors.base import DetectorDeps
 from guardproxy.detectors.configs import InjectionHeuristicConfig
 from guardproxy.detectors.normalize import Folded, Normalizer, despaced_variant, find_payloads, leet_variant, rot13
 from guardproxy.errors import PolicyInvalid
@@ -329,9 +330,9 @@ def _compile(detector: str, spec: RuleSpec) -> re.Pattern[str]:
 class InjectionHeuristicDetector:
     scope: Literal["text", "request"] = "text"
     # Pure CPU, microseconds, never awaits: the chain calls it in place instead of as a task.
-    inline = True
+    inline: ClassVar[bool] = True  # InlineDetector
 
-    def __init__(self, name: str, config: InjectionHeuristicConfig) -> None:
+    def __init__(self, name: str, config: InjectionHeuristicConfig, deps: DetectorDeps) -> None:
         self.name = name
         self._decode = config.decode
         wanted = set(config.categories)

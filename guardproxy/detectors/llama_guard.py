@@ -24,9 +24,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from guardproxy.backends.base import Backend
 from guardproxy.core import JSON, Context, Detection
-from guardproxy.detectors.base import policy_backend
+from guardproxy.detectors.base import DetectorDeps
 from guardproxy.detectors.llama_guard_prompt import LLAMA_GUARD_3_CATEGORIES, Category, Turn, render_prompt
 from guardproxy.errors import DetectorFailed, GuardproxyError, PolicyInvalid
 
@@ -119,9 +118,8 @@ def _snake(name: str) -> str:
 
 class LlamaGuardDetector:
     scope: Literal["text", "request"] = "text"
-    uses_backends = True
 
-    def __init__(self, name: str, config: LlamaGuardConfig, backends: Mapping[str, Backend]) -> None:
+    def __init__(self, name: str, config: LlamaGuardConfig, deps: DetectorDeps) -> None:
         self.name = name
         if config.engine not in ("openai", "backend"):
             raise PolicyInvalid(
@@ -130,7 +128,7 @@ class LlamaGuardDetector:
                 "so the proxy loads it once and can also serve it"
             )
         assert config.backend is not None and config.model is not None  # the config validator ensures it
-        self._backend = policy_backend(name, config.backend, backends)
+        self._backend = deps.backend(name, config.backend)
         self._model = config.model
         self._format = config.prompt_format
         self._logprobs = config.logprobs

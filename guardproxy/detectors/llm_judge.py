@@ -15,14 +15,12 @@ import asyncio
 import json
 import re
 import secrets
-from collections.abc import Mapping
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from guardproxy.backends.base import Backend
 from guardproxy.core import JSON, Context, Detection
-from guardproxy.detectors.base import policy_backend
+from guardproxy.detectors.base import DetectorDeps
 from guardproxy.detectors.llama_guard import last_user_text
 from guardproxy.errors import DetectorFailed, GuardproxyError
 
@@ -118,11 +116,10 @@ def _load(candidate: str) -> Any:
 
 class LlmJudgeDetector:
     scope: Literal["text", "request"] = "text"
-    uses_backends = True
 
-    def __init__(self, name: str, config: LlmJudgeConfig, backends: Mapping[str, Backend]) -> None:
+    def __init__(self, name: str, config: LlmJudgeConfig, deps: DetectorDeps) -> None:
         self.name = name
-        self._backend = policy_backend(name, config.backend, backends)
+        self._backend = deps.backend(name, config.backend)
         self._model = config.model
         rubric = config.rubric if config.rubric and config.rubric.strip() else PRESETS[str(config.preset)]
         self._allowed = {label.lower(): label for label in config.labels}

@@ -12,6 +12,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
+from guardproxy.detectors.base import ServesModelFiles
 from guardproxy.errors import DetectorFailed
 
 MODELS_DIR_ENV = "GUARDPROXY_MODELS_DIR"
@@ -87,10 +88,9 @@ def resolve_model_dir(path: str | Path) -> Path:
 
 
 def detector_model_dirs(detectors: Iterable[object]) -> tuple[ModelDir, ...]:
-    """What the given detectors loaded, from those that tell (an optional `model_dirs()` method)."""
+    """What the given detectors loaded, from those that tell (`ServesModelFiles`)."""
     found: list[ModelDir] = []
     for detector in detectors:
-        model_dirs = getattr(detector, "model_dirs", None)
-        if callable(model_dirs):
-            found.extend(model_dirs())
+        if isinstance(detector, ServesModelFiles):
+            found.extend(detector.model_dirs())
     return tuple(dict.fromkeys(found))  # detectors sharing one model report it once

@@ -28,9 +28,9 @@ import numpy as np
 import numpy.typing as npt
 
 from guardproxy.core import Context, Detection
+from guardproxy.detectors.base import DetectorDeps
 from guardproxy.detectors.configs import InjectionClassifierConfig, ModerationClassifierConfig
 from guardproxy.detectors.model_files import ModelDir, default_models_root, resolve_model_dir
-from guardproxy.detectors.shared import SharedResources
 from guardproxy.errors import DetectorFailed
 
 FloatArray = npt.NDArray[np.float32]
@@ -426,16 +426,15 @@ class OnnxClassifierDetector:
     """
 
     scope: Literal["text", "request"] = "text"
-    uses_shared: ClassVar[bool] = True
     default_model: ClassVar[str] = ""  # a directory name under default_models_root()
     group: ClassVar[str] = ""  # the model card group this detector serves
 
-    def __init__(self, name: str, config: ClassifierConfig, shared: SharedResources) -> None:
+    def __init__(self, name: str, config: ClassifierConfig, deps: DetectorDeps) -> None:
         self.name = name
         self._closed = False
         (self._source,) = self.model_sources(config)
         model_dir = resolve_model_dir(self._source)
-        self._shared = shared
+        self._shared = deps.shared
         self._key = (
             "onnx_classifier",
             str(model_dir.resolve()),
@@ -445,7 +444,7 @@ class OnnxClassifierDetector:
             config.sentence_windows,
             config.sentence_window_tokens,
         )
-        self.service: ClassifierService = shared.acquire(
+        self.service: ClassifierService = self._shared.acquire(
             self._key,
             lambda: ClassifierService(
                 OnnxTextClassifier(

@@ -11,14 +11,12 @@ so that a step with a lower threshold still says why it fired).
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Mapping
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from guardproxy.backends.base import Backend
 from guardproxy.core import JSON, Context, Detection
-from guardproxy.detectors.base import policy_backend
+from guardproxy.detectors.base import DetectorDeps
 from guardproxy.errors import DetectorFailed, GuardproxyError
 
 _SHOWN_CATEGORIES = 3
@@ -65,11 +63,10 @@ def rescale(score: float, threshold: float) -> float:
 
 class OpenAIModerationDetector:
     scope: Literal["text", "request"] = "text"
-    uses_backends = True
 
-    def __init__(self, name: str, config: OpenAIModerationConfig, backends: Mapping[str, Backend]) -> None:
+    def __init__(self, name: str, config: OpenAIModerationConfig, deps: DetectorDeps) -> None:
         self.name = name
-        self._backend = policy_backend(name, config.backend, backends)
+        self._backend = deps.backend(name, config.backend)
         self._model = config.model
         self._categories = frozenset(config.categories) if config.categories is not None else None
         self._thresholds = dict(config.thresholds)

@@ -17,9 +17,10 @@ import ipaddress
 import re
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
-from typing import Literal
+from typing import ClassVar, Literal
 
 from guardproxy.core import Context, Detection, Span
+from guardproxy.detectors.base import DetectorDeps
 from guardproxy.detectors.configs import ALL_PII_ENTITIES, PiiRegexConfig
 from guardproxy.detectors.normalize import Normalizer
 
@@ -382,9 +383,9 @@ def scrub_pii(text: str, normalizer: Normalizer | None = None) -> str:
 class PiiRegexDetector:
     scope: Literal["text", "request"] = "text"
     # Pure CPU, microseconds, never awaits: the chain calls it in place instead of as a task.
-    inline = True
+    inline: ClassVar[bool] = True  # InlineDetector
 
-    def __init__(self, name: str, config: PiiRegexConfig) -> None:
+    def __init__(self, name: str, config: PiiRegexConfig, deps: DetectorDeps) -> None:
         self.name = name
         self._entities: tuple[str, ...] = tuple(config.entities)
         self._allow_list: frozenset[str] = frozenset(config.allow_list)

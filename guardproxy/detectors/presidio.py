@@ -30,7 +30,7 @@ import re
 from collections.abc import Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any, Literal
+from typing import Literal
 
 # Presidio's email recognizer imports tldextract, which otherwise fetches the public suffix
 # list from the network. Must be set before presidio is imported (ruff allows this before imports).
@@ -53,7 +53,8 @@ from spacy.language import Language
 from spacy.tokens import Doc
 
 from guardproxy.core import Context, Detection, Span
-from guardproxy.detectors.configs import ALL_PII_ENTITIES
+from guardproxy.detectors.base import DetectorDeps
+from guardproxy.detectors.configs import ALL_PII_ENTITIES, CustomDetectorConfig
 from guardproxy.detectors.greedy_ner import GreedyNer
 from guardproxy.detectors.model_files import ModelDir, default_models_root, resolve_model_dir
 from guardproxy.detectors.normalize import Normalizer
@@ -410,15 +411,16 @@ def _minus(text: str, span: Span, cut: Span) -> list[Span]:
 
 
 class PresidioDetector:
-    """Built as `PresidioDetector(name, config)` by the registry, or `(name, **options)` as a custom type."""
+    """Built as `PresidioDetector(name, config, deps)` by the registry, `type: presidio` or `type: custom` (the
+    fields of `type: presidio` in `options`)."""
 
     scope: Literal["text", "request"] = "text"
 
-    def __init__(self, name: str, config: PresidioConfig | None = None, **options: Any) -> None:
+    def __init__(self, name: str, config: PresidioConfig | CustomDetectorConfig, deps: DetectorDeps) -> None:
         self.name = name
-        if config is None:
+        if isinstance(config, CustomDetectorConfig):
             try:
-                config = PresidioConfig(type="presidio", **options)
+                config = PresidioConfig(type="presidio", **config.options)
             except ValidationError as exc:
                 raise PolicyInvalid(f"detectors.{name}: {exc}") from exc
         try:

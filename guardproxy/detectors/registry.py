@@ -2,7 +2,7 @@
 
 Each entry names a module and a class; the module is imported only when a policy uses the
 type, so heavy detectors (onnxruntime, presidio) cost nothing for policies that do not.
-Every class is constructed as `Class(name, config)`; `custom` detectors as `Class(name, **options)`.
+Every class, `custom` ones included, is constructed as `Class(name, config, deps)` (see `detectors/base.py`).
 
 Adding a type: a config model joined to `DetectorConfig` in `configs.py`, and one row here.
 """
@@ -14,10 +14,8 @@ from collections.abc import Mapping
 from types import MappingProxyType
 from typing import Any
 
-from guardproxy.backends.base import Backend
-from guardproxy.detectors.base import Detector
+from guardproxy.detectors.base import Detector, DetectorClass, DetectorDeps
 from guardproxy.detectors.configs import CustomDetectorConfig, DetectorConfig
-from guardproxy.detectors.shared import SharedResources
 from guardproxy.errors import PolicyInvalid
 
 DETECTOR_TYPES: Mapping[str, tuple[str, str]] = MappingProxyType(
@@ -39,9 +37,23 @@ DETECTOR_TYPES: Mapping[str, tuple[str, str]] = MappingProxyType(
 
 def _load(where: str, module: str, attribute: str) -> Any:
     try:
-        return getattr(importlib.import_module(module), attribute)
+        return getattr(importlib.import_module(module), attribute)  # a named import, not a capability probe
     except (ImportError, AttributeError) as exc:
         raise PolicyInvalid(f"{where}: cannot load {module}:{attribute} ({exc})") from exc
+
+
+def detector_class(name: str, config: DetectorConfig) -> DetectorClass:
+    """The class `detectors.<name>` is built from (imports its module)."""
+    if isinstance(config, CustomDetectorConfig):
+        module, _, attribute = config.class_path.partition(":")
+        cls: DetectorClass = _load(f"detectors.{name}", module, attribute)
+        return cls
+    entry = DETECTOR_TYPES.get(config.type)
+    if entry is None:
+        known = sorted([*DETECTOR_TYPES, "custom"])
+        raise PolicyInvalid(f"detectors.{name}: type {config.type!r} has no implementation; known: {known}")
+    built_in: DetectorClass = _load(f"detectors.{name}", *entry)
+    return built_in
 
 
 def _checked(where: str, detector: object) -> Detector:
@@ -53,39 +65,25 @@ def _checked(where: str, detector: object) -> Detector:
     return detector
 
 
-def _build_custom(name: str, config: CustomDetectorConfig) -> Detector:
-    where = f"detectors.{name}"
-    module, _, attribute = config.class_path.partition(":")
-    cls = _load(where, module, attribute)
-    try:
-        detector = cls(name, **config.options)
-    except TypeError as exc:  # options that the constructor does not take
-        raise PolicyInvalid(f"{where}: {config.class_path}({name!r}, **options) failed: {exc}") from exc
-    return _checked(where, detector)
-
-
-def build_detector(
-    name: str,
-    config: DetectorConfig,
-    backends: Mapping[str, Backend] | None = None,
-    shared: SharedResources | None = None,
-) -> Detector:
+def build_detector(name: str, config: DetectorConfig, deps: DetectorDeps | None = None) -> Detector:
     """A ready detector for `detectors.<name>` of a policy. The caller owns it and must `aclose()` it.
 
-    Classes that set `uses_backends = True` (LLM-based checks) are built as
-    `Class(name, config, backends)` with the policy's backends, which they share, never own.
-    Classes that set `uses_shared = True` (model classifiers) are built as `Class(name, config, shared)`:
-    detectors given the same `shared` load one copy of a model and share its forward passes.
+    Built as `Class(name, config, deps)`; detectors given the same `deps` share its backends (LLM-based checks
+    call them, never close them) and its shared resources (one loaded copy of a model serves every classifier
+    detector that names it). `custom` classes get their `CustomDetectorConfig` (their options in
+    `config.options`), passed by keyword, so a class written for the former `Class(name, **options)` shape
+    fails here with a clear message instead of taking the config for an option.
     """
-    if isinstance(config, CustomDetectorConfig):
-        return _build_custom(name, config)
-    entry = DETECTOR_TYPES.get(config.type)
-    if entry is None:
-        known = sorted([*DETECTOR_TYPES, "custom"])
-        raise PolicyInvalid(f"detectors.{name}: type {config.type!r} has no implementation; known: {known}")
-    cls = _load(f"detectors.{name}", *entry)
-    if getattr(cls, "uses_backends", False):
-        return _checked(f"detectors.{name}", cls(name, config, backends or {}))
-    if getattr(cls, "uses_shared", False):
-        return _checked(f"detectors.{name}", cls(name, config, shared if shared is not None else SharedResources()))
-    return _checked(f"detectors.{name}", cls(name, config))
+    where = f"detectors.{name}"
+    cls = detector_class(name, config)
+    deps = deps if deps is not None else DetectorDeps()
+    if not isinstance(config, CustomDetectorConfig):
+        return _checked(where, cls(name, config, deps))
+    try:
+        detector = cls(name, config=config, deps=deps)
+    except TypeError as exc:  # a constructor of another shape, or options it does not take
+        raise PolicyInvalid(
+            f"{where}: {config.class_path}(name, config, deps) failed: {exc} "
+            "(custom detectors are built as Class(name, config, deps), options in config.options)"
+        ) from exc
+    return _checked(where, detector)

@@ -7,7 +7,7 @@ such content is never forwarded or delivered without a trace.
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import ClassVar, Literal
 
 from guardproxy.core import Context, Detection
 
@@ -15,7 +15,7 @@ from guardproxy.core import Context, Detection
 class UnscannedParts:
     name = "unscanned"
     scope: Literal["text", "request"] = "text"
-    inline = True
+    inline: ClassVar[bool] = True  # InlineDetector
 
     async def detect(self, text: str, ctx: Context) -> Detection:
         kinds = tuple(sorted({k for k in text.splitlines() if k}))

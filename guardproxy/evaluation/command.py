@@ -15,7 +15,7 @@ from pathlib import Path
 
 from guardproxy.backends.registry import build_backend
 from guardproxy.core import JSON
-from guardproxy.detectors.base import Detector
+from guardproxy.detectors.base import Detector, DetectorDeps
 from guardproxy.detectors.registry import build_detector
 from guardproxy.detectors.shared import SharedResources
 from guardproxy.evaluation import plot
@@ -43,10 +43,10 @@ async def run(args: argparse.Namespace) -> int:
 
     backends = {name: build_backend(name, cfg) for name, cfg in policy.backends.items()}
     detectors: dict[str, Detector] = {}
-    shared = SharedResources()
+    deps = DetectorDeps(backends=backends, shared=SharedResources())
     try:
         for target in targets:
-            detectors[target.name] = build_detector(target.name, policy.detectors[target.name], backends, shared)
+            detectors[target.name] = build_detector(target.name, policy.detectors[target.name], deps)
         steps = compile_targets(targets, detectors, stage)
         started = time.perf_counter()
         results = await evaluate(

@@ -16,7 +16,7 @@ from typing import Literal
 import structlog
 
 from guardproxy.core import Context, Detection, Span, Stage
-from guardproxy.detectors.base import Detector
+from guardproxy.detectors.base import Detector, is_inline
 from guardproxy.detectors.unscanned import UnscannedParts
 from guardproxy.policies.schema import Action, Step
 
@@ -34,6 +34,11 @@ class CompiledStep:
     timeout_s: float
     on_error: Literal["block", "allow"]
     roles: frozenset[str] | None = None
+    # The detector declares `InlineDetector`: run in the caller's task, without a task or timeout (read once here).
+    inline: bool = field(init=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "inline", is_inline(self.detector))  # frozen: set once, at construction
 
 
 @dataclass(frozen=True, slots=True)
@@ -174,24 +179,25 @@ def _non_overlapping(edits: list[Edit]) -> tuple[Edit, ...]:
 
 @dataclass(frozen=True, slots=True)
 class Chain:
-    """The steps of one stage. `text_steps` run per text; `request_steps` once per request."""
+    """The steps of one stage. `text_steps` run per text; `request_steps` once per request.
+
+    `inline_only`: no text step ever awaits, so checking texts one after another costs less than tasks would.
+    """
 
     stage: Stage
     text_steps: tuple[CompiledStep, ...]
     request_steps: tuple[CompiledStep, ...]
+    inline_only: bool
 
     @classmethod
     def build(cls, stage: Stage, steps: tuple[CompiledStep, ...]) -> Chain:
+        text_steps = tuple(s for s in steps if s.detector.scope == "text")
         return cls(
             stage,
-            tuple(s for s in steps if s.detector.scope == "text"),
+            text_steps,
             tuple(s for s in steps if s.detector.scope == "request"),
+            inline_only=all(s.inline for s in text_steps),
         )
-
-    @property
-    def inline_only(self) -> bool:
-        """No step ever awaits: checking texts one after another costs less than tasks would."""
-        return all(getattr(s.detector, "inline", False) for s in self.text_steps)
 
     async def check(self, text: str, ctx: Context) -> Verdict:
         if not self.text_steps or not text:
@@ -206,9 +212,7 @@ class Chain:
 
 async def _run_all(steps: list[CompiledStep], text: str, ctx: Context) -> list[StepResult]:
     """Results in step order: inline steps run in place, the others concurrently as tasks."""
-    results: list[StepResult | None] = [
-        await run_inline(s, text, ctx) if getattr(s.detector, "inline", False) else None for s in steps
-    ]
+    results: list[StepResult | None] = [await run_inline(s, text, ctx) if s.inline else None for s in steps]
     waiting = [i for i, r in enumerate(results) if r is None]
     if len(waiting) == 1:
         results[waiting[0]] = await run_step(steps[waiting[0]], text, ctx)

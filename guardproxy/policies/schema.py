@@ -8,7 +8,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from guardproxy.backends.configs import BackendConfig
 from guardproxy.core import TextRole
-from guardproxy.detectors.configs import DetectorConfig
+from guardproxy.detectors.configs import DetectorConfig, policy_backend_of
 
 
 class _Strict(BaseModel):
@@ -196,7 +196,7 @@ class Policy(_Strict):
         if len(set(names)) != len(names):
             raise ValueError(f"models: duplicate model names in {names}")
         for name, detector in self.detectors.items():
-            backend = getattr(detector, "backend", None)
+            backend = policy_backend_of(detector)
             if backend is not None and backend not in self.backends:
                 raise ValueError(
                     f"detectors.{name}.backend: unknown backend {backend!r}; defined: {sorted(self.backends)}"

@@ -27,7 +27,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
-import importlib
 import os
 import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping
@@ -36,8 +35,10 @@ from pathlib import Path
 
 import structlog
 
+from guardproxy.detectors.base import ModelSourcesOf
+from guardproxy.detectors.configs import CustomDetectorConfig
 from guardproxy.detectors.model_files import ModelDir, resolve_model_dir
-from guardproxy.detectors.registry import DETECTOR_TYPES
+from guardproxy.detectors.registry import detector_class as registered_class
 from guardproxy.errors import DetectorFailed, PolicyInvalid
 from guardproxy.policies.loader import END_MARKER, ends_with_end_marker, parse_policy
 from guardproxy.policies.schema import Policy
@@ -265,18 +266,16 @@ class PolicyWatcher:
 
 def policy_model_dirs(policy: Policy) -> tuple[ModelDir, ...]:
     """The registries the policy's detectors serve from, resolved now (the detector classes that take a
-    model directory say which via a `model_sources(config)` classmethod). Unresolvable ones are left out:
-    building the runtime reports them."""
+    model directory say which: `ModelSourcesOf`). Unresolvable ones are left out: building the runtime
+    reports them."""
     found: list[ModelDir] = []
-    for config in policy.detectors.values():
-        where = DETECTOR_TYPES.get(config.type)
-        if where is None:
+    for name, config in policy.detectors.items():
+        if isinstance(config, CustomDetectorConfig):
             continue  # custom detectors: only a running instance can tell (`loaded_models`)
-        detector_class = getattr(importlib.import_module(where[0]), where[1])
-        model_sources = getattr(detector_class, "model_sources", None)
-        if not callable(model_sources):
+        detector_class = registered_class(name, config)
+        if not isinstance(detector_class, ModelSourcesOf):
             continue
-        for source in model_sources(config):
+        for source in detector_class.model_sources(config):
             try:
                 found.append(ModelDir(source, resolve_model_dir(source)))
             except DetectorFailed:

@@ -117,9 +117,8 @@ class Gateway:
                 return JSONResult(200, await self._moderate(ex))
             targets = rt.targets(ex.model)
             if kind == "chat":  # output detectors such as `canary` mark the request before anything reads it
-                for detector in {id(s.detector): s.detector for s in rt.output.text_steps}.values():
-                    if (instrument := getattr(detector, "instrument", None)) is not None:
-                        instrument(ex.body, ex.request_id)
+                for instrumenter in rt.instrumenters:
+                    instrumenter.instrument(ex.body, ex.request_id)
             await self._guard_input(ex)
             if ex.stream:
                 relay = await StreamRelay.open(ex, targets, on_done=self._finish, cleanups=self.cleanups)

@@ -16,7 +16,7 @@ import structlog
 from guardproxy.backends.base import Backend
 from guardproxy.backends.configs import BackendConfig
 from guardproxy.backends.registry import build_backend
-from guardproxy.detectors.base import Detector
+from guardproxy.detectors.base import Detector, DetectorDeps, RequestInstrumenter
 from guardproxy.detectors.registry import build_detector
 from guardproxy.detectors.shared import SharedResources
 from guardproxy.errors import ModelNotFound
@@ -49,9 +49,14 @@ class Runtime:
     # Records (and, as the policy says, flags or blocks) parts of a request / an answer no detector can read.
     unscanned_input: CompiledStep
     unscanned_output: CompiledStep
+    # Detectors of output steps that mark every chat request before anything reads it (the canary), each once.
+    instrumenters: tuple[RequestInstrumenter, ...] = field(init=False)
     users: int = 0
     retired: bool = False
     _closed: bool = field(default=False, repr=False)
+
+    def __post_init__(self) -> None:
+        self.instrumenters = request_instrumenters(self.output)
 
     def targets(self, model: str) -> list[Target]:
         """The route for `model` followed by its fallbacks, in order."""
@@ -74,12 +79,19 @@ class Runtime:
                 log.warning("runtime_close_failed", component=name, error=repr(exc))
 
 
+def request_instrumenters(output: Chain) -> tuple[RequestInstrumenter, ...]:
+    """The output chain's detectors that declare `RequestInstrumenter`, in step order, each once."""
+    detectors = {id(s.detector): s.detector for s in output.text_steps}.values()
+    return tuple(d for d in detectors if isinstance(d, RequestInstrumenter))
+
+
 def build_chains(
     policy: Policy, backends: Mapping[str, Backend] | None = None
 ) -> tuple[dict[str, Detector], Chain, Chain]:
     """Construct every detector once and the input/output chains over them."""
-    shared = SharedResources()  # per runtime: a reload loads fresh models, the old ones close with the old runtime
-    detectors = {name: build_detector(name, cfg, backends, shared) for name, cfg in policy.detectors.items()}
+    # Per runtime: a reload loads fresh models, the old ones close with the old runtime.
+    deps = DetectorDeps(backends=backends or {}, shared=SharedResources())
+    detectors = {name: build_detector(name, cfg, deps) for name, cfg in policy.detectors.items()}
     return (
         detectors,
         Chain.build("input", compile_steps("input", policy.input, detectors)),
