@@ -109,6 +109,10 @@ class YamlTree:
         line, col = node.start_mark.line + 1, node.start_mark.column + 1
         self.problems.append((line, col, f"{self.source}:{line}:{col}: {text}"))
 
+    def report_at(self, path: YamlPath, text: str) -> None:
+        """A problem with the value at `path` (or its nearest recorded parent): `file:line:col: path: text`."""
+        self.report(self._value_node(path), f"{dotted(path)}: {text}")
+
     def message(self) -> str:
         return "\n".join(text for *_, text in sorted(set(self.problems)))
 

@@ -42,7 +42,12 @@ def test_the_guard_sidecar_trains_the_model_policy_yaml_serves(monkeypatch: pyte
 
 
 def test_an_inline_dataset_naming_a_policy_follows_its_learning_section(tmp_path: Path) -> None:
-    policy = (ROOT / "policy.yaml").read_text() + "\nlearning:\n  signals: [feedback]\n"
+    # The learning section goes before the end marker, which must stay the file's last line.
+    policy = (
+        (ROOT / "policy.yaml")
+        .read_text()
+        .replace("# end of policy", "learning:\n  signals: [feedback]\n# end of policy")
+    )
     (tmp_path / "policy.yaml").write_text(policy.replace("path: ./guardproxy-audit.db", "path: ./traffic.db"))
     (tmp_path / "sidecar.yaml").write_text(
         "name: s\n"
