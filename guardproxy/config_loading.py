@@ -54,6 +54,8 @@ class YamlTree:
         self.nodes: dict[YamlPath, tuple[yaml.Node | None, yaml.Node]] = {}
         self.problems: list[tuple[int, int, str]] = []
         self.unknown_values: set[YamlPath] = set()
+        # Top-level fields whose value came from elsewhere (the command line): no line of the file to point at.
+        self.not_from_file: set[str] = set()
         self._open: set[int] = set()
         self._scalars = yaml.constructor.SafeConstructor()
 
@@ -185,6 +187,8 @@ class YamlTree:
 
     def _value_node(self, path: YamlPath) -> yaml.Node | None:
         # The nearest recorded ancestor: a missing field points at the mapping that lacks it.
+        if path and path[0] in self.not_from_file:
+            return None
         for end in range(len(path), -1, -1):
             if path[:end] in self.nodes:
                 return self.nodes[path[:end]][1]

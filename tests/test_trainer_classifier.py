@@ -197,7 +197,7 @@ def test_config_errors_and_command_line_overrides(tmp_path: Path) -> None:
     bad = tmp_path / "bad.yaml"
     bad.write_text(yaml.safe_dump({"name": "x", "datasets": [], "epoch": 3}))
     with pytest.raises(
-        ValueError, match="bad.yaml:2:1: epoch: extra field 'epoch' not allowed; .*did you mean 'epochs'"
+        ValueError, match=r"bad\.yaml:2:1: epoch: extra field 'epoch' not allowed; .*did you mean 'epochs'"
     ):
         load_config(bad)
     bad.write_text(yaml.safe_dump({"name": "x", "datasets": [], "label_map": {"a": "nope"}}))

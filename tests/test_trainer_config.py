@@ -71,6 +71,13 @@ def test_a_rule_between_fields_points_at_the_field_it_names(tmp_path: Path) -> N
         load_classifier(path)
 
 
+def test_a_wrong_override_is_not_pinned_on_a_line_of_the_file(tmp_path: Path) -> None:
+    path = _write(tmp_path, "name: tiny\ndatasets: []\nmax_steps: 3\n")
+    with pytest.raises(ValueError) as caught:
+        load_classifier(path, {"max_steps": "many"})  # e.g. a sidecar's classifier_overrides
+    assert str(caught.value) == f"{path}: max_steps: expected a whole number, got 'many'"
+
+
 def test_the_cli_prints_the_errors_and_exits_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     classifier = _write(tmp_path, CLASSIFIER, "classifier.yaml")
     assert cli.main(["train", "classifier", "--config", str(classifier)]) == 2

@@ -113,6 +113,7 @@ def load_yaml_config(
         raise ConfigError(tree.message())
     overridden = frozenset(overrides or {})
     data.update(overrides or {})
+    tree.not_from_file.update(overridden)
     base = Path(path).parent
     resolve_paths(cls, data, base, overridden)
     if prepare is not None:
