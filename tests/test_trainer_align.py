@@ -134,7 +134,9 @@ def test_dpo_with_qlora_trains_over_a_4bit_base_and_merges_into_full_precision(
 def test_qlora_setting_is_checked(tiny_model: Path, tmp_path: Path) -> None:
     config = write_config(tmp_path / "dpo.yaml", tiny_model, "pairs: pairs.jsonl\n")
     config.write_text(config.read_text().replace("lora: {r: 4, alpha: 8}", "lora: {r: 4, quantize_base: int3}"))
-    with pytest.raises(ConfigError, match="quantize_base: 'int3'; allowed: auto, none, nf4"):
+    with pytest.raises(
+        ConfigError, match=r"dpo\.yaml:\d+:\d+: lora\.quantize_base: 'int3' is not allowed; allowed: auto, none, nf4"
+    ):
         load_config(DPORunConfig, config)
 
 
@@ -174,10 +176,12 @@ def test_rows_take_chat_and_plain_formats(tmp_path: Path) -> None:
 def test_config_errors_name_the_key(tmp_path: Path) -> None:
     path = tmp_path / "c.yaml"
     path.write_text("model: m\noutput_dir: o\ndataset: d.jsonl\nlearning_rate: fast\nevaluation: {enabled: false}\n")
-    with pytest.raises(ConfigError, match=r"learning_rate: expected float, got 'fast'"):
+    with pytest.raises(ConfigError, match=r"c\.yaml:4:16: learning_rate: expected a number, got 'fast'"):
         load_config(SFTRunConfig, path)
     path.write_text("model: m\noutput_dir: o\nevaluation: {enabled: false, limt: 3}\n")
-    with pytest.raises(ConfigError, match=r"evaluation: unknown key\(s\) limt; allowed: enabled"):
+    with pytest.raises(
+        ConfigError, match=r"c\.yaml:3:30: evaluation\.limt: extra field 'limt' not allowed; allowed fields: enabled"
+    ):
         load_config(DPORunConfig, path)
     path.write_text("model: m\noutput_dir: o\nevaluation: {enabled: false}\n")
     with pytest.raises(ConfigError, match="give audit_db"):

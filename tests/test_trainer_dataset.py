@@ -481,7 +481,7 @@ def test_cli_reports_user_errors(tmp_path: Path) -> None:
     cfg_file.write_text(yaml.safe_dump({"name": "x", "audit_store": "a.db", "target": "injection", "typo": 1}))
     err = io.StringIO()
     assert cli_main(["build", "--config", str(cfg_file)], err=err) == 2
-    assert "unknown field(s) ['typo']" in err.getvalue()
+    assert f"{cfg_file}:4:1: typo: extra field 'typo' not allowed; allowed fields: name," in err.getvalue()
 
     err = io.StringIO()
     assert cli_main(["export", "nope/s009", "--root", str(tmp_path), "--out", str(tmp_path / "o.jsonl")], err=err) == 2

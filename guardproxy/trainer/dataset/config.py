@@ -1,21 +1,23 @@
-"""Dataset build configuration: trl-style dataclasses whose help text lives in `field(metadata={"help": ...})`.
+"""Dataset build configuration: trl-style (pydantic) dataclasses whose help text lives in `field(metadata=...)`.
 
-A YAML file fills them (`load_config`), like the classifier trainer's config; `--name value` flags override
-top-level scalars (`guardproxy trainer dataset build --config F --since 7d`).
+A YAML file fills them through the trainer's one config loader (`trainer/config_load.py`: types checked, errors
+as `file:line:col: field: problem`, relative paths against the config file's directory); `--name value` flags
+override top-level scalars (`guardproxy trainer dataset build --config F --since 7d`).
 """
 
 from __future__ import annotations
 
 import dataclasses
 import os
-from dataclasses import dataclass, field
+from dataclasses import field
 from datetime import date
 from pathlib import Path
 from typing import Any, Literal
 
-import yaml
+from pydantic.dataclasses import dataclass
 
-from guardproxy.trainer.config_build import build_dataclass
+from guardproxy.trainer.config_load import PATH, TRAINER_CONFIG, Prepare, load_yaml_config, resolve_path
+from guardproxy.trainer.config_load import config_from_mapping as validate_mapping
 
 SIGNALS: tuple[str, ...] = ("blocks", "flags", "feedback", "output_feedback")
 POSITIVE = "positive"
@@ -24,11 +26,11 @@ NEGATIVE = "negative"
 FEEDBACK_ACTIONS: tuple[str, ...] = (POSITIVE, NEGATIVE, "keep", "ignore")
 
 
-@dataclass
+@dataclass(config=TRAINER_CONFIG)
 class BaseDatasetSpec:
     """A JSONL file of `{"text", "label", ...}` records mixed into the snapshot."""
 
-    path: str = field(metadata={"help": "JSONL file; a relative path is resolved against the config file."})
+    path: str = field(metadata={"help": "JSONL file; a relative path is resolved against the config file.", PATH: True})
     name: str | None = field(
         default=None,
         metadata={"help": "Name in `source` and the manifest; default: the file name, or its directory for "
@@ -46,12 +48,12 @@ class BaseDatasetSpec:
     )
 
 
-@dataclass
+@dataclass(config=TRAINER_CONFIG)
 class DatasetBuildConfig:
     """Build a versioned, balanced, PII-scrubbed training snapshot for one detector from the audit log."""
 
     name: str = field(metadata={"help": "Snapshot series name; snapshots go to `<output_dir>/<name>/sNNN/`."})
-    audit_store: str = field(metadata={"help": "Audit store: a SQLite file path or `sqlite:///path` URL."})
+    audit_store: str = field(metadata={"help": "Audit store: a SQLite file path or `sqlite:///path` URL.", PATH: True})
     target: str = field(metadata={"help": "The detector this snapshot trains (e.g. `injection`)."})
     detectors: list[str] = field(
         default_factory=list,
@@ -71,7 +73,8 @@ class DatasetBuildConfig:
         metadata={
             "help": "The proxy's policy file: its `learning:` section decides `signals` and `use_candidates` "
             "(the policy is where a team sets what its traffic may teach), and its `audit.path` is the default "
-            "`audit_store`."
+            "`audit_store`.",
+            PATH: True,
         },
     )
     signals: list[str] = field(
@@ -127,7 +130,7 @@ class DatasetBuildConfig:
     sample_salt: str = field(
         default="guardproxy-dataset-v1", metadata={"help": "Salt of the stable hash that orders sampling."}
     )
-    output_dir: str = field(default="datasets", metadata={"help": "Snapshot registry directory."})
+    output_dir: str = field(default="datasets", metadata={"help": "Snapshot registry directory.", PATH: True})
     config_path: str | None = field(
         default=None, metadata={"help": "Set by the loader: the YAML file, recorded in the manifest."}
     )
@@ -144,13 +147,13 @@ class DatasetBuildConfig:
         if bad or not set(self.feedback_labels) <= {"false_positive", "false_negative", "correct"}:
             raise ValueError(f"feedback_labels: keys are feedback labels, values one of {list(FEEDBACK_ACTIONS)}")
         if self.benign_ratio < 0:
-            raise ValueError("benign_ratio must be >= 0")
+            raise ValueError("benign_ratio: must be >= 0")
         if self.max_records is not None and self.max_records < 1:
-            raise ValueError("max_records must be >= 1")
+            raise ValueError("max_records: must be >= 1")
         if self.near_duplicate_threshold is not None and not 0 < self.near_duplicate_threshold <= 1:
-            raise ValueError("near_duplicate_threshold must be in (0, 1] or null")
+            raise ValueError("near_duplicate_threshold: must be in (0, 1] or null")
         if self.shingle_words < 1:
-            raise ValueError("shingle_words must be >= 1")
+            raise ValueError("shingle_words: must be >= 1")
         if self.pos_label in {self.negative_label, "candidate"} or self.negative_label == "candidate":
             raise ValueError("positive_label, negative_label and `candidate` must differ")
         for spec in self.base_datasets:
@@ -175,51 +178,41 @@ class DatasetBuildConfig:
         return dataclasses.asdict(self)
 
 
-def _apply_policy(data: dict[str, Any], base: Path, overrides: dict[str, Any]) -> None:
-    """The policy's `learning:` section wins over this file's signals; command-line overrides win over both."""
+def _apply_policy(data: dict[str, Any], overrides: frozenset[str]) -> None:
+    """The policy's `learning:` section wins over this file's signals; command-line overrides win over both.
+
+    `data["policy"]` is already resolved (the trainer's path rule); the policy's `audit.path` is resolved against
+    the policy file's directory, as the proxy does.
+    """
     from guardproxy.policies.loader import load_policy
 
     policy_path = Path(data["policy"])
-    if not policy_path.is_absolute() and "policy" not in overrides:
-        policy_path = base / policy_path
-    data["policy"] = str(policy_path)
     policy = load_policy(policy_path, env=dict(os.environ))
     for key, value in (("signals", list(policy.learning.signals)), ("use_candidates", policy.learning.use_candidates)):
         if key not in overrides:
             data[key] = value
     if "audit_store" not in data:
-        audit = Path(policy.audit.path)
-        data["audit_store"] = str(audit if audit.is_absolute() else policy_path.parent / audit)
+        data["audit_store"] = resolve_path(policy.audit.path, policy_path.parent)
+
+
+def _prepare(where: str) -> Prepare:
+    def prepare(data: dict[str, Any], base: Path, overridden: frozenset[str]) -> None:
+        data["config_path"] = where
+        if isinstance(data.get("since"), date):  # YAML reads an unquoted 2026-11-22 as a date
+            data["since"] = data["since"].isoformat()
+        if isinstance(data.get("policy"), str):
+            _apply_policy(data, overridden)
+
+    return prepare
 
 
 def load_config(path: str | Path, overrides: dict[str, Any] | None = None) -> DatasetBuildConfig:
-    """Read a YAML config; relative paths in it are resolved against the file's directory."""
-    path = Path(path)
-    data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-    if not isinstance(data, dict):
-        raise ValueError(f"{path}: expected a mapping at top level")
-    return config_from_mapping(data, path.parent, str(path), overrides)
+    """Read a YAML config (the trainer's one loader and path rule, see `trainer/config_load.py`)."""
+    return load_yaml_config(DatasetBuildConfig, path, overrides, prepare=_prepare(str(path)))
 
 
-def config_from_mapping(
-    data: dict[str, Any], base: Path, where: str, overrides: dict[str, Any] | None = None
-) -> DatasetBuildConfig:
-    """The config from its fields (a file's, or inline in a sidecar config), relative paths against `base`."""
+def config_from_mapping(data: dict[str, Any], where: str) -> DatasetBuildConfig:
+    """The config from fields inline in a sidecar config, whose loader already resolved their paths."""
     data = dict(data)
-    overrides = overrides or {}
-    data.update(overrides)
-    data["config_path"] = where
-    if isinstance(data.get("since"), date):  # YAML reads an unquoted 2026-11-22 as a date
-        data["since"] = data["since"].isoformat()
-    if isinstance(data.get("policy"), str):
-        _apply_policy(data, base, overrides)
-    for key in ("output_dir", "audit_store"):
-        value = data.get(key)
-        if not isinstance(value, str) or key in overrides or "://" in value or Path(value).is_absolute():
-            continue  # command-line paths are relative to the working directory
-        data[key] = os.path.relpath((base / value).resolve())
-    for spec in data.get("base_datasets") or []:
-        if isinstance(spec, dict) and isinstance(spec.get("path"), str) and not Path(spec["path"]).is_absolute():
-            spec["path"] = str((base / spec["path"]).resolve())
-    cfg: DatasetBuildConfig = build_dataclass(DatasetBuildConfig, data, where, {"base_datasets": BaseDatasetSpec})
-    return cfg
+    _prepare(where)(data, Path("."), frozenset())
+    return validate_mapping(DatasetBuildConfig, data, where)

@@ -1,18 +1,21 @@
-"""Sidecar trainer configuration: a trl-style dataclass whose help text lives in `field(metadata={"help": ...})`.
+"""Sidecar trainer configuration: a trl-style (pydantic) dataclass whose help text lives in `field(metadata=...)`.
 
 One YAML file names the dataset build config (a path, or the same fields inline), the classifier training config
-and the gate. Relative paths are resolved against the YAML file, like the other trainer configs.
+and the gate. It is read by the trainer's one config loader (`trainer/config_load.py`): types checked, errors as
+`file:line:col: field: problem`, relative paths (inline dataset fields too) against this file's directory.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import os
-from dataclasses import dataclass, field
+from dataclasses import field
 from pathlib import Path
 from typing import Any, Literal
 
-import yaml
+from pydantic.dataclasses import dataclass
+
+from guardproxy.trainer.config_load import PATH, TRAINER_CONFIG, load_yaml_config, resolve_paths
+from guardproxy.trainer.dataset.config import DatasetBuildConfig
 
 Metric = Literal["f1", "recall", "pr_auc"]
 GateSet = Literal["eval", "new_events", "both"]
@@ -20,21 +23,28 @@ EVAL = "eval"
 NEW_EVENTS = "new_events"
 
 
-@dataclass
+@dataclass(config=TRAINER_CONFIG)
 class SidecarConfig:
     """Retrain a classifier detector from audit signal, compare it with the serving version, promote if better."""
 
     name: str = field(metadata={"help": "Run series name: state and reports live under it."})
     dataset: str | dict[str, Any] = field(
-        metadata={"help": "The dataset build config (DatasetBuildConfig): a YAML path, or its fields inline."}
+        metadata={
+            "help": "The dataset build config (DatasetBuildConfig): a YAML path, or its fields inline.",
+            PATH: True,
+        }
     )
     classifier: str = field(
-        metadata={"help": "The classifier training config (ClassifierTrainConfig YAML) of the detector's model."}
+        metadata={
+            "help": "The classifier training config (ClassifierTrainConfig YAML) of the detector's model.",
+            PATH: True,
+        }
     )
     eval_sets: list[str] = field(
         metadata={
             "help": "Fixed evaluation set: JSONL files of {text, label} (e.g. a `guardproxy train holdout` "
-            "export). Both models are scored on it, with the serving (int8 ONNX) code."
+            "export). Both models are scored on it, with the serving (int8 ONNX) code.",
+            PATH: True,
         }
     )
     classifier_overrides: dict[str, Any] = field(
@@ -53,7 +63,8 @@ class SidecarConfig:
         default=None,
         metadata={
             "help": "The model's registry directory (vN/ versions and the CURRENT pointer). Default: the "
-            "classifier config's `<output_dir>/<name>`; if set, its last part must be the classifier's name."
+            "classifier config's `<output_dir>/<name>`; if set, its last part must be the classifier's name.",
+            PATH: True,
         },
     )
     min_new_events: int = field(
@@ -95,32 +106,32 @@ class SidecarConfig:
     poll_interval: float = field(default=300.0, metadata={"help": "`--watch`: seconds between checks."})
     work_dir: str = field(
         default="runs/sidecar",
-        metadata={"help": "State file and training checkpoints, under `<work_dir>/<name>/` (not committed)."},
+        metadata={
+            "help": "State file and training checkpoints, under `<work_dir>/<name>/` (not committed).",
+            PATH: True,
+        },
     )
     report_dir: str = field(
         default="reports/sidecar",
-        metadata={"help": "Each run writes report.md, report.json and report.png to `<report_dir>/<run id>/`."},
+        metadata={
+            "help": "Each run writes report.md, report.json and report.png to `<report_dir>/<run id>/`.",
+            PATH: True,
+        },
     )
     eval_threads: int = field(default=2, metadata={"help": "onnxruntime threads when scoring."})
     keep_reports: int | None = field(default=None, metadata={"help": "Keep only the newest N run reports."})
     config_path: str | None = field(default=None, metadata={"help": "Set by the loader: the YAML file."})
 
     def __post_init__(self) -> None:
+        # metric, gate_on and eval_labels' values are checked by their Literal types.
         if not self.eval_sets:
             raise ValueError("eval_sets: a fixed evaluation set is required (e.g. a `guardproxy train holdout` export)")
         if self.min_new_events < 1:
-            raise ValueError("min_new_events must be >= 1")
-        if self.metric not in ("f1", "recall", "pr_auc"):
-            raise ValueError(f"metric {self.metric!r}: expected f1, recall or pr_auc")
-        if self.gate_on not in (EVAL, NEW_EVENTS, "both"):
-            raise ValueError(f"gate_on {self.gate_on!r}: expected eval, new_events or both")
+            raise ValueError("min_new_events: must be >= 1")
         if self.max_fpr_increase < 0:
-            raise ValueError("max_fpr_increase must be >= 0")
+            raise ValueError("max_fpr_increase: must be >= 0")
         if self.poll_interval <= 0:
-            raise ValueError("poll_interval must be > 0")
-        bad = {k: v for k, v in self.eval_labels.items() if v not in ("positive", "negative")}
-        if bad:
-            raise ValueError(f"eval_labels: values must be positive or negative, got {bad}")
+            raise ValueError("poll_interval: must be > 0")
 
     @property
     def gate_sets(self) -> tuple[str, ...]:
@@ -134,47 +145,18 @@ class SidecarConfig:
         return dataclasses.asdict(self)
 
 
-def _resolve(base: Path, value: str) -> str:
-    return value if Path(value).is_absolute() else os.path.relpath((base / value).resolve())
-
-
-def _resolve_inline_dataset(base: Path, fields: dict[str, Any]) -> dict[str, Any]:
-    """The dataset loader's path rules for an inline dataset config, against the sidecar file."""
-    fields = dict(fields)
-    for key in ("output_dir", "audit_store", "policy"):
-        value = fields.get(key)
-        if isinstance(value, str) and "://" not in value:
-            fields[key] = _resolve(base, value)
-    fields["base_datasets"] = [
-        dict(spec, path=_resolve(base, spec["path"])) if isinstance(spec, dict) and "path" in spec else spec
-        for spec in fields.get("base_datasets") or []
-    ]
-    return fields
+def _resolve_inline_dataset(data: dict[str, Any], base: Path, overridden: frozenset[str]) -> None:
+    """Inline dataset fields follow the path rule too: against this file, like a dataset file's against its own."""
+    if isinstance(data.get("dataset"), dict) and "dataset" not in overridden:
+        data["dataset"] = dict(data["dataset"])
+        resolve_paths(DatasetBuildConfig, data["dataset"], base)
 
 
 def load_config(path: str | Path, overrides: dict[str, Any] | None = None) -> SidecarConfig:
-    """Read a YAML config; relative paths in it are resolved against the file's directory."""
-    path = Path(path)
-    data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-    if not isinstance(data, dict):
-        raise ValueError(f"{path}: expected a mapping at top level")
-    overrides = overrides or {}
-    data.update(overrides)
-    data["config_path"] = str(path)
-    base = path.parent
-    for key in ("dataset", "classifier", "registry", "work_dir", "report_dir"):
-        value = data.get(key)
-        if isinstance(value, str) and key not in overrides:  # command-line paths are relative to the cwd
-            data[key] = _resolve(base, value)
-    if isinstance(data.get("eval_sets"), list):
-        data["eval_sets"] = [_resolve(base, p) if isinstance(p, str) else p for p in data["eval_sets"]]
-    if isinstance(data.get("dataset"), dict):
-        data["dataset"] = _resolve_inline_dataset(base, data["dataset"])
-    known = {f.name for f in dataclasses.fields(SidecarConfig)}
-    unknown = sorted(set(data) - known)
-    if unknown:
-        raise ValueError(f"{path}: unknown field(s) {unknown}; allowed: {sorted(known)}")
-    try:
-        return SidecarConfig(**data)
-    except TypeError as exc:
-        raise ValueError(f"{path}: {exc}") from exc
+    """Read a YAML config (the trainer's one loader and path rule, see `trainer/config_load.py`)."""
+
+    def prepare(data: dict[str, Any], base: Path, overridden: frozenset[str]) -> None:
+        data["config_path"] = str(path)
+        _resolve_inline_dataset(data, base, overridden)
+
+    return load_yaml_config(SidecarConfig, path, overrides, prepare=prepare)

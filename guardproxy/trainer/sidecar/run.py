@@ -52,7 +52,7 @@ def dataset_config(cfg: SidecarConfig) -> DatasetBuildConfig:
         return load_dataset_config(cfg.dataset)
     # Inline: its paths were resolved against the sidecar file when it was loaded; a `policy:` it names is
     # applied exactly as in a dataset file (its learning: section, its audit path).
-    return config_from_mapping(dict(cfg.dataset), Path("."), f"{cfg.config_path}: dataset")
+    return config_from_mapping(dict(cfg.dataset), f"{cfg.config_path}: dataset")
 
 
 def classifier_config(cfg: SidecarConfig) -> ClassifierTrainConfig:
