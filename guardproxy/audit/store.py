@@ -34,8 +34,8 @@ class AuditStore(Protocol):
         """Store one feedback row (several per request are kept: history) and return its id.
 
         Stores what it is given: PII is scrubbed before any store, in `guardproxy.audit.scrub` (the
-        sink's `add_feedback` does it). Raises `UnknownRequest` when `fb.request_id` is not in the audit log. Synchronous and safe
-        from any thread: call it via `asyncio.to_thread` from the event loop.
+        sink's `add_feedback` does it). Raises `UnknownRequest` when `fb.request_id` is not in the
+        audit log. Synchronous and safe from any thread: call it via `asyncio.to_thread` from the event loop.
         """
         ...
 
