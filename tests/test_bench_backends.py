@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import argparse
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
-from guardproxy.bench import add_bench_parser, run_bench
-from guardproxy.bench.backends import load_prompts, percentile
+from guardproxy.backend_bench import add_bench_parser, run_bench
+from guardproxy.backend_bench.backends import load_prompts, percentile
 from tests.fake_upstream import FakeUpstream
 
 POLICY = """
@@ -110,3 +112,18 @@ def test_percentile_and_prompts(tmp_path: Path) -> None:
     plain = tmp_path / "p.txt"
     plain.write_text("first\n\n  second  \n")
     assert list(load_prompts(plain)) == ["first", "second"]
+
+
+@pytest.mark.parametrize("missing", ["httpx", "matplotlib"])
+def test_without_the_bench_extra_the_command_says_what_to_install(tmp_path: Path, missing: str) -> None:
+    # A None entry in sys.modules makes `import <missing>` fail as if it were not installed.
+    script = (
+        f"import sys; sys.modules[{missing!r}] = None\n"
+        "from guardproxy.cli import main\n"
+        f"sys.exit(main(['bench', 'backends', '--policy', {str(tmp_path / 'policy.yaml')!r}]))\n"
+    )
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120, check=False)
+    assert done.returncode == 2, done.stderr
+    assert f"needs the `bench` extra ({missing} is not installed)" in done.stderr
+    assert "pip install 'guardproxy[bench]'" in done.stderr
+    assert "Traceback" not in done.stderr

@@ -17,8 +17,9 @@ import openai
 import pytest
 
 from guardproxy.audit.feedback import Feedback
+from guardproxy.audit.records import UnknownRequest
 from guardproxy.audit.sqlite import SQLiteAuditStore
-from guardproxy.audit.store import UnknownRequest, latest_feedback
+from guardproxy.audit.store import latest_feedback
 from tests.fake_upstream import FakeUpstream
 from tests.policies import write_policy
 from tests.proxy_harness import ProxyServer

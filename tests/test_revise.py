@@ -226,8 +226,9 @@ def test_store_keeps_preferences_oldest_first_and_filters_by_time(tmp_path: Path
     assert [p.request_id for p in store.preferences()] == ["r1", "r2", "r0"]
     assert [p.request_id for p in store.preferences(since=20.0)] == ["r2", "r0"]
     first = next(store.preferences())
-    assert first.prompt == (ChatTurn("system", "Be brief."), ChatTurn("user", "mail [EMAIL_ADDRESS]"))
-    assert first.rejected == "bad [US_SSN]"
+    # The store stores what it is given: scrubbing is the audit sink's job (tests/test_audit_sink.py).
+    assert first.prompt == (ChatTurn("system", "Be brief."), ChatTurn("user", f"mail {EMAIL}"))
+    assert first.rejected == f"bad {SSN}"
 
 
 def test_an_older_database_gains_the_preferences_table(tmp_path: Path) -> None:

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import pytest
 
-from guardproxy.detectors.model_files import CARD_FILE, resolve_model_dir
+from guardproxy.detectors.model_card import ModelCard
+from guardproxy.detectors.model_files import resolve_model_dir
 from guardproxy.policies.loader import load_policy
 from guardproxy.trainer.sidecar import load_config
 from guardproxy.trainer.sidecar.evaluate import group_members
@@ -32,9 +32,9 @@ def test_the_guard_sidecar_trains_the_model_policy_yaml_serves(monkeypatch: pyte
     registry = registry_dir(classifier).resolve()
     assert registry == ROOT / "models" / "guard-classifier"
     current = resolve_model_dir(registry)
-    card = json.loads((current / CARD_FILE).read_text())
+    card = ModelCard.load(current)
     # Same outputs and head: the run starts from the current version (dequantized), not from the base model.
-    assert card["labels"] == classifier.labels and card["serving"]["head"] == classifier.head
+    assert list(card.labels) == classifier.labels and card.head == classifier.head
     assert group_members(card, cfg.metric_group) == ("injection", ["injection"])
     spec = snapshot_spec(cfg, classifier, dataset)
     assert spec["label_map"] == {"injection": ["injection"], "benign": []}

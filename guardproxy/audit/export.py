@@ -11,7 +11,9 @@ from pathlib import Path
 from typing import TextIO
 
 from guardproxy.audit.feedback import FEEDBACK_LABELS, Feedback
-from guardproxy.audit.store import AuditStore, UnknownRequest, UnsupportedStore, open_store
+from guardproxy.audit.records import UnknownRequest
+from guardproxy.audit.scrub import scrub_feedback
+from guardproxy.audit.store import AuditStore, UnsupportedStore, open_store
 
 EXIT_OK = 0
 EXIT_USAGE = 2
@@ -99,7 +101,7 @@ def label_record(
         return EXIT_USAGE
     try:
         feedback_id = store.add_feedback(
-            Feedback(request_id=request_id, label=checked, actor=actor, ts=time.time(), note=note)
+            scrub_feedback(Feedback(request_id=request_id, label=checked, actor=actor, ts=time.time(), note=note))
         )
         stored = list(store.feedback(request_id=request_id))
     except UnknownRequest:

@@ -162,3 +162,14 @@ def _opt_float(value: Any) -> float | None:
 
 def _opt_int(value: Any) -> int | None:
     return None if value is None else int(value)
+
+
+# -- errors of the audit log (here, beside the types, so stores and the protocol import one module) --
+
+
+class UnknownRequest(LookupError):
+    """Feedback for a request id that is not in the audit log (never logged, or not written yet)."""
+
+    def __init__(self, request_id: str) -> None:
+        super().__init__(f"no audit record with request id {request_id!r}")
+        self.request_id = request_id

@@ -17,9 +17,7 @@ from typing import Any
 
 from guardproxy.audit.feedback import FEEDBACK_LABELS, Feedback, FeedbackLabel
 from guardproxy.audit.preferences import ChatTurn, Preference
-from guardproxy.audit.records import BLOCKED_OUTCOMES, AuditRecord
-from guardproxy.audit.store import UnknownRequest
-from guardproxy.detectors.pii_regex import scrub_pii
+from guardproxy.audit.records import BLOCKED_OUTCOMES, AuditRecord, UnknownRequest
 
 # Migration N (1-based) takes the schema from version N-1 to N; `PRAGMA user_version` records it.
 # Statements are idempotent (IF NOT EXISTS) so a half-applied migration from a crash re-runs cleanly.
@@ -131,11 +129,11 @@ class SQLiteAuditStore:
         row = (
             fb.request_id,
             fb.label,
-            scrub_pii(fb.actor),  # a client's x-guardproxy-user header, as sent
+            fb.actor,
             fb.ts,
-            scrub_pii(fb.note),
+            fb.note,
             fb.stage,
-            None if fb.step is None else scrub_pii(fb.step),
+            fb.step,
         )
         with contextlib.closing(self._connect()) as conn:
             conn.execute("BEGIN IMMEDIATE")
@@ -157,18 +155,18 @@ class SQLiteAuditStore:
         return cursor.lastrowid
 
     def add_preference(self, pref: Preference) -> int:
-        """Any thread, like `add_feedback`; every text is scrubbed here, whatever the caller did."""
+        """Any thread, like `add_feedback`."""
         self._check_open()
-        prompt = [{"role": t.role, "content": scrub_pii(t.content)} for t in pref.prompt]
+        prompt = [{"role": t.role, "content": t.content} for t in pref.prompt]
         row = (
             pref.request_id,
             pref.ts,
-            scrub_pii(pref.model),  # the model name the client sent
+            pref.model,
             pref.step,
             _META_JSON.encode(prompt),
-            scrub_pii(pref.rejected),
-            scrub_pii(pref.chosen),
-            scrub_pii(pref.critique),
+            pref.rejected,
+            pref.chosen,
+            pref.critique,
         )
         with contextlib.closing(self._connect()) as conn:
             cursor = conn.execute(

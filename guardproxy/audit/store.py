@@ -10,7 +10,7 @@ from guardproxy.audit.feedback import Feedback
 from guardproxy.audit.preferences import Preference
 from guardproxy.audit.records import AuditRecord
 
-__all__ = ["AuditStore", "UnknownRequest", "UnsupportedStore", "latest_feedback", "open_store"]
+__all__ = ["AuditStore", "UnsupportedStore", "latest_feedback", "open_store"]
 
 
 @runtime_checkable
@@ -33,9 +33,9 @@ class AuditStore(Protocol):
     def add_feedback(self, fb: Feedback) -> int:
         """Store one feedback row (several per request are kept: history) and return its id.
 
-        The note, actor and step name are scrubbed of PII before they are written, whatever the caller.
-        Raises `UnknownRequest` when `fb.request_id` is not in the audit log. Synchronous and safe
-        from any thread: call it via `asyncio.to_thread` from the event loop.
+        Stores what it is given: PII is scrubbed before any store, in `guardproxy.audit.scrub` (the
+        sink's `add_feedback` does it). Raises `UnknownRequest` when `fb.request_id` is not in the
+        audit log. Synchronous and safe from any thread: call it via `asyncio.to_thread` from the event loop.
         """
         ...
 
@@ -46,7 +46,7 @@ class AuditStore(Protocol):
     def add_preference(self, pref: Preference) -> int:
         """Store one (prompt, rejected, chosen) triple of a `revise` step and return its id.
 
-        Every text is scrubbed of PII before it is written. The audit record need not exist yet (the
+        Stores what it is given (scrubbed before, like feedback). The audit record need not exist yet (the
         proxy stores the triple before the request's record is queued). Synchronous, any thread.
         """
         ...
@@ -56,14 +56,6 @@ class AuditStore(Protocol):
         ...
 
     def close(self) -> None: ...
-
-
-class UnknownRequest(LookupError):
-    """Feedback for a request id that is not in the audit log (never logged, or not written yet)."""
-
-    def __init__(self, request_id: str) -> None:
-        super().__init__(f"no audit record with request id {request_id!r}")
-        self.request_id = request_id
 
 
 def latest_feedback(items: Iterable[Feedback]) -> dict[str, Feedback]:

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import asyncio
 import bisect
-import json
 import re
 from collections import OrderedDict, deque
 from collections.abc import Iterator
@@ -30,6 +29,7 @@ import numpy.typing as npt
 from guardproxy.core import Context, Detection
 from guardproxy.detectors.base import DetectorDeps
 from guardproxy.detectors.configs import InjectionClassifierConfig, ModerationClassifierConfig
+from guardproxy.detectors.model_card import Head, ModelCard
 from guardproxy.detectors.model_files import ModelDir, default_models_root, resolve_model_dir
 from guardproxy.errors import DetectorFailed
 
@@ -151,20 +151,22 @@ class OnnxTextClassifier:
         import onnxruntime as ort  # type: ignore[import-untyped]
         from tokenizers import Tokenizer
 
-        self.card: dict[str, Any] = json.loads((self.model_dir / "model_card.json").read_text(encoding="utf-8"))
-        serving = self.card["serving"]
-        self.labels: list[str] = list(self.card["labels"])
-        self.head: Literal["softmax", "sigmoid"] = serving["head"]
-        self.max_length = int(max_length or serving["max_length"])
-        self.stride = int(serving["stride"] if stride is None else stride)
+        self.card = ModelCard.load(self.model_dir)
+        serving = self.card.serving
+        if serving is None:
+            raise DetectorFailed(f"{self.model_dir}: the model card has no 'serving' section (not an ONNX classifier)")
+        self.labels: list[str] = list(self.card.labels)
+        self.head: Head = serving.head
+        self.max_length = int(max_length or serving.max_length)
+        self.stride = int(serving.stride if stride is None else stride)
         if not 0 <= self.stride < self.max_length - 2:
             raise DetectorFailed(f"stride {self.stride} must be below max_length - 2 ({self.max_length - 2})")
 
-        self.tokenizer = Tokenizer.from_file(str(self.model_dir / serving["tokenizer_file"]))
+        self.tokenizer = Tokenizer.from_file(str(self.model_dir / serving.tokenizer_file))
         self.tokenizer.no_truncation()
         self.tokenizer.no_padding()
-        self.cls_id = int(serving["cls_token_id"])
-        self.sep_id = int(serving["sep_token_id"])
+        self.cls_id = serving.cls_token_id
+        self.sep_id = serving.sep_token_id
 
         opts = ort.SessionOptions()
         opts.intra_op_num_threads = threads
@@ -175,7 +177,7 @@ class OnnxTextClassifier:
         # for the whole input chain (bench/bench_input_chain.py), even if a lone call gets a little slower.
         opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
         self.session = ort.InferenceSession(
-            str(self.model_dir / serving["onnx_file"]), opts, providers=["CPUExecutionProvider"]
+            str(self.model_dir / serving.onnx_file), opts, providers=["CPUExecutionProvider"]
         )
         self.input_names = {i.name for i in self.session.get_inputs()}
 
@@ -484,11 +486,14 @@ class OnnxClassifierDetector:
         clf = self.service.classifier
         card = clf.card
         if clf.head == "softmax":
-            columns = [i for i, label in enumerate(clf.labels) if label in card["positive_labels"]]
-            threshold = getattr(config, "threshold", None) or card["threshold"]
+            columns = [i for i, label in enumerate(clf.labels) if label in card.positive_labels]
+            threshold = getattr(config, "threshold", None) or card.threshold
+            if threshold is None:
+                raise DetectorFailed(f"{self.name}: {clf.model_dir} has a softmax head and no 'threshold' in its card")
             return columns, np.asarray([threshold], np.float32)
-        groups: dict[str, list[str]] = card.get("groups") or {}
-        members = groups.get(self.group)
+        groups = card.groups
+        found = groups.get(self.group)
+        members = None if found is None else list(found)
         if members is None:
             raise DetectorFailed(f"{self.name}: {clf.model_dir} has no {self.group!r} outputs (groups: {list(groups)})")
         wanted = getattr(config, "categories", None)
@@ -505,7 +510,7 @@ class OnnxClassifierDetector:
         if unknown:
             raise DetectorFailed(f"{self.name}: thresholds for unknown categories {unknown}; the model has {members}")
         columns = [clf.labels.index(m) for m in members]
-        thresholds = [overrides.get(m, card["thresholds"][m]) for m in members]
+        thresholds = [overrides.get(m, card.thresholds[m]) for m in members]
         return columns, np.asarray(thresholds, np.float32)
 
     def _calibrated(self, per_label: FloatArray, whole_windows: int) -> FloatArray:

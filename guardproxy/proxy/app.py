@@ -23,6 +23,7 @@ from litestar.exceptions import HTTPException
 from litestar.response import Stream
 from prometheus_client import CONTENT_TYPE_LATEST
 
+from guardproxy.audit.sink import AuditSink
 from guardproxy.audit.store import open_store
 from guardproxy.core import JSON
 from guardproxy.detectors.model_files import detector_model_dirs
@@ -32,7 +33,6 @@ from guardproxy.logs import ensure_logging
 from guardproxy.policies.loader import load_policy, policy_fingerprint
 from guardproxy.policies.schema import Policy
 from guardproxy.policies.watcher import PolicyWatcher
-from guardproxy.proxy.audit_sink import AuditSink
 from guardproxy.proxy.feedback import feedback_route
 from guardproxy.proxy.gateway import Gateway, JSONResult, client_label, new_request_id
 from guardproxy.proxy.metrics import Metrics
@@ -63,7 +63,7 @@ def create_app(settings: Settings, *, runtime_builder: RuntimeBuilder = build_ru
         scrub=None if policy.audit.store_raw else scrub_pii,
     )
     metrics = Metrics()
-    gateway = Gateway(holder, sink, metrics, preferences=store)  # one store for records, feedback, triples
+    gateway = Gateway(holder, sink, metrics)  # the sink scrubs and stores records, feedback and triples
     state = {"fingerprint": policy_fingerprint(policy)}
 
     async def apply_policy(new: Policy) -> None:
@@ -171,7 +171,7 @@ def create_app(settings: Settings, *, runtime_builder: RuntimeBuilder = build_ru
             models,
             healthz,
             prometheus,
-            feedback_route(store, sink, request_id_header=REQUEST_ID_HEADER),
+            feedback_route(sink, request_id_header=REQUEST_ID_HEADER),
         ],
         exception_handlers={Exception: _render_error},
         lifespan=[lifespan],

@@ -22,10 +22,10 @@ from litestar import Request, Response, post
 from litestar.handlers import HTTPRouteHandler
 
 from guardproxy.audit.feedback import FEEDBACK_LABELS, Feedback
-from guardproxy.audit.store import AuditStore, UnknownRequest
+from guardproxy.audit.records import UnknownRequest
+from guardproxy.audit.sink import AuditSink
 from guardproxy.detectors.pii_regex import find_pii
 from guardproxy.errors import BodyTooLarge, GuardproxyError, InvalidRequest
-from guardproxy.proxy.audit_sink import AuditSink
 from guardproxy.proxy.gateway import new_request_id
 
 AnyRequest = Request[Any, Any, Any]
@@ -104,14 +104,15 @@ def _optional_str(body: dict[str, Any], name: str, limit: int) -> str | None:
     return value
 
 
-async def store_feedback(store: AuditStore, sink: AuditSink, fb: Feedback) -> int:
-    """Write off the event loop; on an unknown id, let records queued before now reach the store, then retry."""
+async def store_feedback(sink: AuditSink, fb: Feedback) -> int:
+    """Scrub and write off the event loop; on an unknown id, let records queued before now reach the
+    store, then retry."""
     try:
-        return await asyncio.to_thread(store.add_feedback, fb)
+        return await asyncio.to_thread(sink.add_feedback, fb)
     except UnknownRequest:
         if not await _settle(sink):
             raise
-    return await asyncio.to_thread(store.add_feedback, fb)
+    return await asyncio.to_thread(sink.add_feedback, fb)
 
 
 async def _settle(sink: AuditSink) -> bool:
@@ -129,8 +130,8 @@ async def _settle(sink: AuditSink) -> bool:
     return True
 
 
-def feedback_route(store: AuditStore, sink: AuditSink, *, request_id_header: str) -> HTTPRouteHandler:
-    """The route handler, bound to the app's audit store and sink (no module-level state)."""
+def feedback_route(sink: AuditSink, *, request_id_header: str) -> HTTPRouteHandler:
+    """The route handler, bound to the app's audit sink (no module-level state)."""
 
     @post("/v1/feedback", status_code=201)
     async def feedback(request: AnyRequest) -> Response[bytes]:
@@ -140,7 +141,7 @@ def feedback_route(store: AuditStore, sink: AuditSink, *, request_id_header: str
         actor = actor_of(request.headers.get("authorization"), request.headers.get(USER_HEADER))
         fb = parse_feedback(raw, actor=actor, now=time.time())
         try:
-            feedback_id = await store_feedback(store, sink, fb)
+            feedback_id = await store_feedback(sink, fb)
         except UnknownRequest:
             raise RequestNotFound(
                 f"No audit record has the request id '{fb.request_id}'.", param="request_id"

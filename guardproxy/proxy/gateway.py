@@ -16,6 +16,7 @@ from dataclasses import dataclass
 import structlog
 
 from guardproxy.audit.records import ERROR, AuditRecord
+from guardproxy.audit.sink import AuditSink
 from guardproxy.backends.base import Endpoint
 from guardproxy.core import JSON, Context
 from guardproxy.errors import (
@@ -28,12 +29,11 @@ from guardproxy.errors import (
 from guardproxy.policies.chain import Chain, CompiledStep, StepResult, Verdict, fold, run_inline
 from guardproxy.policies.operators import MemoryVault, Vault, apply_edits, redact_all, restore
 from guardproxy.proxy.admission import admit
-from guardproxy.proxy.audit_sink import AuditSink
 from guardproxy.proxy.exchange import Exchange
 from guardproxy.proxy.metrics import Metrics
 from guardproxy.proxy.moderation import moderation_response
 from guardproxy.proxy.relay import StreamRelay
-from guardproxy.proxy.revise import PreferenceRecorder, PreferenceWriter, revise_choice
+from guardproxy.proxy.revise import PreferenceRecorder, revise_choice
 from guardproxy.proxy.runtime import RuntimeHolder, Target
 from guardproxy.proxy.shielded import ShieldedTasks
 from guardproxy.proxy.texts import Kind, validate
@@ -89,14 +89,13 @@ class Gateway:
         sink: AuditSink,
         metrics: Metrics,
         vault: Vault | None = None,
-        preferences: PreferenceWriter | None = None,
     ) -> None:
         self.holder = holder
         self.sink = sink
         self.metrics = metrics
         self.vault: Vault = vault or MemoryVault()
-        # Where `revise` steps store their triples; None: the policy's audit file, opened on first use.
-        self.preferences = PreferenceRecorder(preferences)
+        # `revise` steps store their triples through the sink: scrubbed there, like every audit row.
+        self.preferences = PreferenceRecorder(sink)
         # Finishing a request (runtime release, audit record) outlives a client that hangs up.
         self.cleanups = ShieldedTasks()
 

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
-import threading
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -24,7 +23,6 @@ from typing import Protocol
 import structlog
 
 from guardproxy.audit.preferences import ChatTurn, Preference
-from guardproxy.audit.store import AuditStore, open_store
 from guardproxy.backends.base import Backend
 from guardproxy.core import JSON, Context
 from guardproxy.errors import GuardproxyError
@@ -60,35 +58,17 @@ class Revision:
 
 
 class PreferenceRecorder:
-    """Writes triples off the event loop, to the store it was given or else the policy's audit file.
+    """Writes triples off the event loop to the app's audit sink (which scrubs them, then stores them)."""
 
-    Opening the policy's file lazily keeps the gateway's constructor unchanged; stores are kept per path
-    so a policy reload that moves the audit file writes to the new one.
-    """
+    def __init__(self, writer: PreferenceWriter) -> None:
+        self._writer = writer
 
-    def __init__(self, store: PreferenceWriter | None = None) -> None:
-        self._given = store
-        self._opened: dict[str, AuditStore] = {}
-        self._lock = threading.Lock()
-
-    async def record(self, audit_path: str, pref: Preference) -> None:
+    async def record(self, pref: Preference) -> None:
         try:
-            await asyncio.to_thread(self._write, audit_path, pref)
+            await asyncio.to_thread(self._writer.add_preference, pref)
         except (sqlite3.Error, OSError, RuntimeError) as exc:
             # The rewrite passed every check: losing its training triple is no reason to withhold it.
             log.error("preference_store_failed", request_id=pref.request_id, error=repr(exc))
-
-    def _write(self, audit_path: str, pref: Preference) -> None:
-        self._store(audit_path).add_preference(pref)
-
-    def _store(self, audit_path: str) -> PreferenceWriter:
-        if self._given is not None:
-            return self._given
-        with self._lock:
-            store = self._opened.get(audit_path)
-            if store is None:
-                store = self._opened[audit_path] = open_store(audit_path)
-            return store
 
 
 async def revise_choice(
@@ -127,12 +107,12 @@ async def revise_choice(
         step=fired.step.name,
         prompt=_conversation(ex.body),
         # Only what redact/anonymize steps found is removed: the rejected text must keep what the revise step
-        # objected to, or the pair teaches nothing. The store scrubs PII patterns from all of it on top.
+        # objected to, or the pair teaches nothing. The sink scrubs PII patterns from all of it on top.
         rejected=redact_all(rejected, verdicts[index].edits),
         chosen=redact_all(revision.text, revision.verdict.edits),
         critique=revision.critique,
     )
-    await recorder.record(ex.rt.policy.audit.path, pref)
+    await recorder.record(pref)
     return [revision.verdict if i == index else v for i, v in enumerate(verdicts)]
 
 

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from guardproxy.core import JSON
+from guardproxy.detectors.model_card import ModelCard
 from guardproxy.detectors.model_files import (
     CARD_FILE,
     CURRENT_FILE,
@@ -211,11 +212,11 @@ def _whoami() -> str:
 
 def _card_summary(path: Path) -> tuple[str, dict[str, dict[str, float]]]:
     try:
-        card = json.loads((path / CARD_FILE).read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        card = {}
-    created = card.get("created") or datetime.fromtimestamp(path.stat().st_mtime, UTC).isoformat(timespec="seconds")
-    evaluation = card.get("evaluation") or {}
+        card = ModelCard.load(path)
+    except (OSError, ValueError):  # unreadable, not JSON, or a typed field of the wrong shape (ModelCardInvalid)
+        card = ModelCard()
+    created = card.created or datetime.fromtimestamp(path.stat().st_mtime, UTC).isoformat(timespec="seconds")
+    evaluation = card.evaluation
     sections: dict[str, Any] = {"overall": evaluation.get("overall")}
     if isinstance(evaluation.get("groups"), dict):
         sections = {group: g.get("overall") for group, g in evaluation["groups"].items() if isinstance(g, dict)}

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from guardproxy.detectors.model_card import ModelCard
 from guardproxy.trainer.classifier.data import file_sha256
 
 _FRONT_MATTER_LICENSE = re.compile(r"^license:\s*(\S+)", re.MULTILINE)
@@ -166,7 +167,7 @@ def render_markdown(card: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def write_card(out_dir: Path, card: dict[str, Any]) -> None:
-    (out_dir / "model_card.json").write_text(json.dumps(card, indent=2, sort_keys=False) + "\n", encoding="utf-8")
-    if "evaluation" in card:
-        (out_dir / "README.md").write_text(render_markdown(card), encoding="utf-8")
+def write_card(out_dir: Path, card: ModelCard) -> None:
+    card.dump(out_dir)
+    if card.evaluation:
+        (out_dir / "README.md").write_text(render_markdown(card.to_dict()), encoding="utf-8")

@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 from tokenizers import Tokenizer
 
+from guardproxy.detectors.model_card import ModelCard
 from guardproxy.detectors.onnx_classifier import OnnxTextClassifier
 from guardproxy.trainer.classifier.card import library_versions, resolve_base_model, write_card
 from guardproxy.trainer.classifier.config import ClassifierTrainConfig, parse_args
@@ -148,7 +149,7 @@ def _train_and_write(cfg: ClassifierTrainConfig) -> Path:
     }
     if cfg.head == "sigmoid":  # placeholders until validation picks them
         card["thresholds"] = dict.fromkeys(cfg.labels, 0.5)
-    write_card(out_dir, card)  # the serving code needs the card to load the model for validation
+    write_card(out_dir, ModelCard.from_dict(card))  # the serving code needs the card to load the model for validation
     evaluation = evaluate_held_out(cfg, out_dir, validation)
     sample = training_windows(validation[:: max(1, len(validation) // 48)], tokenizer, cfg, cls_id, sep_id)
     operating_point = (
@@ -181,7 +182,7 @@ def _train_and_write(cfg: ClassifierTrainConfig) -> Path:
         if cfg.config_path
         else "see config",
     }
-    write_card(out_dir, card)
+    write_card(out_dir, ModelCard.from_dict(card))
     if cfg.keep_torch_weights:
         shutil.copytree(result.model_dir, out_dir / TORCH_DIR)
     shutil.rmtree(final_dir, ignore_errors=True)

@@ -12,9 +12,11 @@ import logging
 import sys
 import time
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+from guardproxy.detectors.model_card import ModelCard
 from guardproxy.trainer.classifier.card import write_card
 from guardproxy.trainer.classifier.config import load_config
 from guardproxy.trainer.classifier.data import load_examples
@@ -23,26 +25,37 @@ from guardproxy.trainer.classifier.pipeline import evaluate_held_out
 log = logging.getLogger(__name__)
 
 
-def reevaluate(config_path: str, model_dir: Path, overrides: dict[str, Any]) -> dict[str, Any]:
+def reevaluate(config_path: str, model_dir: Path, overrides: dict[str, Any]) -> ModelCard:
     cfg = load_config(config_path, overrides)
-    card: dict[str, Any] = json.loads((model_dir / "model_card.json").read_text(encoding="utf-8"))
-    if card["labels"] != cfg.labels or card["serving"]["head"] != cfg.head:
+    card = ModelCard.load(model_dir)
+    if list(card.labels) != cfg.labels or card.head != cfg.head:
         raise ValueError(f"{model_dir} was not trained with the outputs of {config_path}")
     examples, _ = load_examples(cfg)
     evaluation = evaluate_held_out(cfg, model_dir, [e for e in examples if e.split != "train"])
-    before = {k: card.get(k) for k in ("threshold", "thresholds")}
+    before = {"threshold": card.threshold, "thresholds": dict(card.thresholds) or None}
     if cfg.head == "sigmoid":
-        card["thresholds"] = evaluation["thresholds"]
+        card = replace(card, thresholds=evaluation["thresholds"], evaluation=evaluation)
     else:
-        card["threshold"] = evaluation["threshold"]
-    card["evaluation"] = evaluation
+        card = replace(card, threshold=evaluation["threshold"], evaluation=evaluation)
     changed = {k: v for k, v in overrides.items()}
-    card.setdefault("reevaluations", []).append(
-        {"ts": time.time(), "overrides": changed, "operating_point_before": before, "config": config_path}
-    )
-    card["config"] = {**card.get("config", {}), **changed}
+    reevaluations = [
+        *card.extra.get("reevaluations", []),
+        {"ts": time.time(), "overrides": changed, "operating_point_before": before, "config": config_path},
+    ]
+    config = {**card.extra.get("config", {}), **changed}
+    card = replace(card, extra={**card.extra, "reevaluations": reevaluations, "config": config})
     write_card(model_dir, card)
     return card
+
+
+def operating_point(card: ModelCard) -> dict[str, Any]:
+    """`threshold` (softmax head) and `thresholds` (sigmoid head), as far as the card has them."""
+    point: dict[str, Any] = {}
+    if card.threshold is not None:
+        point["threshold"] = card.threshold
+    if card.thresholds:
+        point["thresholds"] = dict(card.thresholds)
+    return point
 
 
 def cli_main(argv: Sequence[str] | None = None) -> int:
@@ -57,7 +70,7 @@ def cli_main(argv: Sequence[str] | None = None) -> int:
         k: v for k, v in (("target_fpr", args.target_fpr), ("min_threshold", args.min_threshold)) if v is not None
     }
     card = reevaluate(args.config, args.model, overrides)
-    print(json.dumps({k: card.get(k) for k in ("threshold", "thresholds") if k in card}))
+    print(json.dumps(operating_point(card)))
     return 0
 
 

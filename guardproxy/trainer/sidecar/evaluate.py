@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from guardproxy.detectors.model_card import ModelCard
 from guardproxy.detectors.onnx_classifier import OnnxTextClassifier
 from guardproxy.trainer.classifier.config import CATEGORIES, ClassifierTrainConfig
 from guardproxy.trainer.classifier.evaluate import binary_metrics
@@ -61,18 +62,18 @@ class LabelRules:
         return None
 
 
-def group_members(card: dict[str, Any], group: str | None) -> tuple[str, list[str]]:
+def group_members(card: ModelCard, group: str | None) -> tuple[str, list[str]]:
     """(group name, its model labels): a card group, a single label, or the card's first group."""
-    groups: dict[str, list[str]] = card.get("groups") or {}
+    groups = card.groups
     if group is None:
         if not groups:
             raise ValueError("the model card names no groups: set metric_group")
         group = next(iter(groups))
     if group in groups:
         return group, list(groups[group])
-    if group in card["labels"]:
+    if group in card.labels:
         return group, [group]
-    raise ValueError(f"metric_group {group!r}: not a group {sorted(groups)} or label {card['labels']} of the model")
+    raise ValueError(f"metric_group {group!r}: not a group {sorted(groups)} or label {list(card.labels)} of the model")
 
 
 def label_rules(
@@ -116,15 +117,15 @@ class GroupScorer:
         self.classifier = OnnxTextClassifier(model_dir, threads=threads)
         card = self.classifier.card
         self.group, members = group_members(card, group)
-        labels: list[str] = card["labels"]
-        self.columns = [labels.index(m) for m in members]
+        self.columns = [card.labels.index(m) for m in members]
         if self.classifier.head == "sigmoid":
-            thresholds = card["thresholds"]
-            self.scale = np.asarray([thresholds[m] for m in members], dtype=np.float64)
+            self.scale = np.asarray([card.thresholds[m] for m in members], dtype=np.float64)
             self.threshold = 1.0  # score = max over labels of p / threshold: fires at 1
         else:
+            if card.threshold is None:
+                raise ValueError(f"{model_dir}: a softmax model card without a 'threshold'")
             self.scale = np.ones(len(members), dtype=np.float64)
-            self.threshold = float(card["threshold"])
+            self.threshold = float(card.threshold)
 
     def score(self, text: str) -> float:
         probs = self.classifier.score(text).probs.astype(np.float64)  # [windows, classes]

@@ -9,7 +9,6 @@ needs `min_new_events` more.
 from __future__ import annotations
 
 import dataclasses
-import json
 import logging
 import shutil
 import time
@@ -18,6 +17,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from guardproxy.detectors.model_card import ModelCard
 from guardproxy.detectors.model_files import CARD_FILE, read_pointer, resolve_model_dir
 from guardproxy.errors import DetectorFailed
 from guardproxy.trainer.classifier.config import ClassifierTrainConfig, DatasetSpec
@@ -106,8 +106,8 @@ def _init_from(current: Path | None, classifier: ClassifierTrainConfig, scratch:
     dequantized into `scratch` (the shipped models carry only the export)."""
     if current is None:
         return None
-    card = json.loads((current / CARD_FILE).read_text(encoding="utf-8"))
-    if card.get("labels") != classifier.labels or card.get("serving", {}).get("head") != classifier.head:
+    card = ModelCard.load(current)
+    if list(card.labels) != classifier.labels or card.head != classifier.head:
         log.warning("%s has other labels or head than the training config: fine-tuning the base model", current)
         return None
     if (current / TORCH_DIR / "config.json").is_file():
@@ -204,9 +204,9 @@ def _train_evaluate_gate(
         save_state(cfg.run_dir, state)
     candidate = Path(pending.candidate)
     report.candidate_version = candidate.name
-    card = _read_card(candidate)
+    card = ModelCard.load(candidate)
     report.training = {
-        k: card.get("training", {}).get(k) for k in ("steps", "seconds", "init_from", "resumed_from_step", "final_loss")
+        k: card.training.get(k) for k in ("steps", "seconds", "init_from", "resumed_from_step", "final_loss")
     }
 
     group, members = group_members(card, cfg.metric_group)
@@ -255,11 +255,6 @@ def _summary(report: RunReport) -> str:
         for c in checks
         if c["current"] is not None and c["candidate"] is not None
     )
-
-
-def _read_card(path: Path) -> dict[str, Any]:
-    card: dict[str, Any] = json.loads((path / CARD_FILE).read_text(encoding="utf-8"))
-    return card
 
 
 def _prune_reports(root: Path, keep: int | None) -> None:

@@ -1,4 +1,4 @@
-"""Command-line wiring of `guardproxy bench backends`."""
+"""Command-line wiring of `guardproxy bench backends` (needs the `bench` extra: httpx, matplotlib)."""
 
 from __future__ import annotations
 
@@ -26,8 +26,29 @@ def add_bench_parser(subparsers: Any) -> None:
     backends.add_argument("--plot", type=Path, default=Path("bench-backends.png"), help="Where to write the chart.")
 
 
+# What `guardproxy bench` imports beyond the serving stack: the `bench` extra.
+_BENCH_EXTRA = frozenset({"httpx", "matplotlib"})
+
+
 def run_bench(args: argparse.Namespace) -> int:
-    from guardproxy.bench.backends import BenchSettings, load_prompts, render_table, run_backends_bench, write_plot
+    try:
+        import matplotlib  # noqa: F401 - checked before the benchmark runs, not after it
+
+        from guardproxy.backend_bench.backends import (
+            BenchSettings,
+            load_prompts,
+            render_table,
+            run_backends_bench,
+            write_plot,
+        )
+    except ModuleNotFoundError as exc:
+        if exc.name not in _BENCH_EXTRA:
+            raise
+        print(
+            f"guardproxy bench: needs the `bench` extra ({exc.name} is not installed): pip install 'guardproxy[bench]'",
+            file=sys.stderr,
+        )
+        return 2
     from guardproxy.errors import PolicyInvalid
 
     settings = BenchSettings(

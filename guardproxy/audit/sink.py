@@ -1,5 +1,9 @@
 """The audit sink: the request path enqueues a record; a writer thread scrubs, batches and stores it.
 
+Everything bound for the store passes here and is scrubbed here (`guardproxy.audit.scrub`), so stores
+just store. Feedback and preference rows are written synchronously by `add_feedback`/`add_preference`
+(their callers need the row id, or `UnknownRequest`), records through the queue.
+
 Why a thread: SQLite calls block, and keeping them (and the PII scrub) off the event loop keeps
 `submit` to a few microseconds. Why no lock on the request path: `flush_and_close()` must be safe to
 call from a `signal.signal` handler, which runs between any two bytecodes of the main thread — a
@@ -22,24 +26,24 @@ import contextlib
 import queue
 import threading
 import time
-from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Final, Literal
 
 import structlog
 
-from guardproxy.audit.records import AuditRecord, StepRecord
+from guardproxy.audit.feedback import Feedback
+from guardproxy.audit.preferences import Preference
+from guardproxy.audit.records import AuditRecord
+from guardproxy.audit.scrub import Scrub, scrub_feedback, scrub_preference, scrub_record, withhold_record
 from guardproxy.audit.store import AuditStore
 from guardproxy.errors import AuditUnavailable
 
 log = structlog.get_logger(__name__)
 
 OnFull = Literal["wait", "fail"]
-Scrub = Callable[[str], str]
 
 _STOP: Final = object()  # signal: flush what is queued, then stop (submits after it are refused)
 _WAKE: Final = object()  # signal: a first record for an idle writer, or a full batch
-_WITHHELD = "[guardproxy: scrub failed, text withheld]"
 _ISOLATE_AFTER = 3  # consecutive failed attempts before a batch is written record by record
 _MIN_BACKOFF_S = 0.1
 
@@ -157,6 +161,17 @@ class AuditSink:
             abandoned=self._abandoned,
             scrub_failures=self._scrub_failures,
         )
+
+    # -- any thread: rows written straight to the store, scrubbed here like records -------------
+
+    def add_feedback(self, fb: Feedback) -> int:
+        """Scrub, then store one feedback row (always scrubbed, whatever `scrub` is: the actor is a
+        header the client chose). Synchronous, any thread; raises the store's `UnknownRequest`."""
+        return self._store.add_feedback(scrub_feedback(fb))
+
+    def add_preference(self, pref: Preference) -> int:
+        """Scrub, then store one `revise` triple (always scrubbed: it is training data). Synchronous, any thread."""
+        return self._store.add_preference(scrub_preference(pref))
 
     # -- any thread (signal handler, atexit) ----------------------------------------------------
 
@@ -348,29 +363,9 @@ class AuditSink:
         if scrub is None:
             return record
         try:
-            return replace(
-                record,
-                # The client chooses the model name: PII can be put there like anywhere else.
-                model=scrub(record.model),
-                input_text=scrub(record.input_text),
-                output_text=scrub(record.output_text),
-                error=None if record.error is None else scrub(record.error),
-                steps=tuple(_scrubbed_step(step, scrub) for step in record.steps),
-            )
+            return scrub_record(record, scrub)
         except Exception as exc:  # noqa: BLE001 - never store unscrubbed text; keep the record
             self._scrub_failures += 1
             # Only the exception type: its message could quote the text we failed to scrub.
             log.error("audit_scrub_failed", request_id=record.request_id, error_type=type(exc).__name__)
-            return replace(
-                record,
-                model=_WITHHELD if record.model else "",
-                input_text=_WITHHELD if record.input_text else "",
-                output_text=_WITHHELD if record.output_text else "",
-                error=None if record.error is None else _WITHHELD,
-                steps=tuple(step if step.error is None else replace(step, error=_WITHHELD) for step in record.steps),
-            )
-
-
-def _scrubbed_step(step: StepRecord, scrub: Scrub) -> StepRecord:
-    # A detector's error message may quote the text it failed on.
-    return step if step.error is None else replace(step, error=scrub(step.error))
+            return withhold_record(record)
