@@ -17,13 +17,13 @@ from typing import Any
 import pytest
 from litestar.testing import TestClient
 
+from guardproxy.audit.sink import AuditSink
 from guardproxy.audit.store import open_store
 from guardproxy.backends.fake import FakeBackend, FakeBackends, FakeReply, failing
 from guardproxy.core import JSON
 from guardproxy.errors import Blocked, UpstreamStatus, UpstreamUnavailable
 from guardproxy.policies.loader import load_policy
 from guardproxy.proxy.app import create_app
-from guardproxy.proxy.audit_sink import AuditSink
 from guardproxy.proxy.gateway import Gateway, JSONResult, StreamResult
 from guardproxy.proxy.metrics import Metrics
 from guardproxy.proxy.runtime import RuntimeHolder, build_runtime

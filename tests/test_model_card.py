@@ -9,11 +9,11 @@ from pathlib import Path
 
 import pytest
 
+from guardproxy.detectors.base import DetectorDeps
 from guardproxy.detectors.configs import InjectionClassifierConfig
 from guardproxy.detectors.model_card import ModelCard, ModelCardInvalid, ServingSpec
 from guardproxy.detectors.model_files import CARD_FILE, default_models_root
 from guardproxy.detectors.onnx_classifier import InjectionClassifierDetector
-from guardproxy.detectors.shared import SharedResources
 from guardproxy.errors import DetectorFailed
 from guardproxy.trainer.registry import list_versions
 from guardproxy.trainer.sidecar.evaluate import group_members
@@ -80,7 +80,7 @@ def test_the_classifier_refuses_a_card_of_another_kind_of_model(tmp_path: Path) 
     shutil.copy(default_models_root() / "pii-ner" / "v1" / CARD_FILE, tmp_path / CARD_FILE)
     config = InjectionClassifierConfig(type="injection_classifier", model_path=str(tmp_path))
     with pytest.raises(DetectorFailed, match="the model card has no 'serving' section"):
-        InjectionClassifierDetector("x", config, SharedResources())
+        InjectionClassifierDetector("x", config, DetectorDeps())
 
 
 def test_the_registry_lists_cards_of_every_kind(tmp_path: Path) -> None:
