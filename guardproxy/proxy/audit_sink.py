@@ -352,8 +352,8 @@ class AuditSink:
                 record,
                 # The client chooses the model name: PII can be put there like anywhere else.
                 model=scrub(record.model),
-                input_text=scrub(record.input_text),
-                output_text=scrub(record.output_text),
+                input_segments=tuple(replace(s, text=scrub(s.text)) for s in record.input_segments),
+                output_segments=tuple(replace(s, text=scrub(s.text)) for s in record.output_segments),
                 error=None if record.error is None else scrub(record.error),
                 steps=tuple(_scrubbed_step(step, scrub) for step in record.steps),
             )
@@ -364,8 +364,8 @@ class AuditSink:
             return replace(
                 record,
                 model=_WITHHELD if record.model else "",
-                input_text=_WITHHELD if record.input_text else "",
-                output_text=_WITHHELD if record.output_text else "",
+                input_segments=tuple(replace(s, text=_WITHHELD) for s in record.input_segments),
+                output_segments=tuple(replace(s, text=_WITHHELD) for s in record.output_segments),
                 error=None if record.error is None else _WITHHELD,
                 steps=tuple(step if step.error is None else replace(step, error=_WITHHELD) for step in record.steps),
             )
