@@ -55,8 +55,9 @@ def segments_to_json(segments: Iterable[Segment]) -> list[JSON]:
     return [s.to_dict() for s in segments]
 
 
-def segments_from_json(items: Iterable[JSON]) -> tuple[Segment, ...]:
-    return tuple(Segment.from_dict(item) for item in items)
+def segments_from_json(items: Iterable[JSON] | tuple[Segment, ...]) -> tuple[Segment, ...]:
+    """Segments from parsed JSON; a tuple of `Segment` (what the SQLite store decodes to) passes as it is."""
+    return tuple(item if isinstance(item, Segment) else Segment.from_dict(item) for item in items)
 
 
 def search_text(segments: Iterable[Segment], *, with_roles: bool) -> str:
