@@ -251,8 +251,14 @@ async def test_each_stored_text_is_replayed_whole_as_its_own_role(upstream: Fake
 
         quoting, answer = ask("Be brief.", quoted)
         system_only, _ = ask("You log zebra sightings.", "Anything new today?")
+        streamed_raw = client.chat.completions.with_raw_response.create(
+            model="gpt-4o-mini", messages=[{"role": "user", "content": "Stream it."}], stream=True
+        )
+        streamed = streamed_raw.headers["x-guardproxy-request-id"]
+        streamed_text = "".join(c.choices[0].delta.content or "" for c in streamed_raw.parse() if c.choices)
     records = _records(tmp_path / "audit.db")
-    assert set(records) == {quoting, system_only}
+    assert set(records) == {quoting, system_only, streamed}
+    assert records[streamed].output_segments == (Segment("assistant", 0, streamed_text),)
     record = records[quoting]
     assert record.input_segments == (Segment("system", 0, "Be brief."), Segment("user", 1, quoted))
     assert record.output_segments == (Segment("assistant", 0, answer),)

@@ -1,8 +1,8 @@
 """`guardproxy replay`: what a new policy would have decided on the traffic already in the audit log.
 
-Each stored record's (redacted) input segments go through the new policy's input steps, each as
-the role it was checked as, its output segments through the output steps, and the result is compared with the decision the proxy
-made then. The report names the request ids that change, never their texts.
+Each stored record's (redacted) input segments go through the new policy's input steps, each text
+whole and as the role it was checked as, its output segments through the output steps, and the
+result is compared with the decision the proxy made then. The report names the request ids that change, never their texts.
 
 Redacted text hides exactly what earlier steps found: a span a step fired on is stored as `[LABEL]`,
 so re-running that detector on the stored text cannot see it again. Unless `carry_over=False`, a
