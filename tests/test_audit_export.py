@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from guardproxy.audit import AuditRecord, StepRecord
+from guardproxy.audit import AuditRecord, Outcome, Segment, StepRecord
 from guardproxy.audit.export import EXIT_OK, EXIT_USAGE, export_records, parse_since
 from guardproxy.audit.sqlite import SQLiteAuditStore
 
@@ -26,7 +26,7 @@ def make_record(name: str, *, age_s: float, outcome: str) -> AuditRecord:
         model="m",
         backend="b",
         stream=False,
-        outcome=outcome,
+        outcome=Outcome(outcome),
         status=400 if outcome.startswith("blocked") else 200,
         latency_ms=3.0,
         steps=(
@@ -34,7 +34,7 @@ def make_record(name: str, *, age_s: float, outcome: str) -> AuditRecord:
                 name="input.0.pii", stage="input", detector="pii", action="redact", ran=True, fired=False, latency_ms=1
             ),
         ),
-        input_text=f"text of {name}",
+        input_segments=(Segment("user", 0, f"text of {name}"),),
     )
 
 

@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 import structlog
 
-from guardproxy.audit import AuditRecord
+from guardproxy.audit import AuditRecord, Outcome, Segment
 from guardproxy.audit.feedback import Feedback
 from guardproxy.audit.preferences import ChatTurn, Preference
 from guardproxy.audit.sink import AuditSink
@@ -27,7 +27,8 @@ from guardproxy.audit.sqlite import SQLiteAuditStore
 from guardproxy.errors import AuditUnavailable
 
 
-def make_record(i: int, **fields: object) -> AuditRecord:
+def make_record(i: int, *, input_text: str | None = None, output_text: str = "", **fields: object) -> AuditRecord:
+    text = f"prompt {i}" if input_text is None else input_text
     base: dict[str, object] = {
         "request_id": f"req-{i:05d}",
         "ts": 1_700_000_000.0 + i,
@@ -36,10 +37,11 @@ def make_record(i: int, **fields: object) -> AuditRecord:
         "model": "m",
         "backend": "b",
         "stream": False,
-        "outcome": "allowed",
+        "outcome": Outcome.ALLOWED,
         "status": 200,
         "latency_ms": 1.0,
-        "input_text": f"prompt {i}",
+        "input_segments": (Segment("user", 0, text),),
+        "output_segments": (Segment("assistant", 0, output_text),) if output_text else (),
     }
     base.update(fields)
     return AuditRecord(**base)  # type: ignore[arg-type]
@@ -303,7 +305,7 @@ async def test_scrub_safety_net_keeps_pii_out_of_the_file(tmp_path: Path, scrub:
         stored = reader.get("req-00007")
         reader.close()
         assert stored is not None
-        assert stored.input_text == "marker-in-7 mail <EMAIL> please"
+        assert stored.input_text == "user: marker-in-7 mail <EMAIL> please"
         assert stored.error == "upstream echoed <EMAIL>"
 
 
@@ -406,15 +408,15 @@ async def test_shutdown_timeout_logs_every_unwritten_record(tmp_path: Path) -> N
 # signal.signal + flush_and_close, which may interrupt a submit half-way.
 SIGTERM_CHILD = r"""
 import asyncio, json, os, signal, sys, time
-from guardproxy.audit import AuditRecord, open_store
+from guardproxy.audit import AuditRecord, Outcome, Segment, open_store
 from guardproxy.audit.sink import AuditSink
 
 mode, db = sys.argv[1], sys.argv[2]
 
 def record(i):
     return AuditRecord(request_id=f"r{i:07d}", ts=time.time(), client="c", endpoint="/v1/chat/completions",
-                       model="m", backend="b", stream=False, outcome="allowed", status=200, latency_ms=1.0,
-                       input_text="some prompt text " * 10)
+                       model="m", backend="b", stream=False, outcome=Outcome.ALLOWED, status=200, latency_ms=1.0,
+                       input_segments=(Segment("user", 0, "some prompt text " * 10),))
 
 async def main():
     # A long linger makes sure records are still queued when the signal lands.

@@ -175,9 +175,8 @@ def test_feedback_through_the_proxy_retrains_promotes_and_changes_its_decisions(
         assert report.snapshot is not None
         snapshot = [json.loads(line) for line in (Path(report.snapshot) / "data.jsonl").read_text().splitlines()]
         corrected = {r["text"]: r["label"] for r in snapshot if r["signal"] == "feedback"}
-        assert corrected == {f"user: {a.text}": "injection" for a in missed} | {
-            f"user: {a.text}": "benign" for a in false_blocks
-        }
+        # As the detector is served them: the stored texts, without the "role: " of the audit's search text.
+        assert corrected == {a.text: "injection" for a in missed} | {a.text: "benign" for a in false_blocks}
 
         # v2 in service: the corrected examples are now decided as the reviewer said. Not all of them need
         # flip: a 2-layer random-init model fine-tuned for 300 steps, promoted on its aggregate F1 over a fixed

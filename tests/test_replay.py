@@ -12,9 +12,9 @@ import openai
 import pytest
 
 from guardproxy.audit.feedback import Feedback
-from guardproxy.audit.records import AuditRecord
+from guardproxy.audit.records import AuditRecord, Segment
 from guardproxy.audit.sqlite import SQLiteAuditStore
-from guardproxy.evaluation.replay import input_segments, replay_policy
+from guardproxy.evaluation.replay import replay_policy
 from guardproxy.policies.loader import load_policy
 from tests.fake_upstream import FakeUpstream, Reply
 from tests.policies import write_policy
@@ -214,7 +214,13 @@ async def test_without_carry_over_only_the_stored_text_counts(tmp_path: Path) ->
         latency_ms=0.1,
     )  # fmt: skip
     store.write_batch([
-        make_record(1, outcome="blocked_output", steps=(fired,), input_text="user: hi", output_text="it is [BLOCKED]"),
+        make_record(
+            1,
+            outcome="blocked_output",
+            steps=(fired,),
+            input_segments=(Segment("user", 0, "hi"),),
+            output_segments=(Segment("assistant", 0, "it is [BLOCKED]"),),
+        ),
     ])  # fmt: skip
     store.close()
     carried = (await replay_policy(load_policy(policy), str(db))).to_dict()
@@ -223,9 +229,44 @@ async def test_without_carry_over_only_the_stored_text_counts(tmp_path: Path) ->
     assert text_only["changed"]["newly_allowed"] == ["req-0001"]
 
 
-def test_input_segments_follow_the_audit_format() -> None:
-    chat = make_record(1, input_text="system: Be brief.\nuser: line one\nline two\ntool_call: {}")
-    assert input_segments(chat) == [("system", "Be brief."), ("user", "line one\nline two"), ("tool_call", "{}")]
-    plain = make_record(2, endpoint="/v1/completions", input_text="user: not a role here")
-    assert input_segments(plain) == [("user", "user: not a role here")]
-    assert input_segments(make_record(3, input_text="")) == []
+async def test_each_stored_text_is_replayed_whole_as_its_own_role(upstream: FakeUpstream, tmp_path: Path) -> None:
+    """The audit record keeps each text whole with its role: a user message holding "\nassistant: " is one user
+    text, and a system prompt is a system text.
+
+    Records used to flatten the request into "role: text" lines. Replay split them back with a regex only
+    for endpoints named "/v1/chat/completions", which the gateway never writes ("chat/completions"), so
+    every request was replayed as one user text, role prefixes and system prompt included; where the
+    split did run, the quoted line below became an assistant text.
+    """
+    policy = write_policy(tmp_path, upstream.base_url)
+    quoted = "Summarise this chat log:\nassistant: zebra sightings are up this week"
+    with ProxyServer(policy) as proxy:
+        client = openai.OpenAI(base_url=proxy.url + "/v1", api_key="k", max_retries=0)
+
+        def ask(system: str, user: str) -> tuple[str, str]:
+            raw = client.chat.completions.with_raw_response.create(
+                model="gpt-4o-mini", messages=[{"role": "system", "content": system}, {"role": "user", "content": user}]
+            )
+            return raw.headers["x-guardproxy-request-id"], raw.parse().choices[0].message.content or ""
+
+        quoting, answer = ask("Be brief.", quoted)
+        system_only, _ = ask("You log zebra sightings.", "Anything new today?")
+        streamed_raw = client.chat.completions.with_raw_response.create(
+            model="gpt-4o-mini", messages=[{"role": "user", "content": "Stream it."}], stream=True
+        )
+        streamed = streamed_raw.headers["x-guardproxy-request-id"]
+        streamed_text = "".join(c.choices[0].delta.content or "" for c in streamed_raw.parse() if c.choices)
+    records = _records(tmp_path / "audit.db")
+    assert set(records) == {quoting, system_only, streamed}
+    assert records[streamed].output_segments == (Segment("assistant", 0, streamed_text),)
+    record = records[quoting]
+    assert record.input_segments == (Segment("system", 0, "Be brief."), Segment("user", 1, quoted))
+    assert record.output_segments == (Segment("assistant", 0, answer),)
+    users_only = policy.with_name("users-only.yaml")
+    text = policy.read_text()
+    text = text.replace("detectors:\n", 'detectors:\n  zebra: {type: blocklist, patterns: ["(?i)zebra"]}\n', 1)
+    users_only.write_text(
+        text.replace("output:\n", "  - {detector: zebra, action: block, roles: [user]}\noutput:\n", 1)
+    )
+    report = (await replay_policy(load_policy(users_only), str(tmp_path / "audit.db"))).to_dict()
+    assert report["changed"]["newly_blocked"] == [quoting]  # not `system_only`: its zebra is in the system prompt

@@ -22,7 +22,7 @@ import numpy.typing as npt
 import pytest
 import yaml
 
-from guardproxy.audit import AuditRecord, StepRecord
+from guardproxy.audit import AuditRecord, Outcome, Segment, StepRecord
 from guardproxy.audit.feedback import Feedback, FeedbackLabel
 from guardproxy.audit.sqlite import SQLiteAuditStore
 from guardproxy.core import Stage
@@ -64,12 +64,12 @@ def record(rid: str, text: str, outcome: str, *steps: StepRecord, i: int = 0, ou
         model="m",
         backend="local",
         stream=False,
-        outcome=outcome,
+        outcome=Outcome(outcome),
         status=400 if outcome.startswith("blocked") else 200,
         latency_ms=3.0,
         steps=steps,
-        input_text=text,
-        output_text=output,
+        input_segments=(Segment("user", 0, text),) if text else (),
+        output_segments=(Segment("assistant", 0, output),) if output else (),
     )
 
 

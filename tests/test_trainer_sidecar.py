@@ -26,7 +26,7 @@ pytest.importorskip("torch")
 pytest.importorskip("onnxruntime")
 pytest.importorskip("accelerate")
 
-from guardproxy.audit import AuditRecord, StepRecord
+from guardproxy.audit import AuditRecord, Outcome, Segment, StepRecord
 from guardproxy.audit.feedback import Feedback
 from guardproxy.audit.sqlite import SQLiteAuditStore
 from guardproxy.detectors.model_files import read_pointer, resolve_model_dir
@@ -76,12 +76,12 @@ def _record(rid: str, text: str, fired: bool, ts: float) -> AuditRecord:
         model="m",
         backend="fake",
         stream=False,
-        outcome="blocked_input" if fired else "allowed",
+        outcome=Outcome.BLOCKED_INPUT if fired else Outcome.ALLOWED,
         status=400 if fired else 200,
         latency_ms=2.0,
         steps=(_step(fired),),
-        input_text=text,
-        output_text="" if fired else "ok",
+        input_segments=(Segment("user", 0, text),),
+        output_segments=() if fired else (Segment("assistant", 0, "ok"),),
     )
 
 

@@ -30,8 +30,8 @@ def scrub_record(record: AuditRecord, scrub: Scrub) -> AuditRecord:
         record,
         # The client chooses the model name: PII can be put there like anywhere else.
         model=scrub(record.model),
-        input_text=scrub(record.input_text),
-        output_text=scrub(record.output_text),
+        input_segments=tuple(replace(s, text=scrub(s.text)) for s in record.input_segments),
+        output_segments=tuple(replace(s, text=scrub(s.text)) for s in record.output_segments),
         error=None if record.error is None else scrub(record.error),
         steps=tuple(_scrubbed_step(step, scrub) for step in record.steps),
     )
@@ -42,8 +42,8 @@ def withhold_record(record: AuditRecord) -> AuditRecord:
     return replace(
         record,
         model=WITHHELD if record.model else "",
-        input_text=WITHHELD if record.input_text else "",
-        output_text=WITHHELD if record.output_text else "",
+        input_segments=tuple(replace(s, text=WITHHELD) for s in record.input_segments),
+        output_segments=tuple(replace(s, text=WITHHELD) for s in record.output_segments),
         error=None if record.error is None else WITHHELD,
         steps=tuple(step if step.error is None else replace(step, error=WITHHELD) for step in record.steps),
     )

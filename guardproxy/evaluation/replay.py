@@ -1,8 +1,8 @@
 """`guardproxy replay`: what a new policy would have decided on the traffic already in the audit log.
 
-Each stored record's (redacted) `input_text` goes through the new policy's input steps, its
-`output_text` through the output steps, and the result is compared with the decision the proxy
-made then. The report names the request ids that change, never their texts.
+Each stored record's (redacted) input segments go through the new policy's input steps, each text
+whole and as the role it was checked as, its output segments through the output steps, and the
+result is compared with the decision the proxy made then. The report names the request ids that change, never their texts.
 
 Redacted text hides exactly what earlier steps found: a span a step fired on is stored as `[LABEL]`,
 so re-running that detector on the stored text cannot see it again. Unless `carry_over=False`, a
@@ -15,7 +15,6 @@ which is not stored: they are judged by carry-over alone.
 from __future__ import annotations
 
 import json
-import re
 import sys
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -23,13 +22,10 @@ from pathlib import Path
 from typing import TextIO
 
 from guardproxy.audit.feedback import Feedback
-from guardproxy.audit.records import BLOCKED_INPUT, ERROR, AuditRecord, StepRecord
-from guardproxy.core import JSON, Context, Stage, TextRole
+from guardproxy.audit.records import AuditRecord, Outcome, Segment, StepRecord
+from guardproxy.core import JSON, Context, Stage
 from guardproxy.policies.chain import Chain, CompiledStep, StepResult
 from guardproxy.policies.schema import Policy
-
-# How the gateway joins a chat request's texts for the audit log: one "role: text" per message part.
-_ROLE_LINE = re.compile(rf"^({'|'.join(r.value for r in TextRole)}|function): ", re.MULTILINE)
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,23 +96,10 @@ class ReplayReport:
         }
 
 
-def input_segments(record: AuditRecord) -> list[tuple[str, str]]:
-    """(role, text) pairs of a stored input: chat texts are "role: text" lines, the others plain text."""
-    text = record.input_text
-    starts = list(_ROLE_LINE.finditer(text)) if record.endpoint.endswith("/chat/completions") else []
-    if not starts or starts[0].start() != 0:
-        return [("user", text)] if text else []
-    segments = []
-    for i, match in enumerate(starts):
-        end = starts[i + 1].start() - 1 if i + 1 < len(starts) else len(text)  # -1: the joining newline
-        segments.append((match.group(1), text[match.end() : max(end, match.end())]))
-    return segments
-
-
 def stored_decision(record: AuditRecord) -> Decision:
     stage: Stage | None = None
     if record.blocked:
-        stage = "input" if record.outcome == BLOCKED_INPUT else "output"
+        stage = "input" if record.outcome == Outcome.BLOCKED_INPUT else "output"
     return Decision(stage, frozenset(s.name for s in record.steps if s.fired))
 
 
@@ -130,26 +113,27 @@ class Replayer:
 
     async def decide(self, record: AuditRecord, report: ReplayReport) -> Decision:
         fired: set[str] = set()
-        if await self._stage(self.input, record, input_segments(record), fired, report):
+        if await self._stage(self.input, record, record.input_segments, fired, report):
             return Decision("input", frozenset(fired))
-        if record.outcome == BLOCKED_INPUT:
+        if record.outcome == Outcome.BLOCKED_INPUT:
             return Decision(None, frozenset(fired), output_checked=False)
-        output = [("assistant", record.output_text)] if record.output_text else []
-        blocked = await self._stage(self.output, record, output, fired, report)
+        blocked = await self._stage(self.output, record, record.output_segments, fired, report)
         return Decision("output" if blocked else None, frozenset(fired))
 
     async def _stage(
         self,
         chain: Chain,
         record: AuditRecord,
-        texts: list[tuple[str, str]],
+        segments: tuple[Segment, ...],
         fired: set[str],
         report: ReplayReport,
     ) -> bool:
         """Run one stage; add the steps that fire to `fired`; True if the stage blocks."""
         results: dict[str, list[StepResult]] = {}
-        for role, text in texts:
-            verdict = await chain.check(text, Context(record.request_id, chain.stage, role, record.model))
+        for segment in segments:
+            verdict = await chain.check(
+                segment.text, Context(record.request_id, chain.stage, segment.role, record.model)
+            )
             for result in verdict.results:
                 results.setdefault(result.step.name, []).append(result)
         blocks = False
@@ -195,7 +179,7 @@ async def replay(
     replayer = Replayer(input_chain, output_chain, carry_over=carry_over)
     labels: dict[str, dict[str, list[str]]] = {}
     for record in records:
-        if record.outcome == ERROR:
+        if record.outcome == Outcome.ERROR:
             report.skipped_error += 1
             continue
         report.replayed += 1

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-from guardproxy.audit.records import AuditRecord, StepRecord
+from guardproxy.audit.records import AuditRecord, Outcome, Segment, StepRecord
 from guardproxy.backends.base import Endpoint
 from guardproxy.core import JSON
 from guardproxy.policies.chain import StepResult, Verdict
@@ -31,13 +32,13 @@ class Exchange:
     model: str = ""
     backend: str = ""
     stream: bool = False
-    outcome: str = "allowed"
+    outcome: Outcome = Outcome.ALLOWED
     status: int = 200
     error: str | None = None
-    input_text: str = ""
-    output_text: str = ""
-    raw_input: str = ""
-    raw_output: str = ""
+    input_segments: tuple[Segment, ...] = ()  # as checked, with what `sensitive` steps found redacted
+    output_segments: tuple[Segment, ...] = ()
+    raw_input_segments: tuple[Segment, ...] = ()  # kept only when the policy sets `audit.store_raw`
+    raw_output_segments: tuple[Segment, ...] = ()
     prompt_tokens: int | None = None
     completion_tokens: int | None = None
     upstream_latency_ms: float | None = None
@@ -67,8 +68,8 @@ class Exchange:
 
     def record(self, *, store_raw: bool) -> AuditRecord:
         outcome = self.outcome
-        if outcome == "allowed" and self.flagged:
-            outcome = "flagged"
+        if outcome == Outcome.ALLOWED and self.flagged:
+            outcome = Outcome.FLAGGED
         return AuditRecord(
             request_id=self.request_id,
             ts=self.ts,
@@ -83,11 +84,21 @@ class Exchange:
             steps=tuple(_step_record(r) for r in self.steps),
             prompt_tokens=self.prompt_tokens,
             completion_tokens=self.completion_tokens,
-            input_text=self.raw_input if store_raw else self.input_text,
-            output_text=self.raw_output if store_raw else self.output_text,
+            input_segments=self.raw_input_segments if store_raw else self.input_segments,
+            output_segments=self.raw_output_segments if store_raw else self.output_segments,
             error=self.error,
             upstream_latency_ms=self.upstream_latency_ms,
         )
+
+
+# The first list index in a walker path: `.messages[2].content[0].text` is message 2, `.choices[1]...` choice 1.
+_FIRST_INDEX = re.compile(r"\[(\d+)\]")
+
+
+def segment(role: str, path: str, text: str) -> Segment:
+    """The audit segment of a text the walker found at `path` (see `Segment.index`)."""
+    found = _FIRST_INDEX.search(path)
+    return Segment(str(role), int(found.group(1)) if found else 0, text)
 
 
 def _step_record(r: StepResult) -> StepRecord:

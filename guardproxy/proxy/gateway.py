@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 import structlog
 
-from guardproxy.audit.records import ERROR, AuditRecord
+from guardproxy.audit.records import AuditRecord, Outcome, Segment
 from guardproxy.audit.sink import AuditSink
 from guardproxy.backends.base import Endpoint
 from guardproxy.core import JSON, Context
@@ -29,7 +29,7 @@ from guardproxy.errors import (
 from guardproxy.policies.chain import Chain, CompiledStep, StepResult, Verdict, fold, run_inline
 from guardproxy.policies.operators import MemoryVault, Vault, apply_edits, redact_all, restore
 from guardproxy.proxy.admission import admit
-from guardproxy.proxy.exchange import Exchange
+from guardproxy.proxy.exchange import Exchange, segment
 from guardproxy.proxy.metrics import Metrics
 from guardproxy.proxy.moderation import moderation_response
 from guardproxy.proxy.relay import StreamRelay
@@ -131,7 +131,7 @@ class Gateway:
         except GuardproxyError as exc:
             await screen_upstream_error(ex, exc)  # an upstream's error text passes the output chain first
             ex.status = exc.status
-            ex.outcome = "blocked_input" if isinstance(exc, Blocked) else "error"
+            ex.outcome = Outcome.BLOCKED_INPUT if isinstance(exc, Blocked) else Outcome.ERROR
             ex.error = None if isinstance(exc, Blocked) else f"{type(exc).__name__}: {exc.message}"
             raise
         finally:
@@ -146,7 +146,7 @@ class Gateway:
         Keeps the error's class and code, never its message: parse and validation messages can quote the body.
         """
         endpoint = ENDPOINTS[kind]
-        self.metrics.requests.labels(endpoint, "unknown", ERROR).inc()
+        self.metrics.requests.labels(endpoint, "unknown", Outcome.ERROR).inc()
         latency_s = 0.0 if started is None else time.perf_counter() - started
         self.metrics.request_latency.labels(endpoint).observe(latency_s)
         record = AuditRecord(
@@ -157,7 +157,7 @@ class Gateway:
             model="",
             backend="",
             stream=False,
-            outcome=ERROR,
+            outcome=Outcome.ERROR,
             status=error.status,
             latency_ms=latency_s * 1000.0,
             error=f"{type(error).__name__}: {error.code}",
@@ -202,11 +202,11 @@ class Gateway:
         )
         unscanned = await self._check_unscanned(ex, ex.rt.unscanned_input, walk.unscanned)
         ex.add([request_verdict, *unscanned, *verdicts])
-        ex.input_text = "\n".join(
-            f"{s.role}: {redact_all(s.text, v.sensitive)}" for s, v in zip(texts, verdicts, strict=True)
+        ex.input_segments = tuple(
+            segment(s.role, s.path, redact_all(s.text, v.sensitive)) for s, v in zip(texts, verdicts, strict=True)
         )
         if ex.rt.policy.audit.store_raw:
-            ex.raw_input = "\n".join(f"{s.role}: {s.text}" for s in texts)
+            ex.raw_input_segments = tuple(segment(s.role, s.path, s.text) for s in texts)
         blocked = next((v.blocked_by for v in [request_verdict, *unscanned, *verdicts] if v.blocked_by), None)
         if blocked is not None:
             raise _blocked_error(blocked, ex.rt.policy.proxy.block_error_code)
@@ -242,8 +242,8 @@ class Gateway:
         """Every text of the answer is checked; what goes back is rebuilt from what was checked."""
         chain = ex.rt.output
         refusal = ex.rt.policy.proxy.refusal_message
-        audit: list[str] = []
-        raw: list[str] = []
+        audit: list[Segment] = []
+        raw: list[Segment] = []
         envelope = clean_envelope(response)
         choices = response.get("choices")
         response.clear()
@@ -256,30 +256,34 @@ class Gateway:
             unscanned = await self._check_unscanned(ex, ex.rt.unscanned_output, walk.unscanned)
             ex.add([*unscanned, *verdicts])
             verdicts = await revise_choice(ex, slots, verdicts, self.preferences) or verdicts
-            audit.extend(redact_all(s.text, v.sensitive) for s, v in zip(slots, verdicts, strict=True))
-            raw.extend(s.text for s in slots)
+            audit.extend(
+                segment(s.role, s.path, redact_all(s.text, v.sensitive)) for s, v in zip(slots, verdicts, strict=True)
+            )
+            raw.extend(segment(s.role, s.path, s.text) for s in slots)
             blocked = next((v.blocked_by for v in [*unscanned, *verdicts] if v.blocked_by), None)
             if blocked is not None:
                 _block_choice(ex.kind, choice, refusal, i)
-                ex.outcome = "blocked_output"
+                ex.outcome = Outcome.BLOCKED_OUTPUT
                 continue
             for s, v in zip(slots, verdicts, strict=True):
                 s.set(restore(apply_edits(s.text, v.edits, None), ex.scope))
             drop_stale_logprobs(ex.kind, choice)  # token logprobs that no longer spell the delivered text
-        ex.output_text = "\n".join(audit)
-        ex.raw_output = "\n".join(raw)
+        ex.output_segments = tuple(audit)
+        ex.raw_output_segments = tuple(raw)
 
     async def _moderate(self, ex: Exchange) -> JSON:
         walk = walk_request("moderation", ex.body)
         verdicts = await self._check_slots(ex, ex.rt.input, walk.slots)
         unscanned = await self._check_unscanned(ex, ex.rt.unscanned_input, walk.unscanned)
         ex.add([*unscanned, *verdicts])
-        ex.input_text = "\n".join(redact_all(s.text, v.sensitive) for s, v in zip(walk.slots, verdicts, strict=True))
+        ex.input_segments = tuple(
+            segment(s.role, s.path, redact_all(s.text, v.sensitive)) for s, v in zip(walk.slots, verdicts, strict=True)
+        )
         blocked = next((v.blocked_by for v in unscanned if v.blocked_by), None)
         if blocked is not None:
             raise _blocked_error(blocked, ex.rt.policy.proxy.block_error_code)
         if any(v.flagged for v in verdicts):
-            ex.outcome = "flagged"
+            ex.outcome = Outcome.FLAGGED
         return moderation_response(ex.request_id, ex.model or "guardproxy-policy", verdicts)
 
 

@@ -15,7 +15,8 @@ from typing import Any
 import msgspec
 import structlog
 
-from guardproxy.core import JSON, Context
+from guardproxy.audit.records import Outcome, Segment
+from guardproxy.core import JSON, Context, TextRole
 from guardproxy.errors import GuardproxyError, UpstreamStatus, UpstreamTimeout, UpstreamUnavailable
 from guardproxy.policies.operators import apply_edits, restore
 from guardproxy.proxy.exchange import Exchange
@@ -52,7 +53,7 @@ class StreamRelay:
         self.guards: dict[int, StreamGuard] = {}
         self.tools: dict[int, dict[int, JSON]] = {}
         self.finished: set[int] = set()
-        self.raw: list[str] = []
+        self.raw: dict[int, list[str]] = {}  # by choice index
 
     @classmethod
     async def open(cls, ex: Exchange, targets: list[Target], on_done: _Done, cleanups: ShieldedTasks) -> StreamRelay:
@@ -93,19 +94,19 @@ class StreamRelay:
             yield DONE
         except OutputBlocked:
             completed = True
-            ex.outcome = "blocked_output"
+            ex.outcome = Outcome.BLOCKED_OUTPUT
             for out in self._content_filter():
                 yield out
             yield DONE
         except GuardproxyError as exc:
             completed = True
             await screen_upstream_error(ex, exc)  # an upstream's error event passes the output chain first
-            ex.outcome, ex.status = "error", exc.status
+            ex.outcome, ex.status = Outcome.ERROR, exc.status
             ex.error = f"{type(exc).__name__}: {exc.message}"
             yield sse(exc.to_body())
         finally:
-            if not completed and ex.outcome == "allowed":
-                ex.outcome, ex.error = "error", "client disconnected before the end of the stream"
+            if not completed and ex.outcome == Outcome.ALLOWED:
+                ex.outcome, ex.error = Outcome.ERROR, "client disconnected before the end of the stream"
             # A hang-up reaches us as a cancellation that repeats at every await of this scope: the
             # cleanup runs in its own task, so the upstream is closed, the runtime released and the
             # audit record submitted even then (see shielded.py).
@@ -142,7 +143,7 @@ class StreamRelay:
             released = ""
             if isinstance(text, str) and text:
                 if self.ex.rt.policy.audit.store_raw:
-                    self.raw.append(text)
+                    self.raw.setdefault(index, []).append(text)
                 released = await guard.feed(text)
             if chat and delta.get("tool_calls"):
                 self._buffer_tools(index, delta["tool_calls"])
@@ -219,8 +220,12 @@ class StreamRelay:
     def _settle(self) -> None:
         for guard in self.guards.values():
             self.ex.add_results(guard.results)
-        self.ex.output_text = "\n".join("".join(g.audit_parts) for g in self.guards.values())
-        self.ex.raw_output = "".join(self.raw)
+        self.ex.output_segments = tuple(
+            Segment(TextRole.ASSISTANT.value, index, "".join(g.audit_parts)) for index, g in self.guards.items()
+        )
+        self.ex.raw_output_segments = tuple(
+            Segment(TextRole.ASSISTANT.value, index, "".join(parts)) for index, parts in self.raw.items()
+        )
 
 
 _Done = Callable[[Exchange], Awaitable[None]]

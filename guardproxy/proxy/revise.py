@@ -23,6 +23,7 @@ from typing import Protocol
 import structlog
 
 from guardproxy.audit.preferences import ChatTurn, Preference
+from guardproxy.audit.records import Outcome
 from guardproxy.backends.base import Backend
 from guardproxy.core import JSON, Context
 from guardproxy.errors import GuardproxyError
@@ -34,7 +35,6 @@ from guardproxy.proxy.walker import Slot
 
 log = structlog.get_logger(__name__)
 
-REVISED = "revised"  # audit outcome of a request whose answer was released after a rewrite
 # Request fields that would change what the critique/rewrite calls return or how: they ask for one plain answer.
 _DROPPED_FIELDS = frozenset(
     {"stream", "stream_options", "n", "tools", "tool_choice", "functions", "function_call", "response_format"}
@@ -98,8 +98,8 @@ async def revise_choice(
     if revision is None:
         return None
     slot.set(revision.text)
-    if ex.outcome == "allowed":
-        ex.outcome = REVISED
+    if ex.outcome == Outcome.ALLOWED:
+        ex.outcome = Outcome.REVISED
     pref = Preference(
         request_id=ex.request_id,
         ts=time.time(),

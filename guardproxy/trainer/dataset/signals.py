@@ -12,7 +12,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
 from guardproxy.audit.feedback import Feedback
-from guardproxy.audit.records import ALLOWED, BLOCKED_OUTPUT, AuditRecord, StepRecord
+from guardproxy.audit.records import AuditRecord, Outcome, StepRecord
 from guardproxy.trainer.dataset.config import NEGATIVE, POSITIVE, DatasetBuildConfig
 
 CANDIDATE = "candidate"
@@ -91,7 +91,8 @@ def label_records(
 def _label_one(
     record: AuditRecord, fb: Feedback | None, cfg: DatasetBuildConfig, dropped: Counter[str]
 ) -> Example | None:
-    text = record.input_text if cfg.stage == "input" else record.output_text
+    # The texts as the detector saw them, without the "role: " prefixes of `input_text` (not what it is served).
+    text = "\n".join(s.text for s in (record.input_segments if cfg.stage == "input" else record.output_segments))
     if not text.strip():
         dropped["audit:empty_text"] += 1
         return None
@@ -121,9 +122,9 @@ def _label_one(
             dropped[f"audit:signal_off:{wanted}"] += 1
             return None
         return Example(text, cfg.pos_label, source, signal)
-    if record.outcome == ALLOWED:
+    if record.outcome == Outcome.ALLOWED:
         return Example(text, cfg.negative_label, source, SIGNAL_ALLOWED)
-    if record.outcome == BLOCKED_OUTPUT and "output_feedback" in cfg.signals and _output_blocked(record, cfg):
+    if record.outcome == Outcome.BLOCKED_OUTPUT and "output_feedback" in cfg.signals and _output_blocked(record, cfg):
         return Example(text, CANDIDATE, source, SIGNAL_OUTPUT_FEEDBACK)
     # Blocked or flagged by another step, target silent: neither a clean negative nor a positive.
     dropped[f"audit:other_outcome:{record.outcome}"] += 1
