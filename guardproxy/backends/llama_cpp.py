@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import structlog
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 
 from guardproxy.backends.base import Endpoint
 from guardproxy.backends.local_common import (
@@ -39,6 +39,7 @@ from guardproxy.backends.local_common import (
     resolve_model_path,
     usage,
 )
+from guardproxy.config_base import StrictModel
 from guardproxy.core import JSON
 from guardproxy.errors import InvalidRequest
 
@@ -51,10 +52,8 @@ _UNSUPPORTED_CHAT = ("tools", "functions", "tool_choice", "function_call", "audi
 _ON_CONTEXT_FULL = "Requested tokens"  # llama-cpp-python's ValueError when prompt + max_tokens exceed n_ctx
 
 
-class LlamaCppBackendConfig(BaseModel):
+class LlamaCppBackendConfig(StrictModel):
     """A GGUF model run in-process by llama-cpp-python (`pip install 'guardproxy[local]'`)."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
 
     type: Literal["llama_cpp"]
     model_path: str = Field(

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 import structlog
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 
 from guardproxy.backends.base import Endpoint
 from guardproxy.backends.local_common import (
@@ -33,6 +33,7 @@ from guardproxy.backends.local_common import (
     resolve_model_path,
     usage,
 )
+from guardproxy.config_base import StrictModel
 from guardproxy.core import JSON
 from guardproxy.errors import InvalidRequest
 
@@ -40,10 +41,8 @@ log = structlog.get_logger(__name__)
 _UNSUPPORTED = ("tools", "functions", "tool_choice", "function_call", "logprobs", "response_format", "audio")
 
 
-class TransformersBackendConfig(BaseModel):
+class TransformersBackendConfig(StrictModel):
     """A causal LM from a local directory, run by Hugging Face transformers (`pip install 'guardproxy[transformers]'`)."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
 
     type: Literal["transformers"]
     model_path: str = Field(description="A directory written by `save_pretrained` (config, weights, tokenizer).")

@@ -14,9 +14,10 @@ import asyncio
 from collections.abc import Mapping
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import Field, field_validator
 
 from guardproxy.backends.base import Backend
+from guardproxy.config_base import StrictModel
 from guardproxy.core import JSON, Context, Detection
 from guardproxy.detectors.base import policy_backend
 from guardproxy.errors import DetectorFailed, GuardproxyError
@@ -24,10 +25,8 @@ from guardproxy.errors import DetectorFailed, GuardproxyError
 _SHOWN_CATEGORIES = 3
 
 
-class OpenAIModerationConfig(BaseModel):
+class OpenAIModerationConfig(StrictModel):
     """Any OpenAI-compatible moderation endpoint (OpenAI's omni-moderation, llama-stack, your own)."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
 
     type: Literal["openai_moderation"]
     backend: str = Field(description="A key of `backends:` whose API has `/moderations`.")
