@@ -6,6 +6,7 @@ import contextlib
 import hashlib
 import json
 import os
+import socket
 import sqlite3
 import subprocess
 import sys
@@ -199,3 +200,38 @@ def test_existing_database_gains_the_feedback_table(tmp_path: Path) -> None:
     assert [fb.request_id for fb in reopened.feedback()] == ["req-0001"]
     assert reopened.get("req-0001") is not None
     reopened.close()
+
+
+def test_feedback_body_has_the_model_routes_deadline_and_limit(upstream: FakeUpstream, tmp_path: Path) -> None:
+    """One body reader for every route: a trickled feedback body gets 408 within the policy's
+    `body_read_timeout_s`, and a declared length over the feedback limit gets 413 before any byte is read."""
+    path = write_policy(tmp_path, upstream.base_url)
+    path.write_text(
+        path.read_text().replace("  max_body_bytes: 65536\n", "  max_body_bytes: 65536\n  body_read_timeout_s: 1\n")
+    )
+    body = b'{"request_id": "gp-0123456789abcdef0123456789abcdef", "label": "correct"}'
+    head = f"POST /v1/feedback HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\ncontent-length: {len(body)}\r\n\r\n"
+    with ProxyServer(path) as proxy:
+        with socket.create_connection(("127.0.0.1", proxy.port), timeout=10) as sock:
+            sock.sendall(head.encode())
+            started = time.monotonic()
+            received = b""
+            sock.setblocking(False)
+            for byte in body:  # one byte every 0.2 s: ~15 s for the whole body
+                try:
+                    sock.send(bytes([byte]))
+                except OSError:
+                    break  # the proxy closed the connection after answering
+                time.sleep(0.2)
+                with contextlib.suppress(BlockingIOError):
+                    received += sock.recv(65536)
+                if b"\r\n\r\n" in received:
+                    break
+            elapsed = time.monotonic() - started
+        assert received.startswith(b"HTTP/1.1 408"), received[:200]
+        assert b'"code":"request_timeout"' in received
+        assert elapsed < 3.0, elapsed
+        with socket.create_connection(("127.0.0.1", proxy.port), timeout=10) as sock:
+            sock.sendall(b"POST /v1/feedback HTTP/1.1\r\nhost: x\r\ncontent-length: 100000000\r\n\r\n")
+            answer = sock.recv(65536)
+        assert answer.startswith(b"HTTP/1.1 413"), answer[:200]
