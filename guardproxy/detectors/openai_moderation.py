@@ -20,6 +20,7 @@ from guardproxy.backends.base import Backend
 from guardproxy.config_base import StrictModel
 from guardproxy.core import JSON, Context, Detection
 from guardproxy.detectors.base import policy_backend
+from guardproxy.detectors.calibration import calibrate_score
 from guardproxy.errors import DetectorFailed, GuardproxyError
 
 _SHOWN_CATEGORIES = 3
@@ -53,13 +54,6 @@ class OpenAIModerationConfig(StrictModel):
         if wrong:
             raise ValueError(f"thresholds must be between 0 and 1 (exclusive); wrong for {wrong}")
         return value
-
-
-def rescale(score: float, threshold: float) -> float:
-    """Monotone map with 0 -> 0, threshold -> 0.5, 1 -> 1."""
-    if score < threshold:
-        return 0.5 * score / threshold
-    return min(1.0, 0.5 + 0.5 * (score - threshold) / (1.0 - threshold))
 
 
 class OpenAIModerationDetector:
@@ -109,7 +103,7 @@ class OpenAIModerationDetector:
     def _category_score(self, category: str, raw: float, flagged: bool) -> float:
         threshold = self._thresholds.get(category)
         if threshold is not None:
-            return rescale(raw, threshold)
+            return calibrate_score(raw, threshold)
         if self._use_flags and flagged:
             return max(raw, 0.5)
         return raw
