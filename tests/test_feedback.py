@@ -23,6 +23,7 @@ from guardproxy.audit.store import UnknownRequest, latest_feedback
 from tests.fake_upstream import FakeUpstream
 from tests.policies import write_policy
 from tests.proxy_harness import ProxyServer
+from tests.test_admission import trickle
 from tests.test_audit_store import make_record
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -212,22 +213,7 @@ def test_feedback_body_has_the_model_routes_deadline_and_limit(upstream: FakeUps
     body = b'{"request_id": "gp-0123456789abcdef0123456789abcdef", "label": "correct"}'
     head = f"POST /v1/feedback HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\ncontent-length: {len(body)}\r\n\r\n"
     with ProxyServer(path) as proxy:
-        with socket.create_connection(("127.0.0.1", proxy.port), timeout=10) as sock:
-            sock.sendall(head.encode())
-            started = time.monotonic()
-            received = b""
-            sock.setblocking(False)
-            for byte in body:  # one byte every 0.2 s: ~15 s for the whole body
-                try:
-                    sock.send(bytes([byte]))
-                except OSError:
-                    break  # the proxy closed the connection after answering
-                time.sleep(0.2)
-                with contextlib.suppress(BlockingIOError):
-                    received += sock.recv(65536)
-                if b"\r\n\r\n" in received:
-                    break
-            elapsed = time.monotonic() - started
+        received, elapsed = trickle(proxy.port, body, head=head.encode())
         assert received.startswith(b"HTTP/1.1 408"), received[:200]
         assert b'"code":"request_timeout"' in received
         assert elapsed < 3.0, elapsed
