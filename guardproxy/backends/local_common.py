@@ -20,7 +20,7 @@ import struct
 import threading
 import time
 import uuid
-from collections.abc import AsyncGenerator, Callable, Iterator, Sequence
+from collections.abc import AsyncGenerator, Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Generic, TypeVar
@@ -459,19 +459,3 @@ async def prepend(first: T | None, rest: AsyncGenerator[T, None]) -> AsyncGenera
     yield first
     async for item in rest:
         yield item
-
-
-def iterate(produce: Callable[[M, threading.Event], Iterator[T]]) -> StreamWork[M, T]:
-    """A `StreamWork` from a generator function; the generator is closed (finally blocks run) on cancel."""
-
-    def work(instance: M, cancelled: threading.Event, emit: Emit[T]) -> None:
-        produced = produce(instance, cancelled)
-        try:
-            for item in produced:
-                emit(item)
-        finally:
-            close = getattr(produced, "close", None)
-            if close is not None:
-                close()
-
-    return work
