@@ -125,13 +125,17 @@ def test_a_client_trickling_its_body_gets_408(upstream: FakeUpstream, tmp_path: 
         path.read_text().replace("  max_body_bytes: 65536\n", "  max_body_bytes: 65536\n  body_read_timeout_s: 1\n")
     )
     body = b'{"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "hello"}]}'
-    head = f"POST /v1/chat/completions HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\ncontent-length: {len(body)}\r\n\r\n"
     with ProxyServer(path) as proxy:
-        received, elapsed = trickle(proxy.port, body, head=head.encode())  # ~15 s for the whole body
+        received, elapsed = trickle(proxy.port, body, head=post_head("/v1/chat/completions", body))  # ~15 s in all
     assert received.startswith(b"HTTP/1.1 408"), received[:200]
     assert b'"code":"request_timeout"' in received
     assert elapsed < 3.0, elapsed
     assert upstream.requests == []
+
+
+def post_head(path: str, body: bytes) -> bytes:
+    """The request line and headers of a JSON POST of `body`."""
+    return f"POST {path} HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\ncontent-length: {len(body)}\r\n\r\n".encode()
 
 
 def trickle(port: int, data: bytes, *, every_s: float = 0.2, head: bytes = b"") -> tuple[bytes, float]:
