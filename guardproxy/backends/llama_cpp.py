@@ -1,7 +1,7 @@
 """The `llama_cpp` backend: a GGUF model run in-process by llama-cpp-python.
 
 A llama.cpp context must not be used by two threads at once, so each of `instances` model copies
-belongs to one worker thread (`local_common.WorkerPool`); requests queue for the next free one and
+belongs to one worker thread (`worker_pool.WorkerPool`); requests queue for the next free one and
 the event loop never runs model code. Generation always streams inside the worker, checking between
 tokens whether the caller is still there, so a client disconnect or a blocked output stops the model
 within a token. Weights are memory-mapped, so extra instances cost mostly their KV cache.
@@ -23,19 +23,16 @@ from pydantic import Field
 
 from guardproxy.backends.base import Endpoint
 from guardproxy.backends.local_backend import LocalBackend, Piece
-from guardproxy.backends.local_common import (
-    BackendLoadError,
+from guardproxy.backends.local_model import BackendLoadError, resolve_model_path
+from guardproxy.backends.local_request import (
     Defaults,
-    Emit,
     GenerationParams,
-    WorkerPool,
-    embeddings_response,
     parse_embedding_input,
     parse_messages,
     parse_prompt,
-    resolve_model_path,
-    usage,
 )
+from guardproxy.backends.local_shapes import embeddings_response, usage
+from guardproxy.backends.worker_pool import Emit, WorkerPool
 from guardproxy.config_base import StrictModel
 from guardproxy.core import JSON
 from guardproxy.errors import InvalidRequest

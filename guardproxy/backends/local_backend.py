@@ -17,16 +17,9 @@ from pathlib import Path
 from typing import Any, Generic, TypeVar
 
 from guardproxy.backends.base import Endpoint
-from guardproxy.backends.local_common import (
-    Defaults,
-    Emit,
-    GenerationParams,
-    Shaper,
-    WorkerPool,
-    parse_params,
-    prepend,
-    usage,
-)
+from guardproxy.backends.local_request import Defaults, GenerationParams, parse_params
+from guardproxy.backends.local_shapes import Shaper, usage
+from guardproxy.backends.worker_pool import Emit, WorkerPool, prepend
 from guardproxy.core import JSON
 from guardproxy.errors import InvalidRequest
 

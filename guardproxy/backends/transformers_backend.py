@@ -1,7 +1,7 @@
 """The `transformers` backend: any causal LM saved in a local directory (Llama, Gemma, Qwen, SmolLM...).
 
 The model and tokenizer load once, offline (`local_files_only`). Generation runs on `instances` worker
-threads sharing that one model (`local_common.WorkerPool`), so the event loop stays free and CPU use
+threads sharing that one model (`worker_pool.WorkerPool`), so the event loop stays free and CPU use
 stays bounded. Tokens reach the caller through a small streamer that decodes incrementally, applies
 stop sequences, and stops `generate()` through a stopping criterion once the caller has gone.
 """
@@ -17,18 +17,11 @@ import structlog
 from pydantic import Field
 
 from guardproxy.backends.local_backend import LocalBackend, Piece
-from guardproxy.backends.local_common import (
-    BackendLoadError,
-    Defaults,
-    Emit,
-    GenerationParams,
-    StopScanner,
-    WorkerPool,
-    parse_messages,
-    parse_prompt,
-    resolve_model_path,
-    usage,
-)
+from guardproxy.backends.local_model import BackendLoadError, resolve_model_path
+from guardproxy.backends.local_request import Defaults, GenerationParams, parse_messages, parse_prompt
+from guardproxy.backends.local_shapes import usage
+from guardproxy.backends.stop_scanner import StopScanner
+from guardproxy.backends.worker_pool import Emit, WorkerPool
 from guardproxy.config_base import StrictModel
 from guardproxy.core import JSON
 from guardproxy.errors import InvalidRequest
