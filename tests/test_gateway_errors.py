@@ -10,6 +10,8 @@ import httpx
 import openai
 import pytest
 
+from guardproxy.errors import InvalidRequest, UpstreamStatus, UpstreamTimeout, UpstreamUnavailable
+from guardproxy.proxy.failover import worth_another_target
 from tests.fake_upstream import FakeUpstream, Reply
 from tests.policies import write_policy
 from tests.proxy_harness import ProxyServer
@@ -299,3 +301,14 @@ def test_mid_stream_error_event_is_redacted_by_the_output_chain(
     raw = _raw_stream_text(proxy)
     assert "Hello. " in raw and "[US_SSN]" in raw
     assert not any(secret in raw for secret in SECRETS_IN_ERRORS), raw
+
+
+def test_the_one_failover_rule() -> None:
+    """Unreachable, timed out, 429 and 5xx try the next target; other statuses and errors go to the client."""
+    assert worth_another_target(UpstreamUnavailable("down"))
+    assert worth_another_target(UpstreamTimeout("slow"))
+    assert worth_another_target(UpstreamStatus(429, None, "busy"))
+    assert worth_another_target(UpstreamStatus(503, None, "broken"))
+    assert not worth_another_target(UpstreamStatus(401, None, "bad key"))
+    assert not worth_another_target(UpstreamStatus(400, None, "bad request"))
+    assert not worth_another_target(InvalidRequest("no"))
