@@ -19,12 +19,12 @@ import asyncio
 import copy
 import json
 import platform
-import statistics
 import time
 from pathlib import Path
 from typing import Any
 
 from guardproxy.core import Context
+from guardproxy.evaluation.metrics import percentile
 from guardproxy.policies.loader import load_policy
 from guardproxy.proxy.runtime import build_runtime
 from guardproxy.proxy.walker import checked_texts, walk_request
@@ -61,9 +61,10 @@ TOOLS = [
 ]  # fmt: skip
 
 
-def _percentile(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, max(0, round(q * len(ordered)) - 1))]
+def _nearest_rank(values: list[float], q: float) -> float:
+    value = percentile(values, q)
+    assert value is not None, "no timings"
+    return value
 
 
 async def _measure(policy_path: Path, repeats: int) -> dict[str, Any]:
@@ -95,8 +96,8 @@ async def _measure(policy_path: Path, repeats: int) -> dict[str, Any]:
     for name, texts in cases.items():
         results[name] = {
             "texts": len(texts),
-            "p50_ms": round(statistics.median(timings[name]), 2),
-            "p99_ms": round(_percentile(timings[name], 0.99), 2),
+            "p50_ms": round(_nearest_rank(timings[name], 0.5), 2),
+            "p99_ms": round(_nearest_rank(timings[name], 0.99), 2),
         }
     base_p50 = results["content only"]["p50_ms"]
     for r in results.values():

@@ -43,12 +43,12 @@ from typing import Any
 from bench_classifier import TextPool, percentiles, prose_source
 
 from guardproxy.detectors.base import DetectorDeps
+from guardproxy.detectors.calibration import calibrate
 from guardproxy.detectors.configs import InjectionClassifierConfig, ModerationClassifierConfig
 from guardproxy.detectors.onnx_classifier import (
     InjectionClassifierDetector,
     ModerationClassifierDetector,
     WindowScores,
-    calibrate,
 )
 from guardproxy.detectors.shared import SharedResources
 

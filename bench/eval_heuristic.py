@@ -27,6 +27,7 @@ from guardproxy.detectors.configs import BlocklistConfig, InjectionHeuristicConf
 from guardproxy.detectors.injection_heuristic import InjectionHeuristicDetector
 from guardproxy.detectors.pii_regex import PiiRegexDetector
 from guardproxy.detectors.template import TemplateDetector
+from guardproxy.evaluation.metrics import percentile
 
 DATASETS = Path("/work/shared/datasets")
 RESULTS = Path(__file__).parent / "results" / "heuristic_eval.json"
@@ -54,11 +55,6 @@ def load(split: str) -> dict[str, list[tuple[str, bool]]]:
         if rows:
             by_dataset[path.parent.name] = rows
     return by_dataset
-
-
-def percentile(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
 
 
 SAMPLE_2K = (
@@ -150,13 +146,13 @@ def main() -> int:
             all_latencies += latencies
         table[name] = _metrics(counts) | {
             "n": len(rows),
-            "p50_ms": round(statistics.median(latencies), 4),
+            "p50_ms": round(percentile(latencies, 0.5), 4),
             "p99_ms": round(percentile(latencies, 0.99), 4),
         }
         _print_row(name, table[name])
     table["ALL"] = _metrics(totals) | {
         "n": sum(totals.values()),
-        "p50_ms": round(statistics.median(all_latencies), 4),
+        "p50_ms": round(percentile(all_latencies, 0.5), 4),
         "p99_ms": round(percentile(all_latencies, 0.99), 4),
     }
     _print_row("ALL (role user)", table["ALL"])

@@ -39,6 +39,7 @@ from typing import Any
 from guardproxy.core import Span
 from guardproxy.detectors.base import DetectorDeps
 from guardproxy.detectors.presidio import PresidioConfig, PresidioDetector
+from guardproxy.evaluation.metrics import percentile
 
 DATA = Path("/work/shared/datasets/presidio_synth_pii/train.jsonl")
 RESULTS = Path(__file__).parent / "results" / "pii_eval.json"
@@ -265,12 +266,9 @@ def event_loop_lag(detector: PresidioDetector, n_tokens: int, calls: int = 30) -
 
 
 def _percentiles(samples: list[float]) -> dict[str, float]:
-    ordered = sorted(samples)
-    return {
-        "p50_ms": round(statistics.median(ordered), 2),
-        "p99_ms": round(ordered[min(len(ordered) - 1, round(0.99 * (len(ordered) - 1)))], 2),
-        "n": len(ordered),
-    }
+    p50, p99 = percentile(samples, 0.5), percentile(samples, 0.99)
+    assert p50 is not None and p99 is not None, "no samples"
+    return {"p50_ms": round(p50, 2), "p99_ms": round(p99, 2), "n": len(samples)}
 
 
 def _print_latency(t: dict[str, Any]) -> None:

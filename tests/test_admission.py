@@ -124,36 +124,26 @@ def test_a_client_trickling_its_body_gets_408(upstream: FakeUpstream, tmp_path: 
     path.write_text(
         path.read_text().replace("  max_body_bytes: 65536\n", "  max_body_bytes: 65536\n  body_read_timeout_s: 1\n")
     )
-    with ProxyServer(path) as proxy, socket.create_connection(("127.0.0.1", proxy.port), timeout=10) as sock:
-        body = b'{"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "hello"}]}'
-        head = f"POST /v1/chat/completions HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\ncontent-length: {len(body)}\r\n\r\n"
-        sock.sendall(head.encode())
-        started = time.monotonic()
-        received = b""
-        sock.setblocking(False)
-        for byte in body:  # one byte every 0.2 s: ~15 s for the whole body
-            try:
-                sock.send(bytes([byte]))
-            except OSError:
-                break  # the proxy closed the connection after answering
-            time.sleep(0.2)
-            try:
-                received += sock.recv(65536)
-            except BlockingIOError:
-                continue
-            if b"\r\n\r\n" in received:
-                break
-        elapsed = time.monotonic() - started
+    body = b'{"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "hello"}]}'
+    with ProxyServer(path) as proxy:
+        received, elapsed = trickle(proxy.port, body, head=post_head("/v1/chat/completions", body))  # ~15 s in all
     assert received.startswith(b"HTTP/1.1 408"), received[:200]
     assert b'"code":"request_timeout"' in received
     assert elapsed < 3.0, elapsed
     assert upstream.requests == []
 
 
-def _trickle(port: int, data: bytes, *, every_s: float = 0.2) -> tuple[bytes, float]:
-    """Send `data` one byte every `every_s` seconds; return what the proxy answered meanwhile, and when."""
+def post_head(path: str, body: bytes) -> bytes:
+    """The request line and headers of a JSON POST of `body`."""
+    return f"POST {path} HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\ncontent-length: {len(body)}\r\n\r\n".encode()
+
+
+def trickle(port: int, data: bytes, *, every_s: float = 0.2, head: bytes = b"") -> tuple[bytes, float]:
+    """Send `head` at once, then `data` one byte every `every_s` seconds; return what the proxy answered
+    meanwhile, and how long after `head` it did."""
     received = b""
     with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+        sock.sendall(head)
         sock.setblocking(False)
         started = time.monotonic()
         for byte in data:
@@ -175,7 +165,7 @@ def test_a_client_trickling_its_headers_gets_408(upstream: FakeUpstream, tmp_pat
     path = write_policy(tmp_path, upstream.base_url)
     request = b"POST /v1/chat/completions HTTP/1.1\r\nhost: x\r\n" + b"x-filler: a\r\n" * 12  # ~33 s at 5 B/s
     with ProxyServer(path, header_timeout_s=1.0) as proxy:
-        received, elapsed = _trickle(proxy.port, request)
+        received, elapsed = trickle(proxy.port, request)
         assert received.startswith(b"HTTP/1.1 408"), received[:200]
         assert b'"code": "request_timeout"' in received
         assert elapsed < 3.0, elapsed

@@ -13,7 +13,7 @@ pytest.importorskip("llama_cpp")
 pytest.importorskip("gguf")
 
 from guardproxy.backends.llama_cpp import LlamaCppBackend, LlamaCppBackendConfig
-from guardproxy.backends.local_common import BackendLoadError
+from guardproxy.backends.local_model import BackendLoadError
 from guardproxy.errors import InvalidRequest
 from tests import local_backend_checks as checks
 from tests.tiny_models import write_tiny_gguf

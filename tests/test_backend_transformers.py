@@ -11,7 +11,7 @@ import pytest
 pytest.importorskip("torch")
 pytest.importorskip("transformers")
 
-from guardproxy.backends.local_common import BackendLoadError
+from guardproxy.backends.local_model import BackendLoadError
 from guardproxy.backends.transformers_backend import TransformersBackend, TransformersBackendConfig
 from tests import local_backend_checks as checks
 from tests.tiny_models import write_tiny_transformers

@@ -11,7 +11,8 @@ from pathlib import Path
 import pytest
 
 from guardproxy.backend_bench import add_bench_parser, run_bench
-from guardproxy.backend_bench.backends import load_prompts, percentile
+from guardproxy.backend_bench.backends import load_prompts
+from guardproxy.evaluation.metrics import percentile
 from tests.fake_upstream import FakeUpstream
 
 POLICY = """
@@ -106,9 +107,9 @@ def test_unknown_model_is_a_usage_error(
 
 
 def test_percentile_and_prompts(tmp_path: Path) -> None:
-    assert percentile([], 50) is None
-    assert percentile([5.0, 1.0, 3.0], 50) == 3.0
-    assert percentile([float(i) for i in range(1, 101)], 99) == 99.0
+    assert percentile([], 0.5) is None
+    assert percentile([5.0, 1.0, 3.0], 0.5) == 3.0
+    assert percentile([float(i) for i in range(1, 101)], 0.99) == 99.0
     plain = tmp_path / "p.txt"
     plain.write_text("first\n\n  second  \n")
     assert list(load_prompts(plain)) == ["first", "second"]

@@ -93,11 +93,17 @@ def test_threshold_curve_groups_tied_scores() -> None:
 
 
 def test_percentile_is_nearest_rank() -> None:
+    """One definition (the ceil(q * n)-th smallest) for evaluation reports and `guardproxy bench` alike."""
     values = [float(v) for v in range(1, 101)]  # 1..100
-    assert percentile(values, 0.5) == 51.0  # round(0.5 * 99) = 50 (banker's rounding) -> the 51st value
+    assert percentile(values, 0.5) == 50.0  # half the values are at or below 50
     assert percentile(values, 0.99) == 99.0
+    assert percentile(values, 0.07) == 7.0  # 0.07 * 100 is 7.000000000000001 in floating point
+    assert percentile(values, 0.0) == 1.0 and percentile(values, 1.0) == 100.0
+    assert percentile([5.0, 1.0, 3.0], 0.5) == 3.0
     assert percentile([3.0], 0.99) == 3.0
     assert percentile([], 0.5) is None
+    with pytest.raises(ValueError):
+        percentile(values, 99)  # a share, not a percent
 
 
 def test_span_matching_exact_overlap_and_one_to_one() -> None:

@@ -6,6 +6,7 @@ import contextlib
 import hashlib
 import json
 import os
+import socket
 import sqlite3
 import subprocess
 import sys
@@ -23,6 +24,7 @@ from guardproxy.audit.store import latest_feedback
 from tests.fake_upstream import FakeUpstream
 from tests.policies import write_policy
 from tests.proxy_harness import ProxyServer
+from tests.test_admission import post_head, trickle
 from tests.test_audit_store import make_record
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -200,3 +202,19 @@ def test_existing_database_gains_the_feedback_table(tmp_path: Path) -> None:
     assert [fb.request_id for fb in reopened.feedback()] == ["req-0001"]
     assert reopened.get("req-0001") is not None
     reopened.close()
+
+
+def test_feedback_body_has_the_model_routes_deadline_and_limit(upstream: FakeUpstream, tmp_path: Path) -> None:
+    """One body reader for every route: a trickled feedback body gets 408 within the policy's
+    `body_read_timeout_s`, and a declared length over the feedback limit gets 413 before any byte is read."""
+    path = write_policy(tmp_path, upstream.base_url, extra="  body_read_timeout_s: 1")  # inside `proxy:`
+    body = b'{"request_id": "gp-0123456789abcdef0123456789abcdef", "label": "correct"}'
+    with ProxyServer(path) as proxy:
+        received, elapsed = trickle(proxy.port, body, head=post_head("/v1/feedback", body))
+        assert received.startswith(b"HTTP/1.1 408"), received[:200]
+        assert b'"code":"request_timeout"' in received
+        assert elapsed < 3.0, elapsed
+        with socket.create_connection(("127.0.0.1", proxy.port), timeout=10) as sock:
+            sock.sendall(b"POST /v1/feedback HTTP/1.1\r\nhost: x\r\ncontent-length: 100000000\r\n\r\n")
+            answer = sock.recv(65536)
+        assert answer.startswith(b"HTTP/1.1 413"), answer[:200]

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterator
 
 import httpx
 import openai
 import pytest
 
+from guardproxy.errors import InvalidRequest, UpstreamStatus, UpstreamTimeout, UpstreamUnavailable
+from guardproxy.proxy.failover import worth_another_target
 from tests.fake_upstream import FakeUpstream, Reply
 from tests.policies import write_policy
 from tests.proxy_harness import ProxyServer
@@ -113,6 +116,30 @@ def test_fallback_model_answers_when_the_first_is_down(client: openai.OpenAI, up
     completion = client.chat.completions.create(model="with-fallback", messages=user("hi"))  # type: ignore[arg-type]
     assert completion.choices[0].message.content == "from fallback"
     assert upstream.requests[0].body["model"] == "gpt-4o-mini"
+
+
+def _upstream_attempts(proxy: ProxyServer, backend: str) -> float:
+    """How many attempts on `backend` the upstream latency histogram has counted."""
+    pattern = rf'^guardproxy_upstream_latency_seconds_count\{{backend="{backend}",endpoint="chat/completions"\}} (\S+)$'
+    found = re.search(pattern, proxy.get("/metrics").text, re.M)
+    return float(found.group(1)) if found else 0.0
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_answers_and_streams_fail_over_by_one_rule(
+    proxy: ProxyServer, client: openai.OpenAI, upstream: FakeUpstream, stream: bool
+) -> None:
+    """One failover for answers and streams: the dead first target is timed and counted, the fallback answers."""
+    before = _upstream_attempts(proxy, "dead")
+    upstream.enqueue(Reply(content="from fallback"))
+    answer = client.chat.completions.create(model="with-fallback", messages=user("hi"), stream=stream)  # type: ignore[call-overload]
+    text = (
+        "".join(c.choices[0].delta.content or "" for c in answer if c.choices)
+        if stream
+        else answer.choices[0].message.content
+    )
+    assert text == "from fallback"
+    assert _upstream_attempts(proxy, "dead") == before + 1
 
 
 def test_upstream_slower_than_timeout_is_504(client: openai.OpenAI, upstream: FakeUpstream) -> None:
@@ -274,3 +301,14 @@ def test_mid_stream_error_event_is_redacted_by_the_output_chain(
     raw = _raw_stream_text(proxy)
     assert "Hello. " in raw and "[US_SSN]" in raw
     assert not any(secret in raw for secret in SECRETS_IN_ERRORS), raw
+
+
+def test_the_one_failover_rule() -> None:
+    """Unreachable, timed out, 429 and 5xx try the next target; other statuses and errors go to the client."""
+    assert worth_another_target(UpstreamUnavailable("down"))
+    assert worth_another_target(UpstreamTimeout("slow"))
+    assert worth_another_target(UpstreamStatus(429, None, "busy"))
+    assert worth_another_target(UpstreamStatus(503, None, "broken"))
+    assert not worth_another_target(UpstreamStatus(401, None, "bad key"))
+    assert not worth_another_target(UpstreamStatus(400, None, "bad request"))
+    assert not worth_another_target(InvalidRequest("no"))

@@ -16,13 +16,13 @@ import pytest
 
 from guardproxy.core import Context
 from guardproxy.detectors.base import DetectorDeps
+from guardproxy.detectors.calibration import calibrate, calibrate_score
 from guardproxy.detectors.configs import InjectionClassifierConfig, ModerationClassifierConfig
 from guardproxy.detectors.model_files import default_models_root, resolve_model_dir
 from guardproxy.detectors.onnx_classifier import (
     InjectionClassifierDetector,
     ModerationClassifierDetector,
     OnnxClassifierDetector,
-    calibrate,
     window_starts,
 )
 from guardproxy.detectors.shared import SharedResources
@@ -325,6 +325,9 @@ def test_calibration_maps_the_threshold_to_one_half_and_keeps_order() -> None:
     assert out[0] == 0.0 and out[-1] == pytest.approx(1.0)
     assert out[2] == pytest.approx(0.5)
     assert np.all(np.diff(out) > 0)
+    # One definition for model cards and moderation APIs alike: one score gives what its array gives.
+    assert [calibrate_score(float(x), 0.9) for x in p] == pytest.approx(out.tolist())
+    assert out.dtype == np.float32 and calibrate_score(0.9, 0.9) == 0.5
 
 
 def test_registry_directory_resolves_to_the_newest_version(tmp_path: Path) -> None:

@@ -23,7 +23,7 @@ from guardproxy.trainer.classifier.data import (
     stable_fraction,
     training_windows,
 )
-from guardproxy.trainer.classifier.evaluate import binary_metrics, roc_auc, threshold_for_fpr
+from guardproxy.trainer.classifier.evaluate import binary_metrics, threshold_for_fpr
 
 FILLER = "the shipment left the warehouse on time and the invoice was paid. "
 ATTACKS = [
@@ -215,7 +215,10 @@ def test_threshold_for_target_fpr_and_metrics() -> None:
     truth = np.asarray([True, False, True, False])
     m = binary_metrics(scores, truth, 0.5)
     assert (m["tp"], m["fp"], m["fn"], m["precision"], m["recall"], m["fpr"]) == (1, 1, 1, 0.5, 0.5, 0.5)
-    assert roc_auc(scores, truth) == 0.75
+    assert m["roc_auc"] == 0.75 and m["pr_auc"] == pytest.approx(0.5 * 1.0 + 0.5 * 2 / 3)
+    # Tied scores are one threshold, as in `guardproxy eval` (and scikit-learn): not ordered by position.
+    tied = binary_metrics(np.asarray([0.5, 0.5]), np.asarray([True, False]), 0.5)
+    assert tied["pr_auc"] == 0.5 and tied["roc_auc"] == 0.5
 
 
 # -- a tiny real run ----------------------------------------------------------------------------------------

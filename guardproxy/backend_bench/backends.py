@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import math
 import socket
 import threading
 import time
@@ -26,6 +25,7 @@ import httpx
 from guardproxy.backends.base import Backend
 from guardproxy.core import JSON
 from guardproxy.errors import GuardproxyError, PolicyInvalid
+from guardproxy.evaluation.metrics import percentile
 from guardproxy.policies.loader import load_policy
 from guardproxy.policies.schema import Policy
 
@@ -88,10 +88,10 @@ class Cell:
             "requests": len(self.samples),
             "errors": sum(s.outcome == "error" for s in self.samples),
             "blocked": sum(s.outcome == "blocked" for s in self.samples),
-            "ttft_p50_ms": _ms(percentile([s.ttft_s for s in ok if s.ttft_s is not None], 50)),
-            "tokens_per_s_p50": _round(percentile(rates, 50)),
-            "latency_p50_ms": _ms(percentile([s.latency_s for s in ok], 50)),
-            "latency_p99_ms": _ms(percentile([s.latency_s for s in ok], 99)),
+            "ttft_p50_ms": _ms(percentile([s.ttft_s for s in ok if s.ttft_s is not None], 0.5)),
+            "tokens_per_s_p50": _round(percentile(rates, 0.5)),
+            "latency_p50_ms": _ms(percentile([s.latency_s for s in ok], 0.5)),
+            "latency_p99_ms": _ms(percentile([s.latency_s for s in ok], 0.99)),
             "throughput_tokens_per_s": _round(sum(s.tokens for s in ok) / self.wall_s if self.wall_s else None),
             "requests_per_s": _round(len(ok) / self.wall_s if self.wall_s else None),
             "first_error": next((s.detail for s in self.samples if s.outcome == "error"), None),
@@ -135,15 +135,6 @@ class Report:
         return json.dumps(
             {"settings": self.settings, "results": self.rows(), "guard_overhead": self.overhead()}, indent=2
         )
-
-
-def percentile(values: Sequence[float], pct: float) -> float | None:
-    """Nearest-rank percentile; None for no values."""
-    if not values:
-        return None
-    ordered = sorted(values)
-    rank = max(1, math.ceil(pct / 100 * len(ordered)))
-    return ordered[rank - 1]
 
 
 def _ms(seconds: float | None) -> float | None:

@@ -4,14 +4,12 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
+
+from guardproxy.config_base import StrictModel
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class OpenAIBackendConfig(_Strict):
+class OpenAIBackendConfig(StrictModel):
     """Any OpenAI-compatible HTTP API."""
 
     type: Literal["openai"]

@@ -1,7 +1,7 @@
 """The `llama_cpp` backend: a GGUF model run in-process by llama-cpp-python.
 
 A llama.cpp context must not be used by two threads at once, so each of `instances` model copies
-belongs to one worker thread (`local_common.WorkerPool`); requests queue for the next free one and
+belongs to one worker thread (`worker_pool.WorkerPool`); requests queue for the next free one and
 the event loop never runs model code. Generation always streams inside the worker, checking between
 tokens whether the caller is still there, so a client disconnect or a blocked output stops the model
 within a token. Weights are memory-mapped, so extra instances cost mostly their KV cache.
@@ -14,31 +14,26 @@ from __future__ import annotations
 
 import importlib
 import threading
-from collections.abc import AsyncGenerator, Iterator
-from dataclasses import dataclass, field
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, Literal
 
 import structlog
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 
 from guardproxy.backends.base import Endpoint
-from guardproxy.backends.local_common import (
-    BackendLoadError,
+from guardproxy.backends.local_backend import LocalBackend, Piece
+from guardproxy.backends.local_model import BackendLoadError, resolve_model_path
+from guardproxy.backends.local_request import (
     Defaults,
     GenerationParams,
-    Shaper,
-    WorkerPool,
-    embeddings_response,
-    iterate,
     parse_embedding_input,
     parse_messages,
-    parse_params,
     parse_prompt,
-    prepend,
-    resolve_model_path,
-    usage,
 )
+from guardproxy.backends.local_shapes import embeddings_response, usage
+from guardproxy.backends.worker_pool import Emit, WorkerPool
+from guardproxy.config_base import StrictModel
 from guardproxy.core import JSON
 from guardproxy.errors import InvalidRequest
 
@@ -51,10 +46,8 @@ _UNSUPPORTED_CHAT = ("tools", "functions", "tool_choice", "function_call", "audi
 _ON_CONTEXT_FULL = "Requested tokens"  # llama-cpp-python's ValueError when prompt + max_tokens exceed n_ctx
 
 
-class LlamaCppBackendConfig(BaseModel):
+class LlamaCppBackendConfig(StrictModel):
     """A GGUF model run in-process by llama-cpp-python (`pip install 'guardproxy[local]'`)."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
 
     type: Literal["llama_cpp"]
     model_path: str = Field(
@@ -74,40 +67,19 @@ class LlamaCppBackendConfig(BaseModel):
     top_p: float = Field(0.95, gt=0, le=1, description="Used when the request gives none.")
 
 
-@dataclass(slots=True)
-class _Piece:
-    """One step of a generation as the worker reports it."""
+class LlamaCppBackend(LocalBackend[Llama]):
+    unsupported_chat = _UNSUPPORTED_CHAT
 
-    text: str
-    finish: str | None = None
-    logprobs: JSON | None = None
-    usage: JSON | None = None
-
-
-@dataclass(slots=True)
-class _Run:
-    """Counts for one generation, filled in by the worker."""
-
-    prompt_tokens: int = 0
-    completion_tokens: int = 0
-    texts: list[str] = field(default_factory=list)
-
-
-class LlamaCppBackend:
     def __init__(self, name: str, config: LlamaCppBackendConfig) -> None:
-        self.name = name
+        path = resolve_model_path(name, config.model_path, want_dir=False)
+        _check_gguf(name, path)
+        super().__init__(name, path, Defaults(config.max_tokens, config.temperature, config.top_p))
         self._config = config
-        self._path = resolve_model_path(name, config.model_path, want_dir=False)
-        _check_gguf(name, self._path)
-        self._defaults = Defaults(config.max_tokens, config.temperature, config.top_p)
         instances = [self._load(embedding=False) for _ in range(config.instances)]
         self._pool: WorkerPool[Llama] = WorkerPool(name, instances, _close_model)
         self._embedder: WorkerPool[Llama] | None = None
         if config.embeddings:
             self._embedder = WorkerPool(f"{name}-embeddings", [self._load(embedding=True)], _close_model)
-        self._tokens_lock = threading.Lock()
-        self.tokens_generated = 0
-        """Completion tokens produced since start, cancelled runs included (for tests and benchmarks)."""
 
     def _load(self, *, embedding: bool) -> Llama:
         try:
@@ -138,55 +110,16 @@ class LlamaCppBackend:
         return model
 
     async def aclose(self) -> None:
-        await self._pool.aclose()
+        await super().aclose()
         if self._embedder is not None:
             await self._embedder.aclose()
 
     async def complete(self, endpoint: Endpoint, body: JSON) -> JSON:
         if endpoint == "embeddings":
             return await self._embed(body)
-        chat, params, request = self._prepare(endpoint, body)
-        shaper = Shaper(str(body.get("model") or self._path.name), chat=chat)
-        run = _Run()
+        return await super().complete(endpoint, body)
 
-        def generate_all(llm: Llama, cancelled: threading.Event) -> list[_Piece]:
-            return list(self._generate(llm, cancelled, chat, params, request, run))
-
-        pieces = await self._pool.run(generate_all)
-        finish = next((p.finish for p in reversed(pieces) if p.finish), "length")
-        logprobs = _merge_logprobs([p.logprobs for p in pieces])
-        text = "".join(p.text for p in pieces)
-        return shaper.response(text, finish, usage(run.prompt_tokens, run.completion_tokens), logprobs)
-
-    async def stream(self, endpoint: Endpoint, body: JSON) -> AsyncGenerator[JSON, None]:
-        chat, params, request = self._prepare(endpoint, body)
-        shaper = Shaper(str(body.get("model") or self._path.name), chat=chat, include_usage=params.include_usage)
-        run = _Run()
-
-        def generate(llm: Llama, cancelled: threading.Event) -> Iterator[_Piece]:
-            return self._generate(llm, cancelled, chat, params, request, run)
-
-        pieces = self._pool.stream(iterate(generate))
-        try:
-            # The role chunk waits for the first token, so a failure to start (a prompt too long for the
-            # context) is still an HTTP error with a status rather than an error event mid-stream.
-            first = await anext(pieces, None)
-            if chat:
-                yield shaper.chunk(None)
-            async for piece in prepend(first, pieces):
-                if piece.usage is not None:
-                    if params.include_usage:
-                        yield shaper.usage_chunk(piece.usage)
-                elif piece.text or piece.finish:
-                    yield shaper.chunk(piece.text, piece.finish, piece.logprobs)
-        finally:
-            await pieces.aclose()  # tells the worker to stop at its next token
-
-    def _prepare(self, endpoint: Endpoint, body: JSON) -> tuple[bool, GenerationParams, JSON]:
-        if endpoint not in ("chat/completions", "completions"):
-            raise InvalidRequest(f"The local model of backend {self.name!r} does not serve /v1/{endpoint}.")
-        chat = endpoint == "chat/completions"
-        params = parse_params(body, self._defaults, unsupported=_UNSUPPORTED_CHAT if chat else ("suffix", "echo"))
+    def _request(self, chat: bool, params: GenerationParams, body: JSON) -> JSON:
         request: JSON = {
             "max_tokens": params.max_tokens,
             "temperature": params.temperature,
@@ -206,11 +139,17 @@ class LlamaCppBackend:
             request["prompt"] = parse_prompt(body)
             if body.get("logprobs") is not None:
                 request["logprobs"] = int(body["logprobs"])
-        return chat, params, request
+        return request
 
     def _generate(
-        self, llm: Llama, cancelled: threading.Event, chat: bool, params: GenerationParams, request: JSON, run: _Run
-    ) -> Iterator[_Piece]:
+        self,
+        llm: Llama,
+        cancelled: threading.Event,
+        emit: Emit[Piece],
+        chat: bool,
+        params: GenerationParams,
+        request: JSON,
+    ) -> None:
         """Runs in a worker thread. Stops before the next token once `cancelled` is set."""
         try:
             chunks: Iterator[Any] = (
@@ -229,7 +168,7 @@ class LlamaCppBackend:
                 choice = chunk["choices"][0]
                 text = (choice.get("delta") or {}).get("content") if chat else choice.get("text")
                 finish = choice.get("finish_reason")
-                yield _Piece(text or "", finish, choice.get("logprobs"))
+                emit(Piece(text or "", finish, choice.get("logprobs")))
                 if cancelled.is_set():
                     break
         finally:
@@ -237,9 +176,7 @@ class LlamaCppBackend:
             if close is not None:
                 close()  # ends llama.cpp's generate loop now, not at max_tokens
             generated = llm.n_tokens - prompt_tokens + 1 if prompt_tokens is not None else 0
-            run.prompt_tokens, run.completion_tokens = prompt_tokens or 0, generated
-            with self._tokens_lock:
-                self.tokens_generated += generated
+            self._count_tokens(generated)
             log.debug(
                 "local_generation_done",
                 backend=self.name,
@@ -247,7 +184,7 @@ class LlamaCppBackend:
                 cancelled=cancelled.is_set(),
                 finish=finish,
             )
-        yield _Piece("", usage=usage(run.prompt_tokens, run.completion_tokens))
+        emit(Piece("", usage=usage(prompt_tokens or 0, generated)))
 
     async def _embed(self, body: JSON) -> JSON:
         if self._embedder is None:
@@ -288,13 +225,6 @@ def _float(body: JSON, name: str) -> float:
     if isinstance(value, bool) or not isinstance(value, int | float):
         raise InvalidRequest(f"'{name}' must be a number.", param=name)
     return float(value)
-
-
-def _merge_logprobs(parts: list[JSON | None]) -> JSON | None:
-    present = [p for p in parts if p]
-    if not present:
-        return None
-    return {"content": [entry for p in present for entry in (p.get("content") or [])]}
 
 
 def _check_gguf(backend: str, path: Path) -> None:

@@ -1,7 +1,7 @@
 """The `transformers` backend: any causal LM saved in a local directory (Llama, Gemma, Qwen, SmolLM...).
 
 The model and tokenizer load once, offline (`local_files_only`). Generation runs on `instances` worker
-threads sharing that one model (`local_common.WorkerPool`), so the event loop stays free and CPU use
+threads sharing that one model (`worker_pool.WorkerPool`), so the event loop stays free and CPU use
 stays bounded. Tokens reach the caller through a small streamer that decodes incrementally, applies
 stop sequences, and stops `generate()` through a stopping criterion once the caller has gone.
 """
@@ -10,29 +10,19 @@ from __future__ import annotations
 
 import importlib
 import threading
-from collections.abc import AsyncGenerator
 from dataclasses import dataclass
 from typing import Any, Literal
 
 import structlog
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 
-from guardproxy.backends.base import Endpoint
-from guardproxy.backends.local_common import (
-    BackendLoadError,
-    Defaults,
-    Emit,
-    GenerationParams,
-    Shaper,
-    StopScanner,
-    WorkerPool,
-    parse_messages,
-    parse_params,
-    parse_prompt,
-    prepend,
-    resolve_model_path,
-    usage,
-)
+from guardproxy.backends.local_backend import LocalBackend, Piece
+from guardproxy.backends.local_model import BackendLoadError, resolve_model_path
+from guardproxy.backends.local_request import Defaults, GenerationParams, parse_messages, parse_prompt
+from guardproxy.backends.local_shapes import usage
+from guardproxy.backends.stop_scanner import StopScanner
+from guardproxy.backends.worker_pool import Emit, WorkerPool
+from guardproxy.config_base import StrictModel
 from guardproxy.core import JSON
 from guardproxy.errors import InvalidRequest
 
@@ -40,10 +30,8 @@ log = structlog.get_logger(__name__)
 _UNSUPPORTED = ("tools", "functions", "tool_choice", "function_call", "logprobs", "response_format", "audio")
 
 
-class TransformersBackendConfig(BaseModel):
+class TransformersBackendConfig(StrictModel):
     """A causal LM from a local directory, run by Hugging Face transformers (`pip install 'guardproxy[transformers]'`)."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
 
     type: Literal["transformers"]
     model_path: str = Field(description="A directory written by `save_pretrained` (config, weights, tokenizer).")
@@ -63,23 +51,14 @@ class _Loaded:
     tokenizer: Any
 
 
-@dataclass(slots=True)
-class _Piece:
-    text: str
-    finish: str | None = None
-    usage: JSON | None = None
+class TransformersBackend(LocalBackend[_Loaded]):
+    unsupported_chat = _UNSUPPORTED
 
-
-class TransformersBackend:
     def __init__(self, name: str, config: TransformersBackendConfig) -> None:
-        self.name = name
-        self._path = resolve_model_path(name, config.model_path, want_dir=True)
-        self._defaults = Defaults(config.max_tokens, config.temperature, config.top_p)
+        path = resolve_model_path(name, config.model_path, want_dir=True)
+        super().__init__(name, path, Defaults(config.max_tokens, config.temperature, config.top_p))
         loaded = self._load(config)
-        self._pool: WorkerPool[_Loaded] = WorkerPool(name, [loaded] * config.instances, lambda _: None)
-        self._tokens_lock = threading.Lock()
-        self.tokens_generated = 0
-        """Completion tokens produced since start, cancelled runs included (for tests and benchmarks)."""
+        self._pool = WorkerPool(name, [loaded] * config.instances, lambda _: None)
 
     def _load(self, config: TransformersBackendConfig) -> _Loaded:
         try:
@@ -107,56 +86,14 @@ class TransformersBackend:
         model.eval()
         return _Loaded(model, tokenizer)
 
-    async def aclose(self) -> None:
-        await self._pool.aclose()
-
-    async def complete(self, endpoint: Endpoint, body: JSON) -> JSON:
-        chat, params, prompt = self._prepare(endpoint, body)
-        shaper = Shaper(str(body.get("model") or self._path.name), chat=chat)
-
-        def generate_all(loaded: _Loaded, cancelled: threading.Event) -> list[_Piece]:
-            pieces: list[_Piece] = []
-            self._generate(loaded, cancelled, pieces.append, chat, params, prompt)
-            return pieces
-
-        pieces = await self._pool.run(generate_all)
-        finish = next((p.finish for p in pieces if p.finish), "length")
-        token_usage = next((p.usage for p in pieces if p.usage), usage(0, 0))
-        return shaper.response("".join(p.text for p in pieces), finish, token_usage)
-
-    async def stream(self, endpoint: Endpoint, body: JSON) -> AsyncGenerator[JSON, None]:
-        chat, params, prompt = self._prepare(endpoint, body)
-        shaper = Shaper(str(body.get("model") or self._path.name), chat=chat, include_usage=params.include_usage)
-
-        def generate(loaded: _Loaded, cancelled: threading.Event, emit: Emit[_Piece]) -> None:
-            self._generate(loaded, cancelled, emit, chat, params, prompt)
-
-        pieces = self._pool.stream(generate)
-        try:
-            first = await anext(pieces, None)  # errors before the first token keep their HTTP status
-            if chat:
-                yield shaper.chunk(None)
-            async for piece in prepend(first, pieces):
-                if piece.usage is not None:
-                    if params.include_usage:
-                        yield shaper.usage_chunk(piece.usage)
-                elif piece.text or piece.finish:
-                    yield shaper.chunk(piece.text, piece.finish)
-        finally:
-            await pieces.aclose()  # stops generate() at its next token
-
-    def _prepare(self, endpoint: Endpoint, body: JSON) -> tuple[bool, GenerationParams, Any]:
-        if endpoint not in ("chat/completions", "completions"):
-            raise InvalidRequest(f"The local model of backend {self.name!r} does not serve /v1/{endpoint}.")
-        chat = endpoint == "chat/completions"
-        params = parse_params(body, self._defaults, unsupported=_UNSUPPORTED if chat else ("suffix", "echo"))
-        return chat, params, parse_messages(body) if chat else parse_prompt(body)
+    def _request(self, chat: bool, params: GenerationParams, body: JSON) -> Any:
+        return parse_messages(body) if chat else parse_prompt(body)
 
     def _generate(
         self,
         loaded: _Loaded,
         cancelled: threading.Event,
-        emit: Emit[_Piece],
+        emit: Emit[Piece],
         chat: bool,
         params: GenerationParams,
         prompt: Any,
@@ -196,22 +133,21 @@ class TransformersBackend:
         finally:
             # Also when `emit` raised because the caller left: the count includes abandoned runs.
             generated = len(streamer.ids)
-            with self._tokens_lock:
-                self.tokens_generated += generated
+            self._count_tokens(generated)
             log.debug("local_generation_done", backend=self.name, tokens=generated, cancelled=cancelled.is_set())
         prompt_tokens = int(inputs["input_ids"].shape[1])
         tail = streamer.finish()
         if tail:
-            emit(_Piece(tail))
+            emit(Piece(tail))
         ended = streamer.scanner.stopped or streamer.saw_eos(model.generation_config.eos_token_id)
-        emit(_Piece("", finish="stop" if ended or generated < params.max_tokens else "length"))
-        emit(_Piece("", usage=usage(prompt_tokens, generated)))
+        emit(Piece("", finish="stop" if ended or generated < params.max_tokens else "length"))
+        emit(Piece("", usage=usage(prompt_tokens, generated)))
 
 
 class _Streamer:
     """What `generate(streamer=...)` calls: decodes new tokens into text and emits it through stop sequences."""
 
-    def __init__(self, tokenizer: Any, scanner: StopScanner, emit: Emit[_Piece]) -> None:
+    def __init__(self, tokenizer: Any, scanner: StopScanner, emit: Emit[Piece]) -> None:
         self.tokenizer = tokenizer
         self.scanner = scanner
         self.emit = emit
@@ -230,7 +166,7 @@ class _Streamer:
         released = self.scanner.feed(text[self.sent :])
         self.sent = len(text)
         if released:
-            self.emit(_Piece(released))
+            self.emit(Piece(released))
 
     def end(self) -> None:
         """Called by generate() when it finishes; the tail is released by `finish()` instead."""

@@ -18,8 +18,9 @@ import secrets
 from collections.abc import Iterator
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import Field, field_validator
 
+from guardproxy.config_base import StrictModel
 from guardproxy.core import JSON, Context, Detection, Span
 from guardproxy.detectors.base import DetectorDeps
 from guardproxy.detectors.normalize import fold_char
@@ -31,10 +32,8 @@ _SHINGLE_CACHE_SIZE = 64
 _SYSTEM_ROLES = ("system", "developer")
 
 
-class CanaryConfig(BaseModel):
+class CanaryConfig(StrictModel):
     """A canary token in the system prompt; an answer that repeats it, or a long part of the prompt, leaks."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
 
     type: Literal["canary"]
     sentence: str = Field(

@@ -8,8 +8,9 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 
+from guardproxy.config_base import StrictModel
 from guardproxy.detectors.canary import CanaryConfig
 from guardproxy.detectors.llama_guard import LlamaGuardConfig
 from guardproxy.detectors.llm_judge import LlmJudgeConfig
@@ -44,11 +45,7 @@ _ALL_CATEGORIES: tuple[InjectionCategory, ...] = (
 )
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class InjectionHeuristicConfig(_Strict):
+class InjectionHeuristicConfig(StrictModel):
     """Curated prompt-injection / jailbreak patterns applied after normalisation and decoding."""
 
     type: Literal["injection_heuristic"]
@@ -59,7 +56,7 @@ class InjectionHeuristicConfig(_Strict):
     extra_patterns: list[str] = Field(default_factory=list, description="More regexes, matched on normalised text.")
 
 
-class PiiRegexConfig(_Strict):
+class PiiRegexConfig(StrictModel):
     """Structured PII and secrets found by validated regexes (Luhn, IBAN checksum)."""
 
     type: Literal["pii_regex"]
@@ -67,7 +64,7 @@ class PiiRegexConfig(_Strict):
     allow_list: list[str] = Field(default_factory=list, description="Exact values never reported.")
 
 
-class BlocklistConfig(_Strict):
+class BlocklistConfig(StrictModel):
     """Literal words or regex patterns from YAML."""
 
     type: Literal["blocklist"]
@@ -76,7 +73,7 @@ class BlocklistConfig(_Strict):
     label: str = "BLOCKLIST"
 
 
-class TemplateConfig(_Strict):
+class TemplateConfig(StrictModel):
     """Request-shape validation: roles, message count and size, system prompt templates."""
 
     type: Literal["template"]
@@ -89,7 +86,7 @@ class TemplateConfig(_Strict):
     )
 
 
-class CustomDetectorConfig(_Strict):
+class CustomDetectorConfig(StrictModel):
     """Your own detector class: `module.path:ClassName`, constructed as `Class(name, config=..., deps=...)`."""
 
     type: Literal["custom"]
@@ -99,7 +96,7 @@ class CustomDetectorConfig(_Strict):
     )
 
 
-class _ClassifierConfig(_Strict):
+class _ClassifierConfig(StrictModel):
     model_path: str | None = Field(
         None,
         description="A model directory (model_card.json, model.onnx, tokenizer.json), or a registry directory "

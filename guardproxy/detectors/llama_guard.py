@@ -22,8 +22,9 @@ import re
 from collections.abc import Mapping, Sequence
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import Field, model_validator
 
+from guardproxy.config_base import StrictModel
 from guardproxy.core import JSON, Context, Detection
 from guardproxy.detectors.base import DetectorDeps
 from guardproxy.detectors.llama_guard_prompt import LLAMA_GUARD_3_CATEGORIES, Category, Turn, render_prompt
@@ -36,11 +37,7 @@ _NOT_WORD = re.compile(r"\W+")
 _TOP_LOGPROBS = 5
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class LlamaGuardCustomCategory(_Strict):
+class LlamaGuardCustomCategory(StrictModel):
     """A category of your own, numbered after S14 in the order given (S15, S16, ...)."""
 
     name: str = Field(min_length=1, description="Category name as the model reads it, e.g. `Financial Advice`.")
@@ -50,7 +47,7 @@ class LlamaGuardCustomCategory(_Strict):
     )
 
 
-class LlamaGuardConfig(_Strict):
+class LlamaGuardConfig(StrictModel):
     """Llama Guard 3: `safe` or `unsafe` plus the violated categories (S1-S14 and custom ones)."""
 
     type: Literal["llama_guard"]

@@ -17,8 +17,9 @@ import re
 import secrets
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import Field, model_validator
 
+from guardproxy.config_base import StrictModel
 from guardproxy.core import JSON, Context, Detection
 from guardproxy.detectors.base import DetectorDeps
 from guardproxy.detectors.llama_guard import last_user_text
@@ -60,10 +61,8 @@ _MAX_LABEL_CHARS = 64
 _MAX_REASON_CHARS = 300
 
 
-class LlmJudgeConfig(BaseModel):
+class LlmJudgeConfig(StrictModel):
     """A chat model of the policy judging texts against a rubric (PII, injection, your own policy)."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
 
     type: Literal["llm_judge"]
     backend: str = Field(description="A key of `backends:` serving the judge model.")

@@ -6,9 +6,10 @@ highest-scoring window wins, so an instruction planted at the end of a long docu
 Texts of several sentences are also scored sentence by sentence (short windows, in the same batched forward pass):
 a harmful sentence between harmless ones is diluted in the whole-text score, never in its own window.
 
-The detector's score is calibrated so that 0.5 is the operating point chosen on validation (the model card's
-threshold, e.g. the one giving 1% false positives): a policy step with the default `threshold: 0.5` gets the
-validated trade-off, and a step may move along the curve (0.7 = stricter) without knowing raw probabilities.
+The detector's score is calibrated (`calibration.calibrate`) so that 0.5 is the operating point chosen on
+validation (the model card's threshold, e.g. the one giving 1% false positives): a policy step with the default
+`threshold: 0.5` gets the validated trade-off, and a step may move along the curve (0.7 = stricter) without
+knowing raw probabilities.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ import numpy.typing as npt
 
 from guardproxy.core import Context, Detection
 from guardproxy.detectors.base import DetectorDeps
+from guardproxy.detectors.calibration import calibrate
 from guardproxy.detectors.configs import InjectionClassifierConfig, ModerationClassifierConfig
 from guardproxy.detectors.model_card import Head, ModelCard
 from guardproxy.detectors.model_files import ModelDir, default_models_root, resolve_model_dir
@@ -100,13 +102,6 @@ def length_batches(sorted_lengths: list[int], batch_size: int, max_growth: float
         else:
             batches.append([i])
     return batches
-
-
-def calibrate(p: FloatArray, threshold: float) -> FloatArray:
-    """Monotone map of probabilities with `threshold` -> 0.5, 0 -> 0 and 1 -> 1."""
-    low = 0.5 * p / threshold
-    high = 0.5 + 0.5 * (p - threshold) / (1.0 - threshold)
-    return np.where(p < threshold, low, high).astype(np.float32)
 
 
 @dataclass(frozen=True, slots=True)

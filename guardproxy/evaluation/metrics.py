@@ -1,5 +1,7 @@
 """Detection metrics as pure functions: confusion counts, ROC-AUC, PR-AUC, percentiles, span matching.
 
+The one home of these definitions: the trainer's validation and the benchmarks import them from here.
+
 Plain Python on purpose: the evaluation command must run on the serving install, which has no
 numpy or scikit-learn. Definitions follow scikit-learn's where one exists (ROC-AUC with ties
 counted half; PR-AUC as average precision, the step-wise area without interpolation), so the
@@ -8,6 +10,7 @@ numbers can be checked against it.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Literal
@@ -148,11 +151,19 @@ def average_precision(scores: Sequence[float], positive: Sequence[bool]) -> floa
 
 
 def percentile(values: Sequence[float], q: float) -> float | None:
-    """Nearest-rank percentile (q in [0, 1]), the rule bench/eval_heuristic.py uses, so figures compare."""
+    """The nearest-rank percentile, the one definition every guardproxy figure uses (evaluation reports,
+    `guardproxy bench`, the bench/ scripts that report nearest-rank): the smallest value with at least a share
+    `q` (in [0, 1]) of the values at or below it, i.e. the ceil(q * n)-th smallest (the smallest for q = 0).
+    Always a measured value, never an interpolation: p99 of 100 latencies is the 99th, p50 of 1..100 is 50.
+    None for no values."""
+    if not 0.0 <= q <= 1.0:
+        raise ValueError(f"percentile: q must be in [0, 1], got {q}")
     if not values:
         return None
     ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
+    # Rounded first so that float products such as 0.07 * 100 = 7.000000000000001 keep their rank.
+    rank = max(1, math.ceil(round(q * len(ordered), 9)))
+    return ordered[rank - 1]
 
 
 @dataclass(frozen=True, slots=True)

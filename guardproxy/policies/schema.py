@@ -4,18 +4,15 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import Field, model_validator
 
 from guardproxy.backends.configs import BackendConfig
+from guardproxy.config_base import StrictModel
 from guardproxy.core import TextRole
 from guardproxy.detectors.configs import DetectorConfig, policy_backend_of
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class ModelRoute(_Strict):
+class ModelRoute(StrictModel):
     name: str = Field(description="The model name clients ask for.")
     backend: str = Field(description="A key of `backends:`.")
     upstream_model: str | None = Field(None, description="Name sent upstream; defaults to `name`.")
@@ -24,7 +21,7 @@ class ModelRoute(_Strict):
     )
 
 
-class _StepBase(_Strict):
+class _StepBase(StrictModel):
     detector: str = Field(description="A key of `detectors:`.")
     threshold: float = Field(0.5, ge=0.0, le=1.0, description="The step fires when the detector's score >= this.")
     timeout_ms: int = Field(2000, ge=1, description="Longer than this counts as a detector error.")
@@ -76,7 +73,7 @@ DEFAULT_REVISION_PROMPT = (
 )
 
 
-class Constitution(_Strict):
+class Constitution(StrictModel):
     """The principles a `revise` step asks the backend to apply to its own answer (Constitutional AI)."""
 
     principles: list[str] = Field(min_length=1, description="The rules the answer must follow, one per item.")
@@ -102,7 +99,7 @@ def _default_signals() -> list[Signal]:
     return ["blocks", "flags", "feedback"]
 
 
-class LearningConfig(_Strict):
+class LearningConfig(StrictModel):
     """What the sidecar trainer may learn from this policy's traffic (read by `guardproxy trainer dataset build`
     when its config names this policy)."""
 
@@ -117,21 +114,21 @@ class LearningConfig(_Strict):
     )
 
 
-class AuditConfig(_Strict):
+class AuditConfig(StrictModel):
     path: str = Field("./guardproxy-audit.db", description="SQLite file of the embedded audit store.")
     store_raw: bool = Field(False, description="Store raw text. Off: only PII-redacted text is ever written.")
     queue_size: int = Field(10_000, ge=1)
     on_full: Literal["wait", "fail"] = Field("wait", description="When the write queue is full: wait or fail (503).")
 
 
-class StreamSettings(_Strict):
+class StreamSettings(StrictModel):
     holdback_chars: int = Field(
         256, ge=1, description="Max characters held back when no sentence boundary is found; bounds span length."
     )
     context_chars: int = Field(200, ge=0, description="Released text re-shown to output steps as context.")
 
 
-class ProxySettings(_Strict):
+class ProxySettings(StrictModel):
     block_error_code: Literal["content_filter", "invalid_prompt"] = "content_filter"
     refusal_message: str | None = Field(
         None, description="Content of a blocked non-streamed answer; null leaves content null."
@@ -167,7 +164,7 @@ class ProxySettings(_Strict):
     stream: StreamSettings = Field(default_factory=StreamSettings)
 
 
-class Policy(_Strict):
+class Policy(StrictModel):
     backends: dict[str, BackendConfig]
     models: list[ModelRoute] = Field(min_length=1)
     detectors: dict[str, DetectorConfig] = Field(default_factory=dict)

@@ -28,7 +28,7 @@ from guardproxy.audit.store import open_store
 from guardproxy.core import JSON
 from guardproxy.detectors.model_files import detector_model_dirs
 from guardproxy.detectors.pii_regex import scrub_pii
-from guardproxy.errors import BodyTooLarge, GuardproxyError, InvalidRequest, RequestReadTimeout
+from guardproxy.errors import GuardproxyError, InvalidRequest
 from guardproxy.logs import ensure_logging
 from guardproxy.policies.loader import load_policy, policy_fingerprint
 from guardproxy.policies.schema import Policy
@@ -36,6 +36,7 @@ from guardproxy.policies.watcher import PolicyWatcher
 from guardproxy.proxy.feedback import feedback_route
 from guardproxy.proxy.gateway import Gateway, JSONResult, client_label, new_request_id
 from guardproxy.proxy.metrics import Metrics
+from guardproxy.proxy.request_body import read_body
 from guardproxy.proxy.runtime import RuntimeBuilder, RuntimeHolder, build_runtime
 from guardproxy.proxy.settings import Settings
 from guardproxy.proxy.texts import Kind
@@ -81,7 +82,7 @@ def create_app(settings: Settings, *, runtime_builder: RuntimeBuilder = build_ru
         client = client_label(host, request.headers.get("authorization"))
         try:
             limits = holder.current.policy.proxy
-            raw = await _read_body(request, limits.max_body_bytes, limits.body_read_timeout_s)
+            raw = await read_body(request, limits.max_body_bytes, limits.body_read_timeout_s)
             body = _decode_body(raw)
         except Exception as exc:
             # Refused before the gateway saw it; still a request id, so still an audit row.
@@ -171,7 +172,11 @@ def create_app(settings: Settings, *, runtime_builder: RuntimeBuilder = build_ru
             models,
             healthz,
             prometheus,
-            feedback_route(sink, request_id_header=REQUEST_ID_HEADER),
+            feedback_route(
+                sink,
+                request_id_header=REQUEST_ID_HEADER,
+                body_read_timeout_s=lambda: holder.current.policy.proxy.body_read_timeout_s,
+            ),
         ],
         exception_handlers={Exception: _render_error},
         lifespan=[lifespan],
@@ -179,29 +184,6 @@ def create_app(settings: Settings, *, runtime_builder: RuntimeBuilder = build_ru
         openapi_config=None,
         logging_config=None,
     )
-
-
-async def _read_body(request: AnyRequest, limit: int, timeout_s: float) -> bytes:
-    """The body, or 413 beyond `limit` bytes, or 408 when it takes longer than `timeout_s` in all: a client
-    trickling one byte a second would otherwise hold its connection and this handler open for as long as it likes
-    (uvicorn times out idle keep-alive connections, never a request body)."""
-    declared = request.headers.get("content-length")
-    if declared is not None and declared.isdigit() and int(declared) > limit:
-        raise BodyTooLarge(f"The request body is larger than this proxy's limit of {limit} bytes.")
-    parts: list[bytes] = []
-    size = 0
-    try:
-        async with asyncio.timeout(timeout_s):
-            async for part in request.stream():
-                size += len(part)
-                if size > limit:
-                    raise BodyTooLarge(f"The request body is larger than this proxy's limit of {limit} bytes.")
-                parts.append(part)
-    except TimeoutError:
-        raise RequestReadTimeout(
-            f"The request body did not arrive within {timeout_s:g} s (proxy.body_read_timeout_s)."
-        ) from None
-    return b"".join(parts)
 
 
 def _decode_body(raw: bytes) -> Any:

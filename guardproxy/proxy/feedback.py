@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import time
+from collections.abc import Callable
 from typing import Any
 
 import msgspec
@@ -25,8 +26,9 @@ from guardproxy.audit.feedback import FEEDBACK_LABELS, Feedback
 from guardproxy.audit.records import UnknownRequest
 from guardproxy.audit.sink import AuditSink
 from guardproxy.detectors.pii_regex import find_pii
-from guardproxy.errors import BodyTooLarge, GuardproxyError, InvalidRequest
+from guardproxy.errors import GuardproxyError, InvalidRequest
 from guardproxy.proxy.gateway import new_request_id
+from guardproxy.proxy.request_body import read_body
 
 AnyRequest = Request[Any, Any, Any]
 USER_HEADER = "x-guardproxy-user"
@@ -130,14 +132,17 @@ async def _settle(sink: AuditSink) -> bool:
     return True
 
 
-def feedback_route(sink: AuditSink, *, request_id_header: str) -> HTTPRouteHandler:
-    """The route handler, bound to the app's audit sink (no module-level state)."""
+def feedback_route(
+    sink: AuditSink, *, request_id_header: str, body_read_timeout_s: Callable[[], float]
+) -> HTTPRouteHandler:
+    """The route handler, bound to the app's audit sink (no module-level state). Its body has the deadline of a
+    model request, `body_read_timeout_s()` (the current policy's), and a limit of its own."""
 
     @post("/v1/feedback", status_code=201)
     async def feedback(request: AnyRequest) -> Response[bytes]:
         # This call's own id (for its response and error body), not the id being labelled.
         request.state.request_id = new_request_id()
-        raw = await _read_body(request)
+        raw = await read_body(request, MAX_BODY_BYTES, body_read_timeout_s(), what="The feedback body")
         actor = actor_of(request.headers.get("authorization"), request.headers.get(USER_HEADER))
         fb = parse_feedback(raw, actor=actor, now=time.time())
         try:
@@ -151,14 +156,3 @@ def feedback_route(sink: AuditSink, *, request_id_header: str) -> HTTPRouteHandl
         return Response(_encode(body), status_code=201, media_type="application/json", headers=headers)
 
     return feedback
-
-
-async def _read_body(request: AnyRequest) -> bytes:
-    parts: list[bytes] = []
-    size = 0
-    async for part in request.stream():
-        size += len(part)
-        if size > MAX_BODY_BYTES:
-            raise BodyTooLarge(f"A feedback body is limited to {MAX_BODY_BYTES} bytes.")
-        parts.append(part)
-    return b"".join(parts)

@@ -19,17 +19,12 @@ from guardproxy.audit.records import AuditRecord, Outcome, Segment
 from guardproxy.audit.sink import AuditSink
 from guardproxy.backends.base import Endpoint
 from guardproxy.core import JSON, Context
-from guardproxy.errors import (
-    Blocked,
-    GuardproxyError,
-    UpstreamStatus,
-    UpstreamTimeout,
-    UpstreamUnavailable,
-)
+from guardproxy.errors import Blocked, GuardproxyError
 from guardproxy.policies.chain import Chain, CompiledStep, StepResult, Verdict, fold, run_inline
 from guardproxy.policies.operators import MemoryVault, Vault, apply_edits, redact_all, restore
 from guardproxy.proxy.admission import admit
 from guardproxy.proxy.exchange import Exchange, segment
+from guardproxy.proxy.failover import failover
 from guardproxy.proxy.metrics import Metrics
 from guardproxy.proxy.moderation import moderation_response
 from guardproxy.proxy.relay import StreamRelay
@@ -215,28 +210,10 @@ class Gateway:
                 s.apply(v.edits, ex.scope)
 
     async def _complete(self, ex: Exchange, targets: list[Target]) -> JSON:
-        last: GuardproxyError | None = None
-        for target in targets:
-            ex.body["model"] = target.upstream_model
-            ex.backend = target.route.backend
-            started = time.perf_counter()
-            try:
-                response = await target.backend.complete(ex.endpoint, ex.body)
-            except (UpstreamUnavailable, UpstreamTimeout) as exc:
-                last = exc
-            except UpstreamStatus as exc:
-                if exc.status < 500 and exc.status != 429:
-                    raise
-                last = exc
-            else:
-                return response
-            finally:
-                elapsed = time.perf_counter() - started
-                ex.upstream_latency_ms = elapsed * 1000.0
-                self.metrics.upstream_latency.labels(target.route.backend, ex.endpoint).observe(elapsed)
-            log.warning("upstream_failed", backend=target.route.backend, error=last.message, request_id=ex.request_id)
-        assert last is not None
-        raise last
+        async def attempt(target: Target) -> JSON:
+            return await target.backend.complete(ex.endpoint, ex.body)
+
+        return await failover(ex, targets, attempt)
 
     async def _guard_output(self, ex: Exchange, response: JSON) -> None:
         """Every text of the answer is checked; what goes back is rebuilt from what was checked."""

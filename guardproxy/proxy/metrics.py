@@ -75,7 +75,7 @@ class Metrics:
         )
         self.upstream_latency = CachedHistogram(
             "guardproxy_upstream_latency_seconds",
-            "Backend time to the full answer (non-stream) or the first chunk (stream).",
+            "Backend time to the full answer (non-stream), the first chunk (stream) or the failure, per attempt.",
             ["backend", "endpoint"],
             buckets=_LATENCY_BUCKETS,
             registry=self.registry,

@@ -7,7 +7,6 @@ OpenAI-style `error` event, and a block ends it with `finish_reason: "content_fi
 
 from __future__ import annotations
 
-import time
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
 from dataclasses import replace
 from typing import Any
@@ -17,9 +16,10 @@ import structlog
 
 from guardproxy.audit.records import Outcome, Segment
 from guardproxy.core import JSON, Context, TextRole
-from guardproxy.errors import GuardproxyError, UpstreamStatus, UpstreamTimeout, UpstreamUnavailable
+from guardproxy.errors import GuardproxyError
 from guardproxy.policies.operators import apply_edits, restore
 from guardproxy.proxy.exchange import Exchange
+from guardproxy.proxy.failover import failover
 from guardproxy.proxy.runtime import Target
 from guardproxy.proxy.shielded import ShieldedTasks
 from guardproxy.proxy.streaming import OutputBlocked, StreamGuard
@@ -57,27 +57,18 @@ class StreamRelay:
 
     @classmethod
     async def open(cls, ex: Exchange, targets: list[Target], on_done: _Done, cleanups: ShieldedTasks) -> StreamRelay:
-        last: GuardproxyError | None = None
-        for target in targets:
-            ex.body["model"] = target.upstream_model
-            ex.backend = target.route.backend
-            started = time.perf_counter()
+        """The relay of the first target whose stream yields its first chunk (see `failover`)."""
+
+        async def attempt(target: Target) -> tuple[AsyncIterator[JSON], JSON | None]:
             upstream = target.backend.stream(ex.endpoint, ex.body)
             try:
-                first = await anext(upstream, None)
-            except (UpstreamUnavailable, UpstreamTimeout, UpstreamStatus) as exc:
+                return upstream, await anext(upstream, None)
+            except BaseException:
                 await _aclose(upstream)
-                if isinstance(exc, UpstreamStatus) and exc.status < 500 and exc.status != 429:
-                    raise
-                last = exc
-                log.warning("upstream_failed", backend=ex.backend, error=exc.message, request_id=ex.request_id)
-                continue
-            elapsed = time.perf_counter() - started
-            ex.upstream_latency_ms = elapsed * 1000.0
-            ex.metrics.upstream_latency.labels(ex.backend, ex.endpoint).observe(elapsed)
-            return cls(ex, upstream, first, on_done, cleanups)
-        assert last is not None
-        raise last
+                raise
+
+        upstream, first = await failover(ex, targets, attempt)
+        return cls(ex, upstream, first, on_done, cleanups)
 
     async def run(self) -> AsyncGenerator[bytes, None]:
         ex = self.ex

@@ -1,5 +1,7 @@
 """Validation: score held-out texts with the shipped int8 ONNX model (the serving code path), pick the threshold
-for a target false-positive rate, and report precision/recall/F1/FPR overall and per dataset."""
+for a target false-positive rate, and report precision/recall/F1/FPR overall and per dataset.
+
+ROC-AUC and PR-AUC are `guardproxy.evaluation.metrics`'s, so a model card and `guardproxy eval` agree."""
 
 from __future__ import annotations
 
@@ -9,34 +11,9 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from guardproxy.evaluation.metrics import average_precision, roc_auc
+
 Scores = npt.NDArray[np.float64]
-
-
-def roc_auc(scores: Scores, positive: npt.NDArray[np.bool_]) -> float | None:
-    """Mann-Whitney U estimate (ties count half)."""
-    n_pos, n_neg = int(positive.sum()), int((~positive).sum())
-    if not n_pos or not n_neg:
-        return None
-    order = np.argsort(scores, kind="mergesort")
-    ranks = np.empty(len(scores))
-    sorted_scores = scores[order]
-    i = 0
-    while i < len(scores):
-        j = i
-        while j + 1 < len(scores) and sorted_scores[j + 1] == sorted_scores[i]:
-            j += 1
-        ranks[order[i : j + 1]] = (i + j) / 2 + 1
-        i = j + 1
-    return float((ranks[positive].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))
-
-
-def average_precision(scores: Scores, positive: npt.NDArray[np.bool_]) -> float | None:
-    if not positive.any():
-        return None
-    order = np.argsort(-scores, kind="mergesort")
-    hits = positive[order]
-    precision_at = np.cumsum(hits) / np.arange(1, len(hits) + 1)
-    return float(precision_at[hits].sum() / hits.sum())
 
 
 def threshold_for_fpr(negative_scores: Scores, target_fpr: float, floor: float) -> float:
@@ -74,8 +51,8 @@ def binary_metrics(
         "recall": recall,
         "f1": f1,
         "fpr": float((fired & neg).sum() / neg.sum()) if neg.any() else None,
-        "roc_auc": roc_auc(scores, positive),
-        "pr_auc": average_precision(scores, positive),
+        "roc_auc": roc_auc(scores.tolist(), positive.tolist()),
+        "pr_auc": average_precision(scores.tolist(), positive.tolist()),
     }
 
 
