@@ -43,9 +43,18 @@ def test_ordinary_request_passes_with_personal_data_anonymized_and_restored(
     text = "Please draft a short thank-you note to Maria Gonzalez in Lisbon; her email is maria.g@example.com."
     answer = client.chat.completions.create(model="gpt-4o-mini", messages=[{"role": "user", "content": text}])
     sent = upstream.requests[0].body["messages"][0]["content"]
-    assert "Maria Gonzalez" not in sent and "maria.g@example.com" not in sent and "Lisbon" not in sent
+    assert "Maria Gonzalez" not in sent and "maria.g@example.com" not in sent
     assert "[PERSON_1]" in sent and "[EMAIL_ADDRESS_1]" in sent
+    assert "Lisbon" in sent  # a city is not personal data (the shipped pii step leaves LOCATION out)
     assert answer.choices[0].message.content == text  # the fake upstream echoes; placeholders restored
+
+
+def test_places_are_not_personal_data(client: openai.OpenAI, upstream: FakeUpstream) -> None:
+    question = "What is the capital of France? Answer in one word."
+    upstream.enqueue(Reply(content="The capital of France is Paris."))
+    answer = client.chat.completions.create(model="gpt-4o-mini", messages=[{"role": "user", "content": question}])
+    assert upstream.requests[0].body["messages"][0]["content"] == question
+    assert answer.choices[0].message.content == "The capital of France is Paris."
 
 
 def test_indirect_injection_in_a_tool_result_is_refused_before_the_upstream(
