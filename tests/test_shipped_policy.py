@@ -49,6 +49,15 @@ def test_ordinary_request_passes_with_personal_data_anonymized_and_restored(
     assert answer.choices[0].message.content == text  # the fake upstream echoes; placeholders restored
 
 
+def test_a_placeholder_the_model_invents_is_not_passed_on_as_content(
+    client: openai.OpenAI, upstream: FakeUpstream
+) -> None:
+    upstream.enqueue(Reply(content="Dear [PERSON_1], [PERSON_2] sends regards."))
+    text = "Write a greeting to Maria Gonzalez."
+    answer = client.chat.completions.create(model="gpt-4o-mini", messages=[{"role": "user", "content": text}])
+    assert answer.choices[0].message.content == "Dear Maria Gonzalez, [PERSON] sends regards."
+
+
 def test_places_are_not_personal_data(client: openai.OpenAI, upstream: FakeUpstream) -> None:
     question = "What is the capital of France? Answer in one word."
     upstream.enqueue(Reply(content="The capital of France is Paris."))

@@ -16,7 +16,7 @@ from typing import Protocol
 
 from guardproxy.policies.chain import Edit
 
-_PLACEHOLDER = re.compile(r"\[([A-Z][A-Z0-9_]*_\d+)\]")
+_PLACEHOLDER = re.compile(r"\[([A-Z][A-Z0-9_]*?)_\d+\]")
 # A possibly unfinished placeholder at the very end of a text: held back in streams.
 _PARTIAL_PLACEHOLDER = re.compile(r"\[[A-Z0-9_]{0,40}$")
 
@@ -25,6 +25,10 @@ class VaultScope(Protocol):
     def placeholder_for(self, label: str, original: str) -> str: ...
 
     def original_of(self, placeholder: str) -> str | None: ...
+
+    def issued(self, label: str) -> bool:
+        """Whether this scope made placeholders of `label` (an unknown `[LABEL_n]` of such a label is invented)."""
+        ...
 
     def __len__(self) -> int: ...
 
@@ -59,6 +63,9 @@ class MemoryScope:
 
     def original_of(self, placeholder: str) -> str | None:
         return self._by_placeholder.get(placeholder)
+
+    def issued(self, label: str) -> bool:
+        return label in self._counts
 
     def __len__(self) -> int:
         return len(self._by_placeholder)
@@ -108,7 +115,12 @@ def restore(text: str, scope: VaultScope | None) -> str:
 
     def _sub(m: re.Match[str]) -> str:
         original = scope.original_of(m.group(0))
-        return m.group(0) if original is None else original
+        if original is not None:
+            return original
+        # A placeholder of a kind this request anonymized but not one it issued: the model invented or
+        # altered it ("The capital of France is [LOCATION_2]."). Passing it on would present it as content;
+        # it becomes the redaction mark instead, which says a value is missing.
+        return f"[{m.group(1)}]" if scope.issued(m.group(1)) else m.group(0)
 
     return _PLACEHOLDER.sub(_sub, text)
 
