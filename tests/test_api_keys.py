@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import select
 import sqlite3
 import subprocess
 import sys
@@ -20,9 +21,9 @@ from structlog.testing import capture_logs
 from guardproxy.auth.access import warn_if_open
 from guardproxy.auth.keys import NewKey, Role, SQLiteKeyStore
 from guardproxy.policies.schema import AuthConfig
-from tests.fake_upstream import FakeUpstream
+from tests.fake_upstream import FakeUpstream, Reply
 from tests.policies import write_policy
-from tests.proxy_harness import ProxyServer
+from tests.proxy_harness import ProxyServer, free_port
 
 ROOT = Path(__file__).resolve().parents[1]
 CACHE_TTL_S = 0.3
@@ -128,6 +129,8 @@ def test_a_model_outside_the_keys_list_gets_403(
     assert upstream.requests == []
     assert limited.chat.completions.create(model="gpt-4o-mini", messages=HELLO).choices[0].message.content == "hello"  # type: ignore[arg-type]
     assert [m.id for m in limited.models.list()] == ["gpt-4o-mini"]
+    # /v1/moderations is answered by the policy's detectors, whatever model it names: no upstream model to guard.
+    assert limited.moderations.create(model="omni-moderation-latest", input="hello").results[0].flagged is False
     assert len(sdk(proxy, keys.client).models.list().data) == 4
 
 
@@ -144,6 +147,25 @@ def test_a_revoked_key_is_refused_once_the_cache_ttl_has_passed(
     with pytest.raises(openai.AuthenticationError) as caught:
         client.chat.completions.create(model="gpt-4o-mini", messages=HELLO)  # type: ignore[arg-type]
     assert caught.value.code == "invalid_api_key"
+
+
+def test_a_key_revoked_mid_stream_finishes_that_stream_and_is_refused_next(
+    sdk: SDK, keyed: tuple[ProxyServer, Keys, Path], upstream: FakeUpstream
+) -> None:
+    proxy, keys, keys_db = keyed
+    upstream.enqueue(Reply(content="one two three four", stall_after_chunks=1, stall_s=CACHE_TTL_S + 0.3))
+    client = sdk(proxy, keys.client)
+    stream = client.chat.completions.create(model="gpt-4o-mini", messages=HELLO, stream=True)  # type: ignore[arg-type]
+    pieces = iter(stream)
+    first = next(pieces)
+    store = SQLiteKeyStore(keys_db)
+    store.revoke("team-a", now=time.time())
+    store.close()
+    rest = "".join(c.choices[0].delta.content or "" for c in pieces if c.choices)
+    assert (first.choices[0].delta.content or "") + rest == "one two three four"  # checked when it began
+    time.sleep(CACHE_TTL_S)
+    with pytest.raises(openai.AuthenticationError):
+        client.chat.completions.create(model="gpt-4o-mini", messages=HELLO)  # type: ignore[arg-type]
 
 
 def test_roles_on_feedback_and_metrics(sdk: SDK, keyed: tuple[ProxyServer, Keys, Path], tmp_path: Path) -> None:
@@ -223,3 +245,26 @@ def test_serve_warns_when_open_beyond_loopback() -> None:
         assert not warn_if_open("0.0.0.0", AuthConfig(mode="keys"))
     assert [entry["event"] for entry in logs] == ["auth_off_on_public_address"]
     assert logs[0]["log_level"] == "warning"
+
+
+def test_guardproxy_serve_warns_at_start_up_when_open_on_all_addresses(tmp_path: Path, upstream: FakeUpstream) -> None:
+    policy = write_policy(tmp_path, upstream.base_url)
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    command = [sys.executable, "-m", "guardproxy", "serve", "--policy", str(policy), "--no-watch"]
+    server = subprocess.Popen(
+        [*command, "--host", "0.0.0.0", "--port", str(free_port())], stderr=subprocess.PIPE, text=True, env=env
+    )
+    try:
+        assert server.stderr is not None
+        deadline = time.monotonic() + 30
+        seen = ""
+        while "auth_off_on_public_address" not in seen and time.monotonic() < deadline:
+            ready, _, _ = select.select([server.stderr], [], [], 0.2)
+            if ready:
+                seen += server.stderr.readline()
+        assert "auth_off_on_public_address" in seen and "mode: keys" in seen
+    finally:
+        server.terminate()
+        server.wait(timeout=15)
+        if server.stderr is not None:
+            server.stderr.close()

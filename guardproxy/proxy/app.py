@@ -91,7 +91,8 @@ def create_app(settings: Settings, *, runtime_builder: RuntimeBuilder = build_ru
             limits = holder.current.policy.proxy
             raw = await read_body(request, limits.max_body_bytes, limits.body_read_timeout_s)
             body = _decode_body(raw)
-            access.check_model(caller, body.get("model") if isinstance(body, dict) else None)
+            if kind != "moderation":  # answered by the policy's own detectors: `model` names no upstream model
+                access.check_model(caller, body.get("model") if isinstance(body, dict) else None)
         except Exception as exc:
             # Refused before the gateway saw it; still a request id, so still an audit row.
             await gateway.record_rejected(request_id, kind, client, _as_guardproxy_error(exc), started=started)
