@@ -40,6 +40,10 @@ def _parser() -> argparse.ArgumentParser:
     check.add_argument("--stage", choices=["input", "output"], default="input")
     check.add_argument("text", nargs="?", default="-", help="The text, or - (default) to read standard input.")
 
+    from guardproxy.auth.cli import add_keys_parser
+
+    add_keys_parser(sub)
+
     from guardproxy.evaluation.cli import add_eval_parser
 
     add_eval_parser(sub)
@@ -116,6 +120,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return validate_cmd(args.path, sys.stdout, sys.stderr)
     if args.command == "check":
         return asyncio.run(_check(args.policy, args.stage, args.text))
+    if args.command == "keys":
+        from guardproxy.auth.cli import run_keys
+
+        return run_keys(args)
     if args.command == "eval":
         from guardproxy.evaluation.cli import run_eval
 
@@ -185,8 +193,10 @@ def _trainer(command: str, argv: list[str]) -> int:
 def _serve(args: argparse.Namespace) -> int:
     import uvicorn
 
+    from guardproxy.auth.access import warn_if_open
     from guardproxy.errors import PolicyInvalid
     from guardproxy.logs import configure_logging
+    from guardproxy.policies.loader import load_policy
     from guardproxy.proxy.app import create_app
     from guardproxy.proxy.settings import Settings
     from guardproxy.proxy.slow_clients import http_protocol
@@ -197,6 +207,7 @@ def _serve(args: argparse.Namespace) -> int:
     except PolicyInvalid as exc:
         print(f"guardproxy: {exc}", file=sys.stderr)
         return 2
+    warn_if_open(args.host, load_policy(args.policy).auth)
     uvicorn.run(
         app,
         host=args.host,

@@ -165,3 +165,27 @@ class AuditUnavailable(GuardproxyError):
     status = 503
     type = "server_error"
     code = "audit_unavailable"
+
+
+class InvalidApiKey(GuardproxyError):
+    """Missing, unknown, revoked or expired API key (when `auth.mode: keys`)."""
+
+    status = 401
+    type = "invalid_request_error"
+    code = "invalid_api_key"
+
+
+class PermissionDenied(GuardproxyError):
+    """A valid key whose role does not allow this route (e.g. a client key posting feedback)."""
+
+    status = 403
+    type = "invalid_request_error"
+    code = "permission_denied"
+
+
+class ModelNotAllowed(GuardproxyError):
+    """A valid key asked for a model outside its `models` list."""
+
+    status = 403
+    type = "invalid_request_error"
+    code = "model_not_allowed"

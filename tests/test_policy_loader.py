@@ -23,7 +23,16 @@ from guardproxy.backends.configs import BackendConfig
 from guardproxy.detectors.configs import DetectorConfig
 from guardproxy.errors import PolicyInvalid
 from guardproxy.policies import load_policy, parse_policy, policy_fingerprint, validate_cmd
-from guardproxy.policies.schema import Action, AuditConfig, BlockStep, ModelRoute, Policy, ProxySettings, StreamSettings
+from guardproxy.policies.schema import (
+    Action,
+    AuditConfig,
+    AuthConfig,
+    BlockStep,
+    ModelRoute,
+    Policy,
+    ProxySettings,
+    StreamSettings,
+)
 
 REPO = Path(__file__).resolve().parents[1]
 DOCS = REPO / "docs" / "policy-reference.md"
@@ -272,6 +281,7 @@ DOCUMENTED: dict[str, type[BaseModel]] = {
     "ModelRoute": ModelRoute,
     "Step": BlockStep,
     "AuditConfig": AuditConfig,
+    "AuthConfig": AuthConfig,
     "ProxySettings": ProxySettings,
     "StreamSettings": StreamSettings,
 }

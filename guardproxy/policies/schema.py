@@ -121,6 +121,26 @@ class AuditConfig(StrictModel):
     on_full: Literal["wait", "fail"] = Field("wait", description="When the write queue is full: wait or fail (503).")
 
 
+class AuthConfig(StrictModel):
+    """Who may call the proxy. `none` (the default, for a first run) lets anyone who reaches the port in;
+    `keys` requires `Authorization: Bearer gp-...` from `guardproxy keys create`."""
+
+    mode: Literal["none", "keys"] = Field(
+        "none",
+        description="`none`: no key needed (start-up warns when bound beyond loopback); `keys`: every route but "
+        "/healthz needs a key, /v1/feedback a reviewer key and /metrics an admin key.",
+    )
+    keys_path: str = Field(
+        "./guardproxy-keys.db",
+        description="SQLite file of the key store (hashes only), read at start-up; `guardproxy keys` writes it.",
+    )
+    cache_ttl_s: float = Field(
+        5.0,
+        ge=0,
+        description="Seconds a checked key is remembered in memory: a revoked key is refused within this time.",
+    )
+
+
 class StreamSettings(StrictModel):
     holdback_chars: int = Field(
         256, ge=1, description="Max characters held back when no sentence boundary is found; bounds span length."
@@ -172,6 +192,7 @@ class Policy(StrictModel):
     output: list[Step] = Field(default_factory=list)
     audit: AuditConfig = Field(default_factory=AuditConfig)
     proxy: ProxySettings = Field(default_factory=ProxySettings)
+    auth: AuthConfig = Field(default_factory=AuthConfig, description="API keys and roles. See `auth:`.")
     learning: LearningConfig = Field(
         default_factory=LearningConfig, description="Training signals for the sidecar trainer. See its table."
     )

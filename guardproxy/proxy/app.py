@@ -25,6 +25,8 @@ from prometheus_client import CONTENT_TYPE_LATEST
 
 from guardproxy.audit.sink import AuditSink
 from guardproxy.audit.store import open_store
+from guardproxy.auth.access import Access
+from guardproxy.auth.keys import Role
 from guardproxy.core import JSON
 from guardproxy.detectors.model_files import detector_model_dirs
 from guardproxy.detectors.pii_regex import scrub_pii
@@ -64,6 +66,7 @@ def create_app(settings: Settings, *, runtime_builder: RuntimeBuilder = build_ru
         scrub=None if policy.audit.store_raw else scrub_pii,
     )
     metrics = Metrics()
+    access = Access.open(lambda: holder.current.policy.auth)
     gateway = Gateway(holder, sink, metrics)  # the sink scrubs and stores records, feedback and triples
     state = {"fingerprint": policy_fingerprint(policy)}
 
@@ -79,11 +82,17 @@ def create_app(settings: Settings, *, runtime_builder: RuntimeBuilder = build_ru
         request_id = new_request_id()
         request.state.request_id = request_id
         host = request.client.host if request.client else None
-        client = client_label(host, request.headers.get("authorization"))
+        authorization = request.headers.get("authorization")
+        client = client_label(host, authorization)
         try:
+            caller = access.check(authorization, Role.CLIENT)
+            if caller is not None:  # keys on: records name the key, never a hash of the header
+                client = f"{host or 'unknown'} key:{caller.label}"
             limits = holder.current.policy.proxy
             raw = await read_body(request, limits.max_body_bytes, limits.body_read_timeout_s)
             body = _decode_body(raw)
+            if kind != "moderation":  # answered by the policy's own detectors: `model` names no upstream model
+                access.check_model(caller, body.get("model") if isinstance(body, dict) else None)
         except Exception as exc:
             # Refused before the gateway saw it; still a request id, so still an audit row.
             await gateway.record_rejected(request_id, kind, client, _as_guardproxy_error(exc), started=started)
@@ -121,10 +130,12 @@ def create_app(settings: Settings, *, runtime_builder: RuntimeBuilder = build_ru
         return await serve("moderation", request)
 
     @get("/v1/models")
-    async def models() -> Response[bytes]:
+    async def models(request: AnyRequest) -> Response[bytes]:
+        caller = access.check(request.headers.get("authorization"), Role.CLIENT)
         data = [
             {"id": m.name, "object": "model", "created": 0, "owned_by": "guardproxy"}
             for m in holder.current.policy.models
+            if caller is None or caller.key.allows_model(m.name)
         ]
         return _json({"object": "list", "data": data}, 200, new_request_id())
 
@@ -134,7 +145,10 @@ def create_app(settings: Settings, *, runtime_builder: RuntimeBuilder = build_ru
         return _json(body, 200, new_request_id())
 
     @get("/metrics")
-    async def prometheus() -> Response[bytes]:
+    async def prometheus(request: AnyRequest) -> Response[bytes]:
+        # With keys on, only admin keys read metrics (model names, block rates and latencies describe the
+        # traffic); with `auth.mode: none` it stays open, as a scraper without credentials expects.
+        access.check(request.headers.get("authorization"), Role.ADMIN)
         return Response(metrics.render(), media_type=CONTENT_TYPE_LATEST)
 
     @asynccontextmanager
@@ -162,6 +176,7 @@ def create_app(settings: Settings, *, runtime_builder: RuntimeBuilder = build_ru
             await gateway.drain()  # requests whose clients left may still be writing their records
             await holder.aclose()
             await sink.aclose()
+            access.close()
 
     return Litestar(
         route_handlers=[
@@ -174,6 +189,7 @@ def create_app(settings: Settings, *, runtime_builder: RuntimeBuilder = build_ru
             prometheus,
             feedback_route(
                 sink,
+                access,
                 request_id_header=REQUEST_ID_HEADER,
                 body_read_timeout_s=lambda: holder.current.policy.proxy.body_read_timeout_s,
             ),

@@ -8,6 +8,9 @@ gateway also puts in audit records (`key:` + 12 hex of sha256 of the Authorizati
 can be joined), else `anonymous`. The header is taken as is (deploy behind an auth layer that sets it),
 except that one carrying personal data (an e-mail address as a user name) is kept as `user:` + 12 hex of
 its sha256: the same person's feedback still joins up, and the store holds no PII.
+
+That is `auth.mode: none`. With `keys`, only reviewer and admin keys may post (others get 401/403 before
+the body is read), the actor is the key's name, and the header is honoured because such a key vouches for it.
 """
 
 from __future__ import annotations
@@ -25,6 +28,9 @@ from litestar.handlers import HTTPRouteHandler
 from guardproxy.audit.feedback import FEEDBACK_LABELS, Feedback
 from guardproxy.audit.records import UnknownRequest
 from guardproxy.audit.sink import AuditSink
+from guardproxy.auth.access import Access
+from guardproxy.auth.guard import Caller
+from guardproxy.auth.keys import Role
 from guardproxy.detectors.pii_regex import find_pii
 from guardproxy.errors import GuardproxyError, InvalidRequest
 from guardproxy.proxy.gateway import new_request_id
@@ -51,11 +57,16 @@ class RequestNotFound(GuardproxyError):
     code = "request_not_found"
 
 
-def actor_of(authorization: str | None, user: str | None) -> str:
-    """Who gave the feedback, without ever keeping a credential."""
+def actor_of(authorization: str | None, user: str | None, caller: Caller | None = None) -> str:
+    """Who gave the feedback, without ever keeping a credential. With keys on, the key's name, or the user
+    header when a reviewer/admin key vouches for it (a client key cannot post feedback at all)."""
+    if caller is not None and not caller.key.role.allows(Role.REVIEWER):
+        return caller.key.name
     if user and user.strip():
         name = user.strip()[:MAX_NAME_CHARS]
         return "user:" + hashlib.sha256(name.encode()).hexdigest()[:12] if find_pii(name) else name
+    if caller is not None:
+        return caller.key.name
     if authorization:
         return "key:" + hashlib.sha256(authorization.encode()).hexdigest()[:12]
     return "anonymous"
@@ -133,7 +144,7 @@ async def _settle(sink: AuditSink) -> bool:
 
 
 def feedback_route(
-    sink: AuditSink, *, request_id_header: str, body_read_timeout_s: Callable[[], float]
+    sink: AuditSink, access: Access, *, request_id_header: str, body_read_timeout_s: Callable[[], float]
 ) -> HTTPRouteHandler:
     """The route handler, bound to the app's audit sink (no module-level state). Its body has the deadline of a
     model request, `body_read_timeout_s()` (the current policy's), and a limit of its own."""
@@ -142,8 +153,11 @@ def feedback_route(
     async def feedback(request: AnyRequest) -> Response[bytes]:
         # This call's own id (for its response and error body), not the id being labelled.
         request.state.request_id = new_request_id()
+        authorization = request.headers.get("authorization")
+        # Before the body is read: feedback trains the next guard model, so an unknown caller is not heard at all.
+        caller = access.check(authorization, Role.REVIEWER)
         raw = await read_body(request, MAX_BODY_BYTES, body_read_timeout_s(), what="The feedback body")
-        actor = actor_of(request.headers.get("authorization"), request.headers.get(USER_HEADER))
+        actor = actor_of(authorization, request.headers.get(USER_HEADER), caller)
         fb = parse_feedback(raw, actor=actor, now=time.time())
         try:
             feedback_id = await store_feedback(sink, fb)

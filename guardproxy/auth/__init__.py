@@ -1,0 +1,1 @@
+"""API keys and roles: who may call the proxy, which models, and what else (feedback, metrics)."""
