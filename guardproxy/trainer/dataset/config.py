@@ -181,8 +181,8 @@ class DatasetBuildConfig:
 def _apply_policy(data: dict[str, Any], overrides: frozenset[str]) -> None:
     """The policy's `learning:` section wins over this file's signals; command-line overrides win over both.
 
-    `data["policy"]` is already resolved (the trainer's path rule); the policy's `audit.path` is resolved against
-    the policy file's directory, as the proxy does.
+    `data["policy"]` is already resolved (the trainer's path rule); the policy's `audit.url` is used as it is, its `audit.path`
+    resolved against the policy file's directory, as the proxy does.
     """
     from guardproxy.policies.loader import load_policy
 
@@ -192,7 +192,8 @@ def _apply_policy(data: dict[str, Any], overrides: frozenset[str]) -> None:
         if key not in overrides:
             data[key] = value
     if "audit_store" not in data:
-        data["audit_store"] = resolve_path(policy.audit.path, policy_path.parent)
+        audit = policy.audit
+        data["audit_store"] = audit.url if audit.url is not None else resolve_path(audit.path, policy_path.parent)
 
 
 def _prepare(where: str) -> Prepare:
