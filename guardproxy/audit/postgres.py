@@ -30,6 +30,7 @@ from guardproxy.audit.feedback import FEEDBACK_LABELS, Feedback
 from guardproxy.audit.preferences import ChatTurn, Preference
 from guardproxy.audit.records import BLOCKED_OUTCOMES, AuditRecord, UnknownRequest
 from guardproxy.audit.sqlite import _META_JSON, _SEGMENTS_DECODER, _STEPS_JSON, _label, _segments_json
+from guardproxy.errors import AuditUnavailable
 
 # A refused connection fails at once; an unreachable host must not hang the sink's writer for minutes.
 _CONNECT_TIMEOUT_S = 5
@@ -162,7 +163,7 @@ class PostgresAuditStore:
         self._check_open()
         if fb.label not in FEEDBACK_LABELS:
             raise ValueError(f"feedback label must be one of {', '.join(FEEDBACK_LABELS)}, got {fb.label!r}")
-        with self._connect() as conn:
+        with _unreachable_as_unavailable(), self._connect() as conn:
             row = conn.execute(
                 f"INSERT INTO feedback ({_FEEDBACK_COLUMNS})"
                 " SELECT %s, %s, %s, %s, %s, %s, %s"
@@ -177,7 +178,7 @@ class PostgresAuditStore:
         """Any thread, like `add_feedback`."""
         self._check_open()
         prompt = [{"role": t.role, "content": t.content} for t in pref.prompt]
-        with self._connect() as conn:
+        with _unreachable_as_unavailable(), self._connect() as conn:
             row = conn.execute(
                 "INSERT INTO preferences (request_id, ts, model, step, prompt, rejected, chosen, critique)"
                 " VALUES (%s, %s, %s, %s, %s::jsonb, %s, %s, %s) RETURNING id",
@@ -266,7 +267,8 @@ class PostgresAuditStore:
     # -- connections ----------------------------------------------------------------------------
 
     def _connect(self) -> psycopg.Connection[Any]:
-        return psycopg.connect(self._url, connect_timeout=_CONNECT_TIMEOUT_S, application_name="guardproxy")
+        with _unreachable_as_unavailable():
+            return psycopg.connect(self._url, connect_timeout=_CONNECT_TIMEOUT_S, application_name="guardproxy")
 
     def _writer_connection(self) -> psycopg.Connection[Any]:
         self._check_open()
@@ -322,6 +324,16 @@ class PostgresAuditStore:
                 conn.execute(
                     "INSERT INTO guardproxy_migrations (version, applied_at) VALUES (%s, %s)", (number, time.time())
                 )
+
+
+@contextlib.contextmanager
+def _unreachable_as_unavailable() -> Iterator[None]:
+    """A server that is down or unreachable becomes our `AuditUnavailable` (503 on POST /v1/feedback; the
+    audit sink retries records whatever the error). The message names no URL: it may hold a password."""
+    try:
+        yield
+    except psycopg.OperationalError as exc:
+        raise AuditUnavailable(f"the PostgreSQL audit store is unreachable ({type(exc).__name__})") from exc
 
 
 def _row(record: AuditRecord) -> tuple[Any, ...]:
