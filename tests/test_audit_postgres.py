@@ -17,10 +17,13 @@ import openai
 import pytest
 
 from guardproxy.audit.postgres import PostgresAuditStore
+from guardproxy.audit.sqlite import SQLiteAuditStore
+from guardproxy.trainer.dataset import build, load_config
 from tests.fake_upstream import FakeUpstream
 from tests.pg_server import PgServer
 from tests.policies import write_policy
 from tests.proxy_harness import ProxyServer
+from tests.test_trainer_dataset import config, labelling_store, rows
 
 ROOT = Path(__file__).resolve().parents[1]
 EMAIL = "mary.major@example.net"
@@ -98,6 +101,41 @@ def test_proxy_writes_records_and_feedback_to_postgres_and_the_cli_reads_them(
     rows = [json.loads(line) for line in listed.stdout.splitlines()]
     assert [(r["request_id"], r["label"]) for r in rows] == [(blocked_id, "false_positive"), (allowed_id, "correct")]
     assert rows[0]["note"] == "ask [EMAIL_ADDRESS]" and rows[1]["actor"] == "reviewer"
+
+    replayed = cli("replay", "--policy", str(policy), "--db", pg_url)  # the same policy: nothing changes
+    assert replayed.returncode == 0, replayed.stderr
+    assert ": 2 records" in replayed.stdout and "unchanged: 2" in replayed.stdout
+
+
+def test_the_trainer_builds_the_same_dataset_from_postgres_as_from_sqlite(pg_url: str, tmp_path: Path) -> None:
+    sqlite_db = labelling_store(tmp_path)
+    source = SQLiteAuditStore(sqlite_db)
+    target = PostgresAuditStore(pg_url)
+    try:
+        target.write_batch(list(source.query()))
+        for fb in source.feedback():
+            target.add_feedback(fb)
+    finally:
+        source.close()
+        target.close()
+    signals = ["blocks", "flags", "feedback", "output_feedback"]
+    from_sqlite = build(config(tmp_path, sqlite_db, signals=signals, output_dir=str(tmp_path / "a")))
+    from_postgres = build(
+        config(tmp_path, sqlite_db, signals=signals, output_dir=str(tmp_path / "b"), audit_store=pg_url)
+    )
+    assert len(rows(from_sqlite.path)) == 8  # the labelling store's eight training rows (test_trainer_dataset)
+    for name in ("data.jsonl", "candidates.jsonl"):
+        assert rows(from_postgres.path, name) == rows(from_sqlite.path, name)
+    # A dataset naming a policy with `audit.url` reads that store.
+    policy = tmp_path / "policy.yaml"
+    policy.write_text(
+        "backends: {up: {type: openai, base_url: 'http://127.0.0.1:9/v1'}}\n"
+        f"models: [{{name: m, backend: up}}]\naudit: {{url: '{pg_url}'}}\n",
+        encoding="utf-8",
+    )
+    dataset = tmp_path / "dataset.yaml"
+    dataset.write_text("name: inj\ntarget: injection\npolicy: policy.yaml\n", encoding="utf-8")
+    assert load_config(dataset).audit_store == pg_url
 
 
 @pytest.fixture

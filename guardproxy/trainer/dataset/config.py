@@ -53,7 +53,9 @@ class DatasetBuildConfig:
     """Build a versioned, balanced, PII-scrubbed training snapshot for one detector from the audit log."""
 
     name: str = field(metadata={"help": "Snapshot series name; snapshots go to `<output_dir>/<name>/sNNN/`."})
-    audit_store: str = field(metadata={"help": "Audit store: a SQLite file path or `sqlite:///path` URL.", PATH: True})
+    audit_store: str = field(
+        metadata={"help": "Audit store: a SQLite file path, `sqlite:///path` or `postgresql://` URL.", PATH: True}
+    )
     target: str = field(metadata={"help": "The detector this snapshot trains (e.g. `injection`)."})
     detectors: list[str] = field(
         default_factory=list,
@@ -192,8 +194,7 @@ def _apply_policy(data: dict[str, Any], overrides: frozenset[str]) -> None:
         if key not in overrides:
             data[key] = value
     if "audit_store" not in data:
-        audit = policy.audit
-        data["audit_store"] = audit.url if audit.url is not None else resolve_path(audit.path, policy_path.parent)
+        data["audit_store"] = resolve_path(policy.audit.store, policy_path.parent)  # a URL stays as it is
 
 
 def _prepare(where: str) -> Prepare:
