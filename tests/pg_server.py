@@ -38,7 +38,8 @@ def _bin_dir() -> Path:
 
 
 class PgServer:
-    def __init__(self) -> None:
+    def __init__(self, *, durable: bool = False) -> None:
+        self._durable = durable  # False: fsync off, for test speed; True: PostgreSQL's defaults (benchmarks)
         self._bin = _bin_dir()
         self._as_postgres = os.geteuid() == 0
         self.directory = Path(tempfile.mkdtemp(prefix="guardproxy-pg-"))
@@ -57,11 +58,10 @@ class PgServer:
         return f"postgresql://{_USER}@127.0.0.1:{self.port}/{database}"
 
     def start(self) -> None:
-        options = (
-            f"-p {self.port} -k {self.directory} -c listen_addresses=127.0.0.1"
+        options = f"-p {self.port} -k {self.directory} -c listen_addresses=127.0.0.1"
+        if not self._durable:
             # Throwaway data: no fsync (the store's behaviour does not depend on it, the tests' speed does).
-            " -c fsync=off -c synchronous_commit=off -c full_page_writes=off"
-        )
+            options += " -c fsync=off -c synchronous_commit=off -c full_page_writes=off"
         self._run("pg_ctl", "-D", str(self.data), "-o", options, "-l", str(self.directory / "log"), "-w", "start")
 
     def stop(self) -> None:
