@@ -369,3 +369,24 @@ def test_open_store_without_psycopg_says_which_extra(tmp_path: Path) -> None:
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert "guardproxy[postgres]" in result.stdout
+
+
+def test_postgres_stores_nul_as_the_replacement_character(pg_url: str) -> None:
+    """PostgreSQL text cannot hold NUL, which a client may send: the record is stored (NUL as U+FFFD), not
+    refused and quarantined; a literal backslash-u0000 in a text stays as it is."""
+    store = PostgresAuditStore(pg_url)
+    record = make_record(
+        1,
+        input_segments=(Segment("user", 0, "a\x00b"), Segment("user", 1, "literal \\u0000 and \\\x00")),
+        error="e\x00",
+        meta={"k\x00": ["v\x00"]},
+    )
+    store.write_batch([record])
+    store.add_feedback(Feedback(request_id="req-0001", label="correct", actor="a\x00", ts=1.0, note="n\x00"))
+    stored = store.get("req-0001")
+    assert stored is not None
+    assert [s.text for s in stored.input_segments] == ["a\ufffdb", "literal \\u0000 and \\\ufffd"]
+    assert stored.input_text == "user: a\ufffdb\nuser: literal \\u0000 and \\\ufffd"
+    assert stored.error == "e\ufffd" and stored.meta == {"k\ufffd": ["v\ufffd"]}
+    assert [(f.actor, f.note) for f in store.feedback()] == [("a\ufffd", "n\ufffd")]
+    store.close()

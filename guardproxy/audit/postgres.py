@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import re
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -123,6 +124,11 @@ _RECORD_FIELDS = (
     "output_segments",
 )
 _JSON_FIELDS = frozenset({"steps", "meta", "input_segments", "output_segments"})
+# PostgreSQL text and jsonb cannot hold NUL (a client may send "\u0000" in a message): it is stored as U+FFFD,
+# the one way this store's records differ from SQLite's. Without it the record would be refused and quarantined.
+_NUL_REPLACEMENT = "\ufffd"
+# A \u0000 escape in JSON text, not preceded by an odd number of backslashes (that would be a literal "\u0000").
+_JSON_NUL = re.compile(r"(?<!\\)((?:\\\\)*)\\u0000")
 # JSON goes in and out as text (COPY's text format parses it as jsonb): the encoders SQLite uses write it,
 # msgspec decodes the segments typed.
 _COPY = f"COPY audit_records ({', '.join(_RECORD_FIELDS)}) FROM STDIN"
@@ -169,7 +175,16 @@ class PostgresAuditStore:
                 f"INSERT INTO feedback ({_FEEDBACK_COLUMNS})"
                 " SELECT %s, %s, %s, %s, %s, %s, %s"
                 " WHERE EXISTS (SELECT 1 FROM audit_records WHERE request_id = %s) RETURNING id",
-                (fb.request_id, fb.label, fb.actor, fb.ts, fb.note, fb.stage, fb.step, fb.request_id),
+                (
+                    _text(fb.request_id),
+                    fb.label,
+                    _text(fb.actor),
+                    fb.ts,
+                    _text(fb.note),
+                    fb.stage,
+                    None if fb.step is None else _text(fb.step),
+                    _text(fb.request_id),
+                ),
             ).fetchone()
         if row is None:
             raise UnknownRequest(fb.request_id)
@@ -184,14 +199,14 @@ class PostgresAuditStore:
                 "INSERT INTO preferences (request_id, ts, model, step, prompt, rejected, chosen, critique)"
                 " VALUES (%s, %s, %s, %s, %s::jsonb, %s, %s, %s) RETURNING id",
                 (
-                    pref.request_id,
+                    _text(pref.request_id),
                     pref.ts,
-                    pref.model,
-                    pref.step,
-                    _META_JSON.encode(prompt),
-                    pref.rejected,
-                    pref.chosen,
-                    pref.critique,
+                    _text(pref.model),
+                    _text(pref.step),
+                    _json(_META_JSON.encode(prompt)),
+                    _text(pref.rejected),
+                    _text(pref.chosen),
+                    _text(pref.critique),
                 ),
             ).fetchone()
         assert row is not None
@@ -339,12 +354,12 @@ def _unreachable_as_unavailable() -> Iterator[None]:
 
 def _row(record: AuditRecord) -> tuple[Any, ...]:
     return (
-        record.request_id,
+        _text(record.request_id),
         record.ts,
-        record.client,
-        record.endpoint,
-        record.model,
-        record.backend,
+        _text(record.client),
+        _text(record.endpoint),
+        _text(record.model),
+        _text(record.backend),
         record.stream,
         record.outcome.value,
         record.status,
@@ -352,14 +367,22 @@ def _row(record: AuditRecord) -> tuple[Any, ...]:
         record.upstream_latency_ms,
         record.prompt_tokens,
         record.completion_tokens,
-        _STEPS_JSON.encode([step.to_dict() for step in record.steps]),
-        record.input_text,
-        record.output_text,
-        record.error,
-        _META_JSON.encode(record.meta),
-        _segments_json(record.input_segments),
-        _segments_json(record.output_segments),
+        _json(_STEPS_JSON.encode([step.to_dict() for step in record.steps])),
+        _text(record.input_text),
+        _text(record.output_text),
+        None if record.error is None else _text(record.error),
+        _json(_META_JSON.encode(record.meta)),
+        _json(_segments_json(record.input_segments)),
+        _json(_segments_json(record.output_segments)),
     )
+
+
+def _text(value: str) -> str:
+    return value.replace("\x00", _NUL_REPLACEMENT) if "\x00" in value else value
+
+
+def _json(text: str) -> str:
+    return _JSON_NUL.sub(r"\1\\ufffd", text) if "\\u0000" in text else text
 
 
 def _record(row: dict[str, Any]) -> AuditRecord:
