@@ -81,7 +81,8 @@ class PgServer:
         command = [str(self._bin / tool), *args]
         if self._as_postgres:
             command = ["runuser", "-u", "postgres", "--", *command]
-        done = subprocess.run(command, capture_output=True, text=True, check=False)
+        # cwd: a directory the postgres user may enter (initdb warns about an unreadable working directory).
+        done = subprocess.run(command, capture_output=True, text=True, check=False, cwd=self.directory)
         if done.returncode != 0:
             log = self.directory / "log"
             tail = log.read_text()[-2000:] if log.is_file() else ""
