@@ -46,7 +46,13 @@ class PgServer:
         self.data = self.directory / "data"
         self.port = free_port()
         if self._as_postgres:
-            owner = pwd.getpwnam("postgres")
+            try:
+                owner = pwd.getpwnam("postgres")
+            except KeyError:
+                raise RuntimeError(
+                    "running as root, the test PostgreSQL needs a `postgres` user to run as (initdb refuses root);"
+                    " the Debian package postgresql creates it: bash scripts/install_system_packages.sh"
+                ) from None
             os.chown(self.directory, owner.pw_uid, owner.pw_gid)
         self._run("initdb", "-D", str(self.data), "-A", "trust", "-U", _USER, "-E", "UTF8", "--no-sync")
 
