@@ -74,7 +74,7 @@ def _parser() -> argparse.ArgumentParser:
 
     audit = sub.add_parser("audit", help="Audit log tools.").add_subparsers(dest="audit_command", required=True)
     export = audit.add_parser("export", help="Print audit records as JSON lines.")
-    export.add_argument("--db", required=True, help="Audit SQLite file.")
+    export.add_argument("--db", required=True, help="Audit SQLite file, or the postgresql:// URL of audit.url.")
     export.add_argument("--blocked", action="store_true", help="Only blocked requests.")
     export.add_argument("--since", help="ISO date/time, or relative: 15m, 2h, 7d.")
     label = audit.add_parser("label", help="Label a logged decision (feedback for the trainer); prints it as JSON.")
@@ -83,10 +83,12 @@ def _parser() -> argparse.ArgumentParser:
         "--as", dest="label", required=True, choices=["false_positive", "false_negative", "correct"], help="The label."
     )
     label.add_argument("--note", default="", help="Why (PII in it is redacted before it is stored).")
-    label.add_argument("--db", default="./guardproxy-audit.db", help="Audit SQLite file (default: %(default)s).")
+    label.add_argument(
+        "--db", default="./guardproxy-audit.db", help="Audit SQLite file or postgresql:// URL (default: %(default)s)."
+    )
     label.add_argument("--user", help="Who labels it (default: $USER).")
     feedback = audit.add_parser("feedback", help="Print stored feedback as JSON lines, oldest first.")
-    feedback.add_argument("--db", required=True, help="Audit SQLite file.")
+    feedback.add_argument("--db", required=True, help="Audit SQLite file, or the postgresql:// URL of audit.url.")
     feedback.add_argument("--since", help="ISO date/time, or relative: 15m, 2h, 7d.")
 
     replay = sub.add_parser(
@@ -97,7 +99,7 @@ def _parser() -> argparse.ArgumentParser:
         "requests with reviewer feedback fare. See docs/feedback-and-replay.md.",
     )
     replay.add_argument("--policy", required=True, type=Path, metavar="NEW.yaml", help="The policy to try.")
-    replay.add_argument("--db", required=True, help="Audit SQLite file.")
+    replay.add_argument("--db", required=True, help="Audit SQLite file, or the postgresql:// URL of audit.url.")
     replay.add_argument("--since", help="Only records at or after: ISO date/time, or relative: 15m, 2h, 7d.")
     replay.add_argument("--limit", type=int, help="At most N records (the oldest first).")
     replay.add_argument("--out", type=Path, metavar="report.json", help="Also write the full report as JSON.")

@@ -8,6 +8,7 @@ import pytest
 
 # --- fake OpenAI-compatible upstream (owner: backend helper) -------------------------------------------
 from tests.fake_upstream import FakeUpstream
+from tests.pg_server import PgServer
 
 
 @pytest.fixture(scope="session")
@@ -25,3 +26,21 @@ def upstream(upstream_server: FakeUpstream) -> FakeUpstream:
 
 
 # --- end of fake upstream section ----------------------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def pg_server() -> Iterator[PgServer]:
+    """One real PostgreSQL server for the session (tests/pg_server.py); each test takes a fresh database."""
+    server = PgServer()
+    try:
+        server.start()
+        yield server
+        server.stop()
+    finally:
+        server.remove()
+
+
+@pytest.fixture
+def pg_url(pg_server: PgServer) -> str:
+    """The URL of a fresh, empty database on the session's PostgreSQL server."""
+    return pg_server.create_database()

@@ -112,7 +112,10 @@ def test_missing_database_is_an_error_and_is_not_created(tmp_path: Path) -> None
     assert not missing.exists()
 
 
-def test_unimplemented_store_url_is_an_error() -> None:
-    code, _, err = run("postgresql://audit@db/guardproxy")
+def test_unreachable_or_unsupported_store_url_is_an_error() -> None:
+    code, _, err = run("postgresql://audit@127.0.0.1:1/guardproxy")  # nothing listens on port 1
     assert code == EXIT_USAGE
-    assert "not implemented yet" in err
+    assert "PostgreSQL audit store is unreachable" in err
+    code, _, err = run("mongodb://audit@db/guardproxy")
+    assert code == EXIT_USAGE
+    assert "not supported" in err

@@ -14,6 +14,7 @@ from guardproxy.audit.feedback import FEEDBACK_LABELS, Feedback
 from guardproxy.audit.records import UnknownRequest
 from guardproxy.audit.scrub import scrub_feedback
 from guardproxy.audit.store import AuditStore, UnsupportedStore, open_store
+from guardproxy.errors import AuditUnavailable
 
 EXIT_OK = 0
 EXIT_USAGE = 2
@@ -73,7 +74,7 @@ def open_existing(db: str, prog: str, err: TextIO) -> AuditStore | None:
         return None
     try:
         return open_store(db)
-    except UnsupportedStore as exc:
+    except (UnsupportedStore, AuditUnavailable) as exc:
         print(f"{prog}: {exc}", file=err)
         return None
 

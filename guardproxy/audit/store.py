@@ -73,7 +73,8 @@ class UnsupportedStore(ValueError):
 def open_store(path_or_url: str) -> AuditStore:
     """Open (creating if needed) the audit store named by a file path or URL.
 
-    A plain path or `sqlite:///path` opens the embedded SQLite store.
+    A plain path or `sqlite:///path` opens the embedded SQLite store; `postgresql://` (or `postgres://`)
+    a PostgreSQL database (libpq URL; needs the `postgres` extra).
     """
     # Imported here: the implementation imports this module's types, the protocol needs none of it.
     from guardproxy.audit.sqlite import SQLiteAuditStore
@@ -88,7 +89,13 @@ def open_store(path_or_url: str) -> AuditStore:
             raise UnsupportedStore(f"audit store URL {path_or_url!r}: expected sqlite:///path/to/audit.db")
         return SQLiteAuditStore(rest[1:])
     if scheme in {"postgres", "postgresql"}:
-        raise UnsupportedStore(
-            f"audit store {scheme}:// is not implemented yet; use a SQLite file path (audit.path) for now"
-        )
-    raise UnsupportedStore(f"audit store URL scheme {scheme!r} is not supported; use a SQLite file path")
+        try:
+            from guardproxy.audit.postgres import PostgresAuditStore
+        except ImportError as exc:
+            raise UnsupportedStore(
+                "a postgresql:// audit store needs psycopg: pip install 'guardproxy[postgres]'"
+            ) from exc
+        return PostgresAuditStore(path_or_url)
+    raise UnsupportedStore(
+        f"audit store URL scheme {scheme!r} is not supported; use a SQLite file path or postgresql://"
+    )

@@ -116,9 +116,20 @@ class LearningConfig(StrictModel):
 
 class AuditConfig(StrictModel):
     path: str = Field("./guardproxy-audit.db", description="SQLite file of the embedded audit store.")
+    url: str | None = Field(
+        None,
+        description="A networked audit store instead of `path`, shared by replicas: `postgresql://user@host/db` "
+        "(libpq URL; needs the `postgres` extra). Read by the proxy, `audit export/label`, `replay` and the trainer.",
+        pattern=r"^postgres(ql)?://",
+    )
     store_raw: bool = Field(False, description="Store raw text. Off: only PII-redacted text is ever written.")
     queue_size: int = Field(10_000, ge=1)
     on_full: Literal["wait", "fail"] = Field("wait", description="When the write queue is full: wait or fail (503).")
+
+    @property
+    def store(self) -> str:
+        """What `open_store` opens: `url` when set, else the SQLite `path`."""
+        return self.url if self.url is not None else self.path
 
 
 class AuthConfig(StrictModel):

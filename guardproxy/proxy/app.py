@@ -58,7 +58,7 @@ def create_app(settings: Settings, *, runtime_builder: RuntimeBuilder = build_ru
     ensure_logging()
     policy = load_policy(settings.policy_path)
     holder = RuntimeHolder(runtime_builder(policy))
-    store = open_store(policy.audit.path)
+    store = open_store(policy.audit.store)
     sink = AuditSink(
         store,
         queue_size=policy.audit.queue_size,

@@ -26,7 +26,7 @@ from guardproxy.audit.preferences import ChatTurn, Preference
 from guardproxy.audit.records import Outcome
 from guardproxy.backends.base import Backend
 from guardproxy.core import JSON, Context
-from guardproxy.errors import GuardproxyError
+from guardproxy.errors import AuditUnavailable, GuardproxyError
 from guardproxy.policies.chain import StepResult, Verdict
 from guardproxy.policies.operators import redact_all
 from guardproxy.policies.schema import PRINCIPLES_PLACEHOLDER, Constitution
@@ -66,7 +66,7 @@ class PreferenceRecorder:
     async def record(self, pref: Preference) -> None:
         try:
             await asyncio.to_thread(self._writer.add_preference, pref)
-        except (sqlite3.Error, OSError, RuntimeError) as exc:
+        except (sqlite3.Error, OSError, RuntimeError, AuditUnavailable) as exc:  # AuditUnavailable: PostgreSQL down
             # The rewrite passed every check: losing its training triple is no reason to withhold it.
             log.error("preference_store_failed", request_id=pref.request_id, error=repr(exc))
 

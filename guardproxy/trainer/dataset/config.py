@@ -53,7 +53,9 @@ class DatasetBuildConfig:
     """Build a versioned, balanced, PII-scrubbed training snapshot for one detector from the audit log."""
 
     name: str = field(metadata={"help": "Snapshot series name; snapshots go to `<output_dir>/<name>/sNNN/`."})
-    audit_store: str = field(metadata={"help": "Audit store: a SQLite file path or `sqlite:///path` URL.", PATH: True})
+    audit_store: str = field(
+        metadata={"help": "Audit store: a SQLite file path, `sqlite:///path` or `postgresql://` URL.", PATH: True}
+    )
     target: str = field(metadata={"help": "The detector this snapshot trains (e.g. `injection`)."})
     detectors: list[str] = field(
         default_factory=list,
@@ -181,8 +183,8 @@ class DatasetBuildConfig:
 def _apply_policy(data: dict[str, Any], overrides: frozenset[str]) -> None:
     """The policy's `learning:` section wins over this file's signals; command-line overrides win over both.
 
-    `data["policy"]` is already resolved (the trainer's path rule); the policy's `audit.path` is resolved against
-    the policy file's directory, as the proxy does.
+    `data["policy"]` is already resolved (the trainer's path rule); the policy's `audit.url` is used as it is, its `audit.path`
+    resolved against the policy file's directory, as the proxy does.
     """
     from guardproxy.policies.loader import load_policy
 
@@ -192,7 +194,7 @@ def _apply_policy(data: dict[str, Any], overrides: frozenset[str]) -> None:
         if key not in overrides:
             data[key] = value
     if "audit_store" not in data:
-        data["audit_store"] = resolve_path(policy.audit.path, policy_path.parent)
+        data["audit_store"] = resolve_path(policy.audit.store, policy_path.parent)  # a URL stays as it is
 
 
 def _prepare(where: str) -> Prepare:
