@@ -5,6 +5,7 @@ Every error knows its HTTP status and OpenAI error `type`/`code`, so one handler
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -24,6 +25,10 @@ class GuardproxyError(Exception):
         err: dict[str, Any] = {"message": self.message, "type": self.type, "code": self.code, "param": self.param}
         err.update(self.extra)
         return {"error": err}
+
+    def response_headers(self) -> dict[str, str]:
+        """Headers the error response carries besides the request id (e.g. `Retry-After`)."""
+        return {}
 
 
 class InvalidRequest(GuardproxyError):
@@ -189,3 +194,35 @@ class ModelNotAllowed(GuardproxyError):
     status = 403
     type = "invalid_request_error"
     code = "model_not_allowed"
+
+
+class RateLimitExceeded(GuardproxyError):
+    """A key is over its requests or tokens per minute (OpenAI's 429 shape, with `Retry-After`)."""
+
+    status = 429
+    type = "requests"
+    code = "rate_limit_exceeded"
+
+    def __init__(self, message: str, *, retry_after_s: float, headers: dict[str, str]) -> None:
+        super().__init__(message)
+        self.retry_after_s = retry_after_s
+        self.headers = headers
+
+    def response_headers(self) -> dict[str, str]:
+        return {**self.headers, "retry-after": str(max(1, math.ceil(self.retry_after_s)))}
+
+
+class BudgetExhausted(GuardproxyError):
+    """A key has used its lifetime token budget: OpenAI's `insufficient_quota` 429. Waiting does not help, so
+    no `Retry-After`, and `x-should-retry: false` stops the openai SDKs from retrying."""
+
+    status = 429
+    type = "insufficient_quota"
+    code = "insufficient_quota"
+
+    def __init__(self, message: str, *, headers: dict[str, str]) -> None:
+        super().__init__(message)
+        self.headers = headers
+
+    def response_headers(self) -> dict[str, str]:
+        return {**self.headers, "x-should-retry": "false"}

@@ -10,6 +10,7 @@ policy reload path uses the same builder.
 from __future__ import annotations
 
 import asyncio
+import functools
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager, suppress
@@ -27,6 +28,7 @@ from guardproxy.audit.sink import AuditSink
 from guardproxy.audit.store import open_store
 from guardproxy.auth.access import Access
 from guardproxy.auth.keys import Role
+from guardproxy.auth.limits import MemoryRateLimiter
 from guardproxy.core import JSON
 from guardproxy.detectors.model_files import detector_model_dirs
 from guardproxy.detectors.pii_regex import scrub_pii
@@ -67,6 +69,7 @@ def create_app(settings: Settings, *, runtime_builder: RuntimeBuilder = build_ru
     )
     metrics = Metrics()
     access = Access.open(lambda: holder.current.policy.auth)
+    limiter = MemoryRateLimiter()  # per-key rpm/tpm/budget (auth/limits.py); only used when keys are on
     gateway = Gateway(holder, sink, metrics)  # the sink scrubs and stores records, feedback and triples
     state = {"fingerprint": policy_fingerprint(policy)}
 
@@ -84,10 +87,14 @@ def create_app(settings: Settings, *, runtime_builder: RuntimeBuilder = build_ru
         host = request.client.host if request.client else None
         authorization = request.headers.get("authorization")
         client = client_label(host, authorization)
+        charge = None
         try:
             caller = access.check(authorization, Role.CLIENT)
             if caller is not None:  # keys on: records name the key, never a hash of the header
                 client = f"{host or 'unknown'} key:{caller.label}"
+                request.state.ratelimit_headers = limiter.admit(caller.key).headers()
+                if kind != "moderation":  # answered by the policy's detectors: no upstream tokens spent
+                    charge = functools.partial(limiter.charge, caller.key)
             limits = holder.current.policy.proxy
             raw = await read_body(request, limits.max_body_bytes, limits.body_read_timeout_s)
             body = _decode_body(raw)
@@ -97,8 +104,8 @@ def create_app(settings: Settings, *, runtime_builder: RuntimeBuilder = build_ru
             # Refused before the gateway saw it; still a request id, so still an audit row.
             await gateway.record_rejected(request_id, kind, client, _as_guardproxy_error(exc), started=started)
             raise
-        result = await gateway.handle(kind, body, request_id=request_id, client=client)
-        headers = {REQUEST_ID_HEADER: request_id}
+        result = await gateway.handle(kind, body, request_id=request_id, client=client, charge=charge)
+        headers = {REQUEST_ID_HEADER: request_id, **getattr(request.state, "ratelimit_headers", {})}
         if isinstance(result, JSONResult):
             return Response(
                 _encode(result.body), status_code=result.status, media_type="application/json", headers=headers
@@ -258,4 +265,6 @@ def _render_error(request: AnyRequest, exc: Exception) -> Response[bytes]:
         # The request itself (headers, body) stays out of the log: the traceback is printed without
         # locals (guardproxy/logs.py), and only the method and path are named here.
         log.error("unhandled_error", request_id=request_id, method=request.method, path=request.url.path, exc_info=exc)
-    return _json(err.to_body(), err.status, request_id)
+    response = _json(err.to_body(), err.status, request_id)
+    response.headers.update({**getattr(request.state, "ratelimit_headers", {}), **err.response_headers()})
+    return response

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import math
 import re
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
 from guardproxy.audit.records import AuditRecord, Outcome, Segment, StepRecord
@@ -15,6 +16,8 @@ from guardproxy.policies.operators import VaultScope
 from guardproxy.proxy.metrics import Metrics
 from guardproxy.proxy.runtime import Runtime
 from guardproxy.proxy.texts import Kind
+
+TokenCharge = Callable[[int], None]
 
 
 @dataclass(slots=True)
@@ -43,6 +46,7 @@ class Exchange:
     completion_tokens: int | None = None
     upstream_latency_ms: float | None = None
     steps: list[StepResult] = field(default_factory=list)
+    charge: TokenCharge | None = None  # the caller's key pays for what the request spent (auth/limits.py)
 
     def add(self, verdicts: Iterable[Verdict]) -> None:
         for v in verdicts:
@@ -61,6 +65,14 @@ class Exchange:
         if isinstance(usage, dict):
             self.prompt_tokens = usage.get("prompt_tokens", self.prompt_tokens)
             self.completion_tokens = usage.get("completion_tokens", self.completion_tokens)
+
+    def tokens_spent(self) -> int:
+        """Prompt + completion tokens from the upstream's `usage`; without it (a stream without
+        `include_usage`, an upstream that sends none) ~4 characters per token of the texts checked."""
+        if self.prompt_tokens is not None or self.completion_tokens is not None:
+            return _count(self.prompt_tokens) + _count(self.completion_tokens)
+        chars = sum(len(s.text) for s in (*self.input_segments, *self.output_segments))
+        return math.ceil(chars / 4)
 
     @property
     def flagged(self) -> bool:
@@ -99,6 +111,10 @@ def segment(role: str, path: str, text: str) -> Segment:
     """The audit segment of a text the walker found at `path` (see `Segment.index`)."""
     found = _FIRST_INDEX.search(path)
     return Segment(str(role), int(found.group(1)) if found else 0, text)
+
+
+def _count(tokens: object) -> int:
+    return tokens if isinstance(tokens, int) and tokens > 0 else 0
 
 
 def _step_record(r: StepResult) -> StepRecord:

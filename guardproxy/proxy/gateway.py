@@ -23,7 +23,7 @@ from guardproxy.errors import Blocked, GuardproxyError
 from guardproxy.policies.chain import Chain, CompiledStep, StepResult, Verdict, fold, run_inline
 from guardproxy.policies.operators import MemoryVault, Vault, apply_edits, redact_all, restore
 from guardproxy.proxy.admission import admit
-from guardproxy.proxy.exchange import Exchange, segment
+from guardproxy.proxy.exchange import Exchange, TokenCharge, segment
 from guardproxy.proxy.failover import failover
 from guardproxy.proxy.metrics import Metrics
 from guardproxy.proxy.moderation import moderation_response
@@ -94,7 +94,10 @@ class Gateway:
         # Finishing a request (runtime release, audit record) outlives a client that hangs up.
         self.cleanups = ShieldedTasks()
 
-    async def handle(self, kind: Kind, body: JSON, *, request_id: str, client: str) -> JSONResult | StreamResult:
+    async def handle(
+        self, kind: Kind, body: JSON, *, request_id: str, client: str, charge: TokenCharge | None = None
+    ) -> JSONResult | StreamResult:
+        """`charge` receives the tokens the request spent once they are known (the key's rate limits)."""
         try:
             admit(body, self.holder.current.policy.proxy)  # size limits, before any detector runs
             validate(kind, body)
@@ -105,6 +108,7 @@ class Gateway:
         ex = Exchange(request_id, kind, ENDPOINTS[kind], client, body, rt, self.vault.open(request_id), self.metrics)
         ex.model = str(body.get("model") or "")
         ex.stream = bool(body.get("stream")) and kind in ("chat", "completion")
+        ex.charge = charge
         handed_over = False
         try:
             if kind == "moderation":
@@ -166,6 +170,8 @@ class Gateway:
     async def _finish(self, ex: Exchange) -> None:
         self.vault.close(ex.request_id)
         self.holder.release(ex.rt)
+        if ex.charge is not None and ex.status == 200:  # refused or failed requests spent no upstream tokens
+            ex.charge(ex.tokens_spent())
         # Only policy model names become label values: client-chosen names would grow metrics without bound.
         model = ex.model if ex.rt.policy.route(ex.model) is not None else "unknown"
         self.metrics.requests.labels(ex.endpoint, model, ex.outcome).inc()

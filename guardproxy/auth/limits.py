@@ -1,0 +1,128 @@
+"""Per-key rate limits and token budgets: requests/min, tokens/min, a lifetime token budget.
+
+The window is a **fixed 60 s window that opens at a key's first request** and closes 60 s later: one
+counter pair per key, reset when the window closes. It lets a key burst up to 2x its limit across two
+adjacent windows; a sliding window would not, but needs a timestamp per request. This is exactly the
+semantics of a Redis `INCR` + `EXPIRE 60` set on the first increment, for replicas later.
+
+Requests are counted at admission. Tokens are charged when known (after the answer, or at the end of a
+stream), so a request is admitted while the key is under its limit and the answer that crosses it is charged
+in full: the *next* request is refused. `budget_tokens` is the total over the key's lifetime, kept in memory
+(it starts over when the proxy restarts; a persistent or shared store comes with the Redis limiter).
+
+`RateLimiter` is the seam for that networked implementation; `MemoryRateLimiter` is the in-process default.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Protocol
+
+from guardproxy.auth.keys import ApiKey
+from guardproxy.errors import BudgetExhausted, RateLimitExceeded
+
+WINDOW_S = 60.0
+# Keys seen in one window are few (one per team); past this many the old windows are dropped at once.
+MAX_TRACKED_KEYS = 100_000
+
+
+@dataclass(frozen=True, slots=True)
+class LimitState:
+    """What the `x-ratelimit-*` headers report for one key at one moment."""
+
+    rpm: int | None
+    requests_used: int
+    tpm: int | None
+    tokens_used: int
+    budget_tokens: int | None
+    budget_used: int
+    reset_s: float  # until the current window ends
+
+    def headers(self) -> dict[str, str]:
+        """OpenAI's header names; only for the limits the key has."""
+        reset = f"{self.reset_s:.3f}s"
+        out: dict[str, str] = {}
+        if self.rpm is not None:
+            out["x-ratelimit-limit-requests"] = str(self.rpm)
+            out["x-ratelimit-remaining-requests"] = str(max(0, self.rpm - self.requests_used))
+            out["x-ratelimit-reset-requests"] = reset
+        if self.tpm is not None:
+            out["x-ratelimit-limit-tokens"] = str(self.tpm)
+            out["x-ratelimit-remaining-tokens"] = str(max(0, self.tpm - self.tokens_used))
+            out["x-ratelimit-reset-tokens"] = reset
+        if self.budget_tokens is not None:
+            out["x-guardproxy-budget-remaining-tokens"] = str(max(0, self.budget_tokens - self.budget_used))
+        return out
+
+
+class RateLimiter(Protocol):
+    def admit(self, key: ApiKey) -> LimitState:
+        """Counts one request; RateLimitExceeded / BudgetExhausted (429) when the key is over a limit."""
+        ...
+
+    def charge(self, key: ApiKey, tokens: int) -> None:
+        """Adds the tokens of an answer to the key's window and budget."""
+        ...
+
+
+@dataclass(slots=True)
+class _Usage:
+    opened: float  # the window ends at opened + WINDOW_S
+    requests: int = 0
+    tokens: int = 0
+
+
+class MemoryRateLimiter:
+    """One process's counters. Not shared between replicas: each replica enforces the limits on its own."""
+
+    def __init__(self, clock: Callable[[], float] = time.time) -> None:
+        self._clock = clock
+        self._windows: dict[str, _Usage] = {}
+        self._spent: dict[str, int] = {}  # lifetime tokens per key hash
+
+    def admit(self, key: ApiKey) -> LimitState:
+        now = self._clock()
+        usage = self._current(key.key_hash, now)
+        spent = self._spent.get(key.key_hash, 0)
+        reset_s = usage.opened + WINDOW_S - now
+        state = LimitState(key.rpm, usage.requests, key.tpm, usage.tokens, key.budget_tokens, spent, reset_s)
+        if key.budget_tokens is not None and spent >= key.budget_tokens:
+            raise BudgetExhausted(
+                f"The key '{key.name}' has used its token budget ({key.budget_tokens} tokens); "
+                "ask the proxy's operator for a new key or a larger budget.",
+                headers=state.headers(),
+            )
+        if key.rpm is not None and usage.requests >= key.rpm:
+            raise RateLimitExceeded(
+                f"Rate limit reached for the key '{key.name}': {key.rpm} requests per minute. "
+                f"Try again in {math.ceil(reset_s)}s.",
+                retry_after_s=reset_s,
+                headers=state.headers(),
+            )
+        if key.tpm is not None and usage.tokens >= key.tpm:
+            raise RateLimitExceeded(
+                f"Rate limit reached for the key '{key.name}': {key.tpm} tokens per minute "
+                f"(used {usage.tokens}). Try again in {math.ceil(reset_s)}s.",
+                retry_after_s=reset_s,
+                headers=state.headers(),
+            )
+        usage.requests += 1
+        return LimitState(key.rpm, usage.requests, key.tpm, usage.tokens, key.budget_tokens, spent, reset_s)
+
+    def charge(self, key: ApiKey, tokens: int) -> None:
+        if tokens <= 0:
+            return
+        self._current(key.key_hash, self._clock()).tokens += tokens
+        if key.budget_tokens is not None:
+            self._spent[key.key_hash] = self._spent.get(key.key_hash, 0) + tokens
+
+    def _current(self, key_hash: str, now: float) -> _Usage:
+        usage = self._windows.get(key_hash)
+        if usage is None or now >= usage.opened + WINDOW_S:
+            if usage is None and len(self._windows) >= MAX_TRACKED_KEYS:
+                self._windows = {h: u for h, u in self._windows.items() if now < u.opened + WINDOW_S}
+            usage = self._windows[key_hash] = _Usage(now)
+        return usage
