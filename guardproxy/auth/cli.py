@@ -21,9 +21,11 @@ def add_keys_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     create.add_argument("--role", choices=[r.value for r in Role], default=Role.CLIENT.value)
     create.add_argument("--models", help="Comma-separated model names the key may use (default: all).")
     create.add_argument("--profile", help="Policy profile for this key (stored for the profiles feature).")
-    create.add_argument("--rpm", type=int, help="Requests per minute (stored for rate limits).")
-    create.add_argument("--tpm", type=int, help="Tokens per minute (stored for rate limits).")
-    create.add_argument("--budget-tokens", type=int, help="Token budget (stored for budgets).")
+    create.add_argument("--rpm", type=int, help="Requests per minute (429 rate_limit_exceeded past it).")
+    create.add_argument("--tpm", type=int, help="Tokens per minute, prompt + completion (429 past it).")
+    create.add_argument(
+        "--budget-tokens", type=int, help="Tokens over the key's lifetime (429 insufficient_quota past it)."
+    )
     create.add_argument("--expires", help="Lifetime: 30d, 12h, 15m, 2w (default: never).")
     listing = keys.add_parser("list", help="List keys (prefix, name, role, ...); never the keys themselves.")
     revoke = keys.add_parser("revoke", help="Revoke a key by its prefix or name.")
