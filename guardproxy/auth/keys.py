@@ -7,8 +7,8 @@ make guessing low-entropy passwords expensive, and nobody can enumerate 2^256 ke
 keeps a cache miss on the request path at a few microseconds.
 
 `KeyStore` is the seam for a networked store (PostgreSQL for replicas); `SQLiteKeyStore` is the
-embedded default. `profile`, `rpm`, `tpm` and `budget_tokens` are stored for the profiles and rate-limit
-features; nothing enforces them yet.
+embedded default. `profile` picks the policy profile (`Runtime.chains`); `rpm`, `tpm` and `budget_tokens`
+are stored for the rate-limit features; nothing enforces them yet.
 """
 
 from __future__ import annotations
