@@ -188,6 +188,18 @@ class PermissionDenied(GuardproxyError):
     code = "permission_denied"
 
 
+class ProfileNotFound(GuardproxyError):
+    """A valid key names a policy profile the current policy lacks (a reload removed or renamed it).
+
+    Fails closed with 403 rather than falling back to the default profile, whose rules may be looser;
+    403, not 5xx, so that SDKs do not retry a request that cannot succeed until the operator acts.
+    """
+
+    status = 403
+    type = "invalid_request_error"
+    code = "profile_not_found"
+
+
 class ModelNotAllowed(GuardproxyError):
     """A valid key asked for a model outside its `models` list."""
 

@@ -30,6 +30,7 @@ from guardproxy.policies.schema import (
     BlockStep,
     ModelRoute,
     Policy,
+    Profile,
     ProxySettings,
     StreamSettings,
 )
@@ -284,6 +285,7 @@ DOCUMENTED: dict[str, type[BaseModel]] = {
     "AuthConfig": AuthConfig,
     "ProxySettings": ProxySettings,
     "StreamSettings": StreamSettings,
+    "Profile": Profile,
 }
 DOCUMENTED.update({m.__name__: m for m in (*_members(BackendConfig), *_members(DetectorConfig))})
 # Meanings for fields whose model has no `description=` yet; a model description wins.

@@ -20,7 +20,9 @@ def add_keys_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     create.add_argument("--name", required=True, help="A unique name (audit records and feedback show it).")
     create.add_argument("--role", choices=[r.value for r in Role], default=Role.CLIENT.value)
     create.add_argument("--models", help="Comma-separated model names the key may use (default: all).")
-    create.add_argument("--profile", help="Policy profile for this key (stored for the profiles feature).")
+    create.add_argument(
+        "--profile", help="The policy profile (`profiles:`) whose chains this key's requests run (default: `default`)."
+    )
     create.add_argument("--rpm", type=int, help="Requests per minute (429 rate_limit_exceeded past it).")
     create.add_argument("--tpm", type=int, help="Tokens per minute, prompt + completion (429 past it).")
     create.add_argument(

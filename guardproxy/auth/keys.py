@@ -7,8 +7,8 @@ make guessing low-entropy passwords expensive, and nobody can enumerate 2^256 ke
 keeps a cache miss on the request path at a few microseconds.
 
 `KeyStore` is the seam for a networked store (PostgreSQL for replicas); `SQLiteKeyStore` is the
-embedded default. `rpm`, `tpm` and `budget_tokens` are enforced by `auth/limits.py`; `profile` is stored
-for the profiles feature.
+embedded default. `profile` picks the policy profile (`Runtime.chains`); `rpm`, `tpm` and `budget_tokens`
+are enforced by `auth/limits.py`.
 """
 
 from __future__ import annotations

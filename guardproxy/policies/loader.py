@@ -107,6 +107,10 @@ def validate_cmd(path: str, out: TextIO, err: TextIO) -> int:
         _count(len(policy.input), "input step"),
         _count(len(policy.output), "output step"),
     ]
+    for name, profile in policy.profiles.items():
+        counts.append(
+            f"profile {name} ({_count(len(profile.input), 'input step')}, {_count(len(profile.output), 'output step')})"
+        )
     print(f"{path}: OK: {', '.join(counts)} (fingerprint {policy_fingerprint(policy)})", file=out)
     return 0
 

@@ -195,12 +195,29 @@ class ProxySettings(StrictModel):
     stream: StreamSettings = Field(default_factory=StreamSettings)
 
 
+DEFAULT_PROFILE = "default"
+
+
+class Profile(StrictModel):
+    """A named pair of chains for some API keys (a tenant); its steps use the policy's `detectors:`."""
+
+    input: list[Step] = Field(default_factory=list, description="Input steps of this profile, as top-level `input:`.")
+    output: list[Step] = Field(
+        default_factory=list, description="Output steps of this profile, as top-level `output:`."
+    )
+
+
 class Policy(StrictModel):
     backends: dict[str, BackendConfig]
     models: list[ModelRoute] = Field(min_length=1)
     detectors: dict[str, DetectorConfig] = Field(default_factory=dict)
     input: list[Step] = Field(default_factory=list)
     output: list[Step] = Field(default_factory=list)
+    profiles: dict[str, Profile] = Field(
+        default_factory=dict,
+        description="Named input/output chains chosen by the API key's `profile` (`guardproxy keys create "
+        "--profile`); the top-level `input:`/`output:` are the profile `default`. Detectors are shared.",
+    )
     audit: AuditConfig = Field(default_factory=AuditConfig)
     proxy: ProxySettings = Field(default_factory=ProxySettings)
     auth: AuthConfig = Field(default_factory=AuthConfig, description="API keys and roles. See `auth:`.")
@@ -230,23 +247,41 @@ class Policy(StrictModel):
                 raise ValueError(
                     f"detectors.{name}.backend: unknown backend {backend!r}; defined: {sorted(self.backends)}"
                 )
-        for stage, steps in (("input", self.input), ("output", self.output)):
+        if DEFAULT_PROFILE in self.profiles:
+            raise ValueError(
+                f"profiles.{DEFAULT_PROFILE}: reserved; the top-level `input:`/`output:` are the default profile"
+            )
+        chains = [("", self.input, self.output)]
+        chains += [(f"profiles.{name}.", p.input, p.output) for name, p in self.profiles.items()]
+        for prefix, inputs, outputs in chains:
+            self._check_chains(prefix, inputs, outputs)
+        if self.constitution is not None:
+            _check_constitution(self.constitution)
+        return self
+
+    def _check_chains(self, prefix: str, inputs: list[Step], outputs: list[Step]) -> None:
+        """One profile's steps; `prefix` (`profiles.<name>.` or empty) makes messages YAML paths."""
+        for stage, steps in (("input", inputs), ("output", outputs)):
             for i, step in enumerate(steps):
                 if step.detector not in self.detectors:
                     raise ValueError(
-                        f"{stage}[{i}].detector: unknown detector {step.detector!r}; defined: {sorted(self.detectors)}"
+                        f"{prefix}{stage}[{i}].detector: unknown detector {step.detector!r}; "
+                        f"defined: {sorted(self.detectors)}"
                     )
-        for i, step in enumerate(self.input):
+        for i, step in enumerate(inputs):
             if step.action == "revise":
-                raise ValueError(f"input[{i}].action: 'revise' rewrites answers, so it is allowed in output steps only")
-        if self.constitution is not None:
-            _check_constitution(self.constitution)
-        revising = [i for i, step in enumerate(self.output) if step.action == "revise"]
+                raise ValueError(
+                    f"{prefix}input[{i}].action: 'revise' rewrites answers, so it is allowed in output steps only"
+                )
+        revising = [i for i, step in enumerate(outputs) if step.action == "revise"]
         if revising and self.constitution is None:
             raise ValueError(
-                f"output[{revising[0]}].action: 'revise' needs a top-level `constitution:` with `principles:`"
+                f"{prefix}output[{revising[0]}].action: 'revise' needs a top-level `constitution:` with `principles:`"
             )
-        return self
+
+    @property
+    def profile_names(self) -> list[str]:
+        return [DEFAULT_PROFILE, *self.profiles]
 
     def route(self, model: str) -> ModelRoute | None:
         for r in self.models:

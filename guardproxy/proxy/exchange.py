@@ -14,7 +14,7 @@ from guardproxy.core import JSON
 from guardproxy.policies.chain import StepResult, Verdict
 from guardproxy.policies.operators import VaultScope
 from guardproxy.proxy.metrics import Metrics
-from guardproxy.proxy.runtime import Runtime
+from guardproxy.proxy.runtime import Chains, Runtime
 from guardproxy.proxy.texts import Kind
 
 TokenCharge = Callable[[int], None]
@@ -30,6 +30,7 @@ class Exchange:
     rt: Runtime
     scope: VaultScope
     metrics: Metrics
+    chains: Chains  # the caller's profile: every chain this request runs is read from here, never from `rt`
     started: float = field(default_factory=time.perf_counter)
     ts: float = field(default_factory=time.time)
     model: str = ""
@@ -100,6 +101,8 @@ class Exchange:
             output_segments=self.raw_output_segments if store_raw else self.output_segments,
             error=self.error,
             upstream_latency_ms=self.upstream_latency_ms,
+            # In `meta`, not a column: both stores keep it without a migration; `audit export` shows it.
+            meta={"profile": self.chains.profile},
         )
 
 

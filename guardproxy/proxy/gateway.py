@@ -95,9 +95,17 @@ class Gateway:
         self.cleanups = ShieldedTasks()
 
     async def handle(
-        self, kind: Kind, body: JSON, *, request_id: str, client: str, charge: TokenCharge | None = None
+        self,
+        kind: Kind,
+        body: JSON,
+        *,
+        request_id: str,
+        client: str,
+        charge: TokenCharge | None = None,
+        profile: str | None = None,
     ) -> JSONResult | StreamResult:
-        """`charge` receives the tokens the request spent once they are known (the key's rate limits)."""
+        """`charge` receives the tokens the request spent once they are known (the key's rate limits);
+        `profile`: the caller's policy profile (its key's), None for the default."""
         try:
             admit(body, self.holder.current.policy.proxy)  # size limits, before any detector runs
             validate(kind, body)
@@ -105,7 +113,14 @@ class Gateway:
             await self.record_rejected(request_id, kind, client, exc)
             raise
         rt = self.holder.acquire()
-        ex = Exchange(request_id, kind, ENDPOINTS[kind], client, body, rt, self.vault.open(request_id), self.metrics)
+        try:
+            chains = rt.chains(profile)
+        except GuardproxyError as exc:  # a profile the policy lacks fails closed (403), never the default's rules
+            self.holder.release(rt)
+            await self.record_rejected(request_id, kind, client, exc)
+            raise
+        vault = self.vault.open(request_id)
+        ex = Exchange(request_id, kind, ENDPOINTS[kind], client, body, rt, vault, self.metrics, chains)
         ex.model = str(body.get("model") or "")
         ex.stream = bool(body.get("stream")) and kind in ("chat", "completion")
         ex.charge = charge
@@ -115,7 +130,7 @@ class Gateway:
                 return JSONResult(200, await self._moderate(ex))
             targets = rt.targets(ex.model)
             if kind == "chat":  # output detectors such as `canary` mark the request before anything reads it
-                for instrumenter in rt.instrumenters:
+                for instrumenter in chains.instrumenters:
                     instrumenter.instrument(ex.body, ex.request_id)
             await self._guard_input(ex)
             if ex.stream:
@@ -196,12 +211,12 @@ class Gateway:
     async def _guard_input(self, ex: Exchange) -> None:
         walk = walk_request(ex.kind, ex.body)
         texts = checked_texts(walk.slots)
-        chain = ex.rt.input
+        chain = ex.chains.input
         verdicts = await self._check_slots(ex, chain, texts)
         request_verdict = await chain.check_request(
             Context(ex.request_id, "input", "request", ex.model, ex.body, ex.client)
         )
-        unscanned = await self._check_unscanned(ex, ex.rt.unscanned_input, walk.unscanned)
+        unscanned = await self._check_unscanned(ex, ex.chains.unscanned_input, walk.unscanned)
         ex.add([request_verdict, *unscanned, *verdicts])
         ex.input_segments = tuple(
             segment(s.role, s.path, redact_all(s.text, v.sensitive)) for s, v in zip(texts, verdicts, strict=True)
@@ -223,7 +238,7 @@ class Gateway:
 
     async def _guard_output(self, ex: Exchange, response: JSON) -> None:
         """Every text of the answer is checked; what goes back is rebuilt from what was checked."""
-        chain = ex.rt.output
+        chain = ex.chains.output
         refusal = ex.rt.policy.proxy.refusal_message
         audit: list[Segment] = []
         raw: list[Segment] = []
@@ -236,7 +251,7 @@ class Gateway:
             walk = walk_choice(ex.kind, choice, f".choices[{i}]")
             slots = walk.slots
             verdicts = await self._check_slots(ex, chain, slots)
-            unscanned = await self._check_unscanned(ex, ex.rt.unscanned_output, walk.unscanned)
+            unscanned = await self._check_unscanned(ex, ex.chains.unscanned_output, walk.unscanned)
             ex.add([*unscanned, *verdicts])
             verdicts = await revise_choice(ex, slots, verdicts, self.preferences) or verdicts
             audit.extend(
@@ -256,8 +271,8 @@ class Gateway:
 
     async def _moderate(self, ex: Exchange) -> JSON:
         walk = walk_request("moderation", ex.body)
-        verdicts = await self._check_slots(ex, ex.rt.input, walk.slots)
-        unscanned = await self._check_unscanned(ex, ex.rt.unscanned_input, walk.unscanned)
+        verdicts = await self._check_slots(ex, ex.chains.input, walk.slots)
+        unscanned = await self._check_unscanned(ex, ex.chains.unscanned_input, walk.unscanned)
         ex.add([*unscanned, *verdicts])
         ex.input_segments = tuple(
             segment(s.role, s.path, redact_all(s.text, v.sensitive)) for s, v in zip(walk.slots, verdicts, strict=True)

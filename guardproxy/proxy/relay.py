@@ -115,7 +115,7 @@ class StreamRelay:
         if guard is None:
             cfg = self.ex.rt.policy.proxy.stream
             ctx = Context(self.ex.request_id, "output", "assistant", self.ex.model, self.ex.body, self.ex.client)
-            guard = StreamGuard(self.ex.rt.output, ctx, self.ex.scope, cfg.holdback_chars, cfg.context_chars)
+            guard = StreamGuard(self.ex.chains.output, ctx, self.ex.scope, cfg.holdback_chars, cfg.context_chars)
             self.guards[index] = guard
         return guard
 

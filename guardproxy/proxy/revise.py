@@ -149,7 +149,7 @@ async def _revise(ex: Exchange, answer: str, constitution: Constitution) -> Revi
         critique = await _ask(ex, backend, asked)
         asked += [{"role": "assistant", "content": critique}, {"role": "user", "content": constitution.revision_prompt}]
         answer = await _ask(ex, backend, asked)
-        verdict = await ex.rt.output.check(
+        verdict = await ex.chains.output.check(
             answer, Context(ex.request_id, "output", "assistant", ex.model, ex.body, ex.client)
         )
         ex.add([verdict])

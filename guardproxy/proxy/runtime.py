@@ -19,9 +19,9 @@ from guardproxy.backends.registry import build_backend
 from guardproxy.detectors.base import Detector, DetectorDeps, RequestInstrumenter
 from guardproxy.detectors.registry import build_detector
 from guardproxy.detectors.shared import SharedResources
-from guardproxy.errors import ModelNotFound
+from guardproxy.errors import ModelNotFound, ProfileNotFound
 from guardproxy.policies.chain import Chain, CompiledStep, compile_steps, compile_unscanned
-from guardproxy.policies.schema import ModelRoute, Policy
+from guardproxy.policies.schema import DEFAULT_PROFILE, ModelRoute, Policy
 
 log = structlog.get_logger(__name__)
 
@@ -39,6 +39,23 @@ class Target:
         return self.route.upstream_model or self.route.name
 
 
+@dataclass(frozen=True, slots=True)
+class Chains:
+    """What one profile runs over a request: its input and output chains and the unscanned-content steps."""
+
+    profile: str
+    input: Chain
+    output: Chain
+    # Records (and, as the policy says, flags or blocks) parts of a request / an answer no detector can read.
+    unscanned_input: CompiledStep
+    unscanned_output: CompiledStep
+    # Detectors of output steps that mark every chat request before anything reads it (the canary), each once.
+    instrumenters: tuple[RequestInstrumenter, ...] = field(init=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "instrumenters", request_instrumenters(self.output))
+
+
 @dataclass(slots=True)
 class Runtime:
     policy: Policy
@@ -51,12 +68,29 @@ class Runtime:
     unscanned_output: CompiledStep
     # Detectors of output steps that mark every chat request before anything reads it (the canary), each once.
     instrumenters: tuple[RequestInstrumenter, ...] = field(init=False)
+    # Named profiles of `profiles:` (not `default`, which is the fields above), over the same detectors.
+    profiles: dict[str, Chains] = field(default_factory=dict)
+    default: Chains = field(init=False)
     users: int = 0
     retired: bool = False
     _closed: bool = field(default=False, repr=False)
 
     def __post_init__(self) -> None:
-        self.instrumenters = request_instrumenters(self.output)
+        self.default = Chains(DEFAULT_PROFILE, self.input, self.output, self.unscanned_input, self.unscanned_output)
+        self.instrumenters = self.default.instrumenters
+
+    def chains(self, profile: str | None) -> Chains:
+        """The chains of `profile` (None: the default). A name the policy lacks fails closed, never the default."""
+        if profile is None or profile == DEFAULT_PROFILE:
+            return self.default
+        chains = self.profiles.get(profile)
+        if chains is None:
+            raise ProfileNotFound(
+                f"This API key uses the policy profile '{profile}', which the proxy's policy does not define "
+                f"(profiles: {', '.join(self.policy.profile_names)}). Ask the proxy's operator to fix the key "
+                "or the policy."
+            )
+        return chains
 
     def targets(self, model: str) -> list[Target]:
         """The route for `model` followed by its fallbacks, in order."""
@@ -116,15 +150,18 @@ def build_runtime(policy: Policy, *, backend_factory: BackendFactory = build_bac
     backends = build_backends(policy, backend_factory)
     detectors, input_chain, output_chain = build_chains(policy, backends)
     mode = policy.proxy.unscanned
-    return Runtime(
-        policy,
-        backends,
-        detectors,
-        input_chain,
-        output_chain,
-        compile_unscanned("input", mode),
-        compile_unscanned("output", mode),
-    )
+    unscanned_input, unscanned_output = compile_unscanned("input", mode), compile_unscanned("output", mode)
+    profiles = {
+        name: Chains(
+            name,
+            Chain.build("input", compile_steps("input", p.input, detectors)),
+            Chain.build("output", compile_steps("output", p.output, detectors)),
+            unscanned_input,
+            unscanned_output,
+        )
+        for name, p in policy.profiles.items()
+    }
+    return Runtime(policy, backends, detectors, input_chain, output_chain, unscanned_input, unscanned_output, profiles)
 
 
 class RuntimeHolder:

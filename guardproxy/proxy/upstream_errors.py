@@ -38,7 +38,7 @@ async def screen_upstream_error(ex: Exchange, exc: BaseException) -> None:
     texts = {name: text for name, text in fields.items() if text is not None}
     ctx = Context(ex.request_id, "output", "assistant", ex.model, ex.body, ex.client)
     verdicts = dict(
-        zip(texts, await asyncio.gather(*(ex.rt.output.check(t, ctx) for t in texts.values())), strict=True)
+        zip(texts, await asyncio.gather(*(ex.chains.output.check(t, ctx) for t in texts.values())), strict=True)
     )
     ex.add(verdicts.values())
     passed = {name: text for name, text in texts.items() if verdicts[name].blocked_by is None}
