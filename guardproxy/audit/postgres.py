@@ -28,9 +28,19 @@ import psycopg
 from psycopg.rows import dict_row
 
 from guardproxy.audit.feedback import FEEDBACK_LABELS, Feedback
-from guardproxy.audit.preferences import ChatTurn, Preference
-from guardproxy.audit.records import BLOCKED_OUTCOMES, AuditRecord, UnknownRequest
-from guardproxy.audit.sqlite import _META_JSON, _SEGMENTS_DECODER, _STEPS_JSON, _label, _segments_json
+from guardproxy.audit.preferences import Preference
+from guardproxy.audit.records import AuditRecord, UnknownRequest
+from guardproxy.audit.sql_common import (
+    META_JSON,
+    SEGMENTS_DECODER,
+    STEPS_JSON,
+    feedback_from_row,
+    feedback_query,
+    preference_from_row,
+    preferences_query,
+    records_query,
+    segments_json,
+)
 from guardproxy.errors import AuditUnavailable
 
 # A refused connection fails at once; an unreachable host must not hang the sink's writer for minutes.
@@ -203,7 +213,7 @@ class PostgresAuditStore:
                     pref.ts,
                     _text(pref.model),
                     _text(pref.step),
-                    _json(_META_JSON.encode(prompt)),
+                    _json(META_JSON.encode(prompt)),
                     _text(pref.rejected),
                     _text(pref.chosen),
                     _text(pref.critique),
@@ -225,21 +235,7 @@ class PostgresAuditStore:
         self, *, blocked_only: bool = False, since: float | None = None, limit: int | None = None
     ) -> Iterator[AuditRecord]:
         self._check_open()
-        where: list[str] = []
-        params: list[Any] = []
-        if blocked_only:
-            where.append("outcome = ANY(%s)")
-            params.append(sorted(o.value for o in BLOCKED_OUTCOMES))
-        if since is not None:
-            where.append("ts >= %s")
-            params.append(since)
-        sql = f"{_SELECT} FROM audit_records"
-        if where:
-            sql += " WHERE " + " AND ".join(where)
-        sql += " ORDER BY ts, seq"
-        if limit is not None:
-            sql += " LIMIT %s"
-            params.append(limit)
+        sql, params = records_query(_SELECT, "%s", "seq", blocked_only=blocked_only, since=since, limit=limit)
         return self._iter(sql, params, _record)
 
     def get(self, request_id: str) -> AuditRecord | None:
@@ -250,27 +246,13 @@ class PostgresAuditStore:
 
     def feedback(self, *, since: float | None = None, request_id: str | None = None) -> Iterator[Feedback]:
         self._check_open()
-        where: list[str] = []
-        params: list[Any] = []
-        if since is not None:
-            where.append("ts >= %s")
-            params.append(since)
-        if request_id is not None:
-            where.append("request_id = %s")
-            params.append(request_id)
-        sql = f"SELECT {_FEEDBACK_COLUMNS} FROM feedback"
-        if where:
-            sql += " WHERE " + " AND ".join(where)
-        return self._iter(sql + " ORDER BY ts, id", params, _feedback)
+        sql, params = feedback_query(_FEEDBACK_COLUMNS, "%s", since=since, request_id=request_id)
+        return self._iter(sql, params, feedback_from_row)
 
     def preferences(self, *, since: float | None = None) -> Iterator[Preference]:
         self._check_open()
-        sql = f"SELECT {_PREFERENCE_COLUMNS} FROM preferences"
-        params: list[Any] = []
-        if since is not None:
-            sql += " WHERE ts >= %s"
-            params.append(since)
-        return self._iter(sql + " ORDER BY ts, id", params, _preference)
+        sql, params = preferences_query(_PREFERENCE_COLUMNS, "%s", since=since)
+        return self._iter(sql, params, preference_from_row)
 
     def _iter(self, sql: str, params: list[Any], convert: Callable[[dict[str, Any]], _T]) -> Iterator[_T]:
         # A named (server-side) cursor streams rows in chunks: an export of millions of records stays in
@@ -367,13 +349,13 @@ def _row(record: AuditRecord) -> tuple[Any, ...]:
         record.upstream_latency_ms,
         record.prompt_tokens,
         record.completion_tokens,
-        _json(_STEPS_JSON.encode([step.to_dict() for step in record.steps])),
+        _json(STEPS_JSON.encode([step.to_dict() for step in record.steps])),
         _text(record.input_text),
         _text(record.output_text),
         None if record.error is None else _text(record.error),
-        _json(_META_JSON.encode(record.meta)),
-        _json(_segments_json(record.input_segments)),
-        _json(_segments_json(record.output_segments)),
+        _json(META_JSON.encode(record.meta)),
+        _json(segments_json(record.input_segments)),
+        _json(segments_json(record.output_segments)),
     )
 
 
@@ -389,32 +371,6 @@ def _record(row: dict[str, Any]) -> AuditRecord:
     data = dict(row)
     data["steps"] = json.loads(data["steps"])
     data["meta"] = json.loads(data["meta"])
-    data["input_segments"] = _SEGMENTS_DECODER.decode(data["input_segments"])
-    data["output_segments"] = _SEGMENTS_DECODER.decode(data["output_segments"])
+    data["input_segments"] = SEGMENTS_DECODER.decode(data["input_segments"])
+    data["output_segments"] = SEGMENTS_DECODER.decode(data["output_segments"])
     return AuditRecord.from_dict(data)
-
-
-def _feedback(row: dict[str, Any]) -> Feedback:
-    stage = row["stage"]
-    return Feedback(
-        request_id=row["request_id"],
-        label=_label(row["label"]),
-        actor=row["actor"],
-        ts=float(row["ts"]),
-        note=row["note"],
-        stage="input" if stage == "input" else "output" if stage == "output" else None,
-        step=row["step"],
-    )
-
-
-def _preference(row: dict[str, Any]) -> Preference:
-    return Preference(
-        request_id=row["request_id"],
-        ts=float(row["ts"]),
-        model=row["model"],
-        step=row["step"],
-        prompt=tuple(ChatTurn(str(t["role"]), str(t["content"])) for t in json.loads(row["prompt"])),
-        rejected=row["rejected"],
-        chosen=row["chosen"],
-        critique=row["critique"],
-    )

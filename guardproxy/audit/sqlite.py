@@ -13,19 +13,26 @@ import sqlite3
 import threading
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
-import msgspec
-
-from guardproxy.audit.feedback import FEEDBACK_LABELS, Feedback, FeedbackLabel
-from guardproxy.audit.preferences import ChatTurn, Preference
+from guardproxy.audit.feedback import FEEDBACK_LABELS, Feedback
+from guardproxy.audit.preferences import Preference
 from guardproxy.audit.records import (
-    BLOCKED_OUTCOMES,
     AuditRecord,
-    Segment,
     UnknownRequest,
     legacy_input_segments,
     legacy_output_segments,
+)
+from guardproxy.audit.sql_common import (
+    META_JSON,
+    SEGMENTS_DECODER,
+    STEPS_JSON,
+    feedback_from_row,
+    feedback_query,
+    preference_from_row,
+    preferences_query,
+    records_query,
+    segments_json,
 )
 
 _BATCH_ROWS = 1000
@@ -53,8 +60,8 @@ def _add_segments(conn: sqlite3.Connection) -> None:
             "UPDATE audit_records SET input_segments = ?, output_segments = ? WHERE rowid = ?",
             [
                 (
-                    _segments_json(legacy_input_segments(input_text, endpoint)),
-                    _segments_json(legacy_output_segments(output_text)),
+                    segments_json(legacy_input_segments(input_text, endpoint)),
+                    segments_json(legacy_output_segments(output_text)),
                     rowid,
                 )
                 for rowid, endpoint, input_text, output_text in rows
@@ -137,17 +144,7 @@ _INSERT = f"INSERT INTO audit_records ({_COLUMNS}) VALUES ({', '.join('?' * len(
 _FEEDBACK_COLUMNS = "id, request_id, label, actor, ts, note, stage, step"
 _PREFERENCE_COLUMNS = "request_id, ts, model, step, prompt, rejected, chosen, critique"
 _BUSY_TIMEOUT_S = 5.0
-# Built once: json.dumps with non-default options constructs an encoder on every call.
-_STEPS_JSON = json.JSONEncoder(separators=(",", ":"))
-_META_JSON = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), default=str)
-# Segments through msgspec, typed both ways: encoding 1.2 us and decoding 1.2 us for a 3-text request, against
-# 5 us and 9 us with the json module (bench/bench_audit_store.py measures the whole write and read).
-_SEGMENTS_ENCODER = msgspec.json.Encoder()
-_SEGMENTS_DECODER = msgspec.json.Decoder(tuple[Segment, ...])
-
-
-def _segments_json(segments: tuple[Segment, ...]) -> str:
-    return _SEGMENTS_ENCODER.encode(segments).decode()
+_T = TypeVar("_T")
 
 
 class SQLiteAuditStore:
@@ -218,7 +215,7 @@ class SQLiteAuditStore:
             pref.ts,
             pref.model,
             pref.step,
-            _META_JSON.encode(prompt),
+            META_JSON.encode(prompt),
             pref.rejected,
             pref.chosen,
             pref.critique,
@@ -243,23 +240,10 @@ class SQLiteAuditStore:
         self, *, blocked_only: bool = False, since: float | None = None, limit: int | None = None
     ) -> Iterator[AuditRecord]:
         self._check_open()
-        where: list[str] = []
-        params: list[Any] = []
-        if blocked_only:
-            outcomes = sorted(o.value for o in BLOCKED_OUTCOMES)
-            where.append(f"outcome IN ({', '.join('?' * len(outcomes))})")
-            params.extend(outcomes)
-        if since is not None:
-            where.append("ts >= ?")
-            params.append(since)
-        sql = f"SELECT {_COLUMNS} FROM audit_records"
-        if where:
-            sql += " WHERE " + " AND ".join(where)
-        sql += " ORDER BY ts, rowid"
-        if limit is not None:
-            sql += " LIMIT ?"
-            params.append(limit)
-        return self._iter_rows(sql, params)
+        sql, params = records_query(
+            f"SELECT {_COLUMNS}", "?", "rowid", blocked_only=blocked_only, since=since, limit=limit
+        )
+        return self._iter(sql, params, _record)
 
     def get(self, request_id: str) -> AuditRecord | None:
         self._check_open()
@@ -269,43 +253,19 @@ class SQLiteAuditStore:
 
     def feedback(self, *, since: float | None = None, request_id: str | None = None) -> Iterator[Feedback]:
         self._check_open()
-        where: list[str] = []
-        params: list[Any] = []
-        if since is not None:
-            where.append("ts >= ?")
-            params.append(since)
-        if request_id is not None:
-            where.append("request_id = ?")
-            params.append(request_id)
-        sql = f"SELECT {_FEEDBACK_COLUMNS} FROM feedback"
-        if where:
-            sql += " WHERE " + " AND ".join(where)
-        return self._iter_feedback(sql + " ORDER BY ts, id", params)
+        sql, params = feedback_query(_FEEDBACK_COLUMNS, "?", since=since, request_id=request_id)
+        return self._iter(sql, params, feedback_from_row)
 
     def preferences(self, *, since: float | None = None) -> Iterator[Preference]:
         self._check_open()
-        sql = f"SELECT {_PREFERENCE_COLUMNS} FROM preferences"
-        params: list[Any] = []
-        if since is not None:
-            sql += " WHERE ts >= ?"
-            params.append(since)
-        return self._iter_preferences(sql + " ORDER BY ts, id", params)
+        sql, params = preferences_query(_PREFERENCE_COLUMNS, "?", since=since)
+        return self._iter(sql, params, preference_from_row)
 
-    def _iter_preferences(self, sql: str, params: list[Any]) -> Iterator[Preference]:
-        with contextlib.closing(self._reader()) as conn:
-            for row in conn.execute(sql, params):
-                yield _preference(row)
-
-    def _iter_feedback(self, sql: str, params: list[Any]) -> Iterator[Feedback]:
-        with contextlib.closing(self._reader()) as conn:
-            for row in conn.execute(sql, params):
-                yield _feedback(row)
-
-    def _iter_rows(self, sql: str, params: list[Any]) -> Iterator[AuditRecord]:
+    def _iter(self, sql: str, params: list[Any], convert: Callable[[sqlite3.Row], _T]) -> Iterator[_T]:
         # Rows stream from the cursor: an export of millions of records stays in constant memory.
         with contextlib.closing(self._reader()) as conn:
             for row in conn.execute(sql, params):
-                yield _record(row)
+                yield convert(row)
 
     # -- connections ----------------------------------------------------------------------------
 
@@ -373,39 +333,6 @@ class SQLiteAuditStore:
                 raise
 
 
-def _feedback(row: sqlite3.Row) -> Feedback:
-    stage = row["stage"]
-    return Feedback(
-        request_id=row["request_id"],
-        label=_label(row["label"]),
-        actor=row["actor"],
-        ts=float(row["ts"]),
-        note=row["note"],
-        stage="input" if stage == "input" else "output" if stage == "output" else None,
-        step=row["step"],
-    )
-
-
-def _preference(row: sqlite3.Row) -> Preference:
-    return Preference(
-        request_id=row["request_id"],
-        ts=float(row["ts"]),
-        model=row["model"],
-        step=row["step"],
-        prompt=tuple(ChatTurn(str(t["role"]), str(t["content"])) for t in json.loads(row["prompt"])),
-        rejected=row["rejected"],
-        chosen=row["chosen"],
-        critique=row["critique"],
-    )
-
-
-def _label(value: str) -> FeedbackLabel:
-    for label in FEEDBACK_LABELS:
-        if value == label:
-            return label
-    raise ValueError(f"feedback table holds an unknown label {value!r}")
-
-
 def _row(record: AuditRecord) -> tuple[Any, ...]:
     return (
         record.request_id,
@@ -421,13 +348,13 @@ def _row(record: AuditRecord) -> tuple[Any, ...]:
         record.upstream_latency_ms,
         record.prompt_tokens,
         record.completion_tokens,
-        _STEPS_JSON.encode([step.to_dict() for step in record.steps]),
+        STEPS_JSON.encode([step.to_dict() for step in record.steps]),
         record.input_text,
         record.output_text,
         record.error,
-        _META_JSON.encode(record.meta),
-        _segments_json(record.input_segments),
-        _segments_json(record.output_segments),
+        META_JSON.encode(record.meta),
+        segments_json(record.input_segments),
+        segments_json(record.output_segments),
     )
 
 
@@ -435,6 +362,6 @@ def _record(row: sqlite3.Row) -> AuditRecord:
     data = dict(zip(row.keys(), row, strict=True))
     data["steps"] = json.loads(data["steps"])
     data["meta"] = json.loads(data["meta"])
-    data["input_segments"] = _SEGMENTS_DECODER.decode(data["input_segments"])
-    data["output_segments"] = _SEGMENTS_DECODER.decode(data["output_segments"])
+    data["input_segments"] = SEGMENTS_DECODER.decode(data["input_segments"])
+    data["output_segments"] = SEGMENTS_DECODER.decode(data["output_segments"])
     return AuditRecord.from_dict(data)
