@@ -30,15 +30,18 @@ from psycopg.rows import dict_row
 from guardproxy.audit.feedback import FEEDBACK_LABELS, Feedback
 from guardproxy.audit.preferences import Preference
 from guardproxy.audit.records import AuditRecord, UnknownRequest
+from guardproxy.audit.search import PageCursor, RecordFilter, StepMatch
 from guardproxy.audit.sql_common import (
     META_JSON,
     SEGMENTS_DECODER,
     STEPS_JSON,
+    SearchDialect,
     feedback_from_row,
     feedback_query,
     preference_from_row,
     preferences_query,
     records_query,
+    search_query,
     segments_json,
 )
 from guardproxy.errors import AuditUnavailable
@@ -107,6 +110,10 @@ _MIGRATIONS: tuple[_Migration, ...] = (
         )""",
         "CREATE INDEX IF NOT EXISTS preferences_ts ON preferences (ts, id)",
         "CREATE INDEX IF NOT EXISTS preferences_request ON preferences (request_id, id)",
+    ),
+    (
+        # The review console's step filters (`steps @> '[{"fired": true, "detector": ...}]'`).
+        "CREATE INDEX IF NOT EXISTS audit_records_steps ON audit_records USING GIN (steps jsonb_path_ops)",
     ),
 )
 SCHEMA_VERSION = len(_MIGRATIONS)
@@ -238,6 +245,13 @@ class PostgresAuditStore:
         sql, params = records_query(_SELECT, "%s", "seq", blocked_only=blocked_only, since=since, limit=limit)
         return self._iter(sql, params, _record)
 
+    def search(
+        self, where: RecordFilter, *, before: PageCursor | None = None, limit: int | None = None
+    ) -> Iterator[AuditRecord]:
+        self._check_open()
+        sql, params = search_query(_SELECT, _DIALECT, where, before=before, limit=limit)
+        return self._iter(sql, params, _record)
+
     def get(self, request_id: str) -> AuditRecord | None:
         self._check_open()
         with self._connect() as conn, conn.cursor(row_factory=dict_row) as cursor:
@@ -332,6 +346,22 @@ def _unreachable_as_unavailable() -> Iterator[None]:
         yield
     except psycopg.OperationalError as exc:
         raise AuditUnavailable(f"the PostgreSQL audit store is unreachable ({type(exc).__name__})") from exc
+
+
+def _fired_step(match: StepMatch) -> tuple[str, list[Any]]:
+    """jsonb containment: an element of `steps` that fired and has the asked attributes (the GIN index serves it)."""
+    element: dict[str, Any] = {"fired": True}
+    for key, value in (("stage", match.stage), ("name", match.name), ("detector", match.detector)):
+        if value is not None:
+            element[key] = _text(value)
+    if match.label is not None:
+        element["labels"] = [_text(match.label)]
+    return "steps @> %s::jsonb", [json.dumps([element])]
+
+
+_DIALECT = SearchDialect(
+    mark="%s", like="ILIKE", fired_step=_fired_step, meta_text=lambda field: f"(meta ->> '{field}')"
+)
 
 
 def _row(record: AuditRecord) -> tuple[Any, ...]:

@@ -8,6 +8,8 @@ so the two stores cannot drift apart (their contract tests run on both: tests/te
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 import msgspec
@@ -15,6 +17,7 @@ import msgspec
 from guardproxy.audit.feedback import FEEDBACK_LABELS, Feedback, FeedbackLabel
 from guardproxy.audit.preferences import ChatTurn, Preference
 from guardproxy.audit.records import BLOCKED_OUTCOMES, Segment
+from guardproxy.audit.search import PageCursor, RecordFilter, StepMatch
 
 # Built once: json.dumps with non-default options constructs an encoder on every call.
 STEPS_JSON = json.JSONEncoder(separators=(",", ":"))
@@ -53,6 +56,79 @@ def records_query(
         conditions.append(f"ts >= {mark}")
         params.append(since)
     sql = f"{select} FROM audit_records{_where(conditions)} ORDER BY ts, {order_column}"
+    if limit is not None:
+        sql += f" LIMIT {mark}"
+        params.append(limit)
+    return sql, params
+
+
+@dataclass(frozen=True, slots=True)
+class SearchDialect:
+    """The parts of `search_query` each SQL store writes in its own dialect."""
+
+    mark: str  # the driver's parameter mark
+    like: str  # a case-insensitive LIKE: SQLite's LIKE (ASCII), PostgreSQL's ILIKE
+    fired_step: Callable[[StepMatch], tuple[str, list[Any]]]  # a condition: one fired step matches
+    meta_text: Callable[[str], str]  # the SQL expression of a `meta` field as text
+
+
+def _like_pattern(text: str) -> str:
+    escaped = text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    return f"%{escaped}%"
+
+
+# The latest feedback of the outer record, as `latest_feedback` picks it (by ts, then insertion).
+_LATEST_REVIEW = (
+    "(SELECT f.label FROM feedback f WHERE f.request_id = audit_records.request_id ORDER BY f.ts DESC, f.id DESC LIMIT 1)"
+)
+
+
+def search_query(
+    select: str, dialect: SearchDialect, where: RecordFilter, *, before: PageCursor | None, limit: int | None
+) -> tuple[str, list[Any]]:
+    """Records matching `where`, newest first (ts, then request id, both descending), after `before`.
+
+    Ordered by the `ts` index, so a page stops reading as soon as it is full: the first page of a common
+    filter is fast on any size of log; a rare one reads back until it finds a page (bench/bench_console_events.py).
+    """
+    mark = dialect.mark
+    conditions: list[str] = []
+    params: list[Any] = []
+
+    def add(condition: str, *values: Any) -> None:
+        conditions.append(condition)
+        params.extend(values)
+
+    if where.outcome is not None:
+        add(f"outcome = {mark}", where.outcome.value)
+    if where.since is not None:
+        add(f"ts >= {mark}", where.since)
+    if where.until is not None:
+        add(f"ts < {mark}", where.until)
+    if before is not None:
+        add(f"(ts < {mark} OR (ts = {mark} AND request_id < {mark}))", before.ts, before.ts, before.request_id)
+    if where.model is not None:
+        add(f"model = {mark}", where.model)
+    if where.client is not None:
+        add(f"client {dialect.like} {mark} ESCAPE '\\'", _like_pattern(where.client))
+    if where.profile is not None:
+        add(f"{dialect.meta_text('profile')} = {mark}", where.profile)
+    if where.review is not None:
+        add(f"{_LATEST_REVIEW} = {mark}", where.review)
+    if where.unlabelled:
+        add("NOT EXISTS (SELECT 1 FROM feedback f WHERE f.request_id = audit_records.request_id)")
+    if where.text is not None:
+        pattern = _like_pattern(where.text)
+        add(
+            f"(input_text {dialect.like} {mark} ESCAPE '\\' OR output_text {dialect.like} {mark} ESCAPE '\\')",
+            pattern,
+            pattern,
+        )
+    match = where.step_match
+    if match is not None:
+        condition, values = dialect.fired_step(match)
+        add(condition, *values)
+    sql = f"{select} FROM audit_records{_where(conditions)} ORDER BY ts DESC, request_id DESC"
     if limit is not None:
         sql += f" LIMIT {mark}"
         params.append(limit)

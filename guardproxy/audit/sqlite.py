@@ -23,15 +23,18 @@ from guardproxy.audit.records import (
     legacy_input_segments,
     legacy_output_segments,
 )
+from guardproxy.audit.search import PageCursor, RecordFilter, StepMatch
 from guardproxy.audit.sql_common import (
     META_JSON,
     SEGMENTS_DECODER,
     STEPS_JSON,
+    SearchDialect,
     feedback_from_row,
     feedback_query,
     preference_from_row,
     preferences_query,
     records_query,
+    search_query,
     segments_json,
 )
 
@@ -245,6 +248,13 @@ class SQLiteAuditStore:
         )
         return self._iter(sql, params, _record)
 
+    def search(
+        self, where: RecordFilter, *, before: PageCursor | None = None, limit: int | None = None
+    ) -> Iterator[AuditRecord]:
+        self._check_open()
+        sql, params = search_query(f"SELECT {_COLUMNS}", _DIALECT, where, before=before, limit=limit)
+        return self._iter(sql, params, _record)
+
     def get(self, request_id: str) -> AuditRecord | None:
         self._check_open()
         with contextlib.closing(self._reader()) as conn:
@@ -331,6 +341,25 @@ class SQLiteAuditStore:
             except BaseException:
                 conn.execute("ROLLBACK")
                 raise
+
+
+def _fired_step(match: StepMatch) -> tuple[str, list[Any]]:
+    """One element of the `steps` JSON array that fired and has the asked attributes (JSON true reads as 1)."""
+    conditions = ["json_extract(s.value, '$.fired') = 1"]
+    params: list[Any] = []
+    for path, value in (("$.stage", match.stage), ("$.name", match.name), ("$.detector", match.detector)):
+        if value is not None:
+            conditions.append(f"json_extract(s.value, '{path}') = ?")
+            params.append(value)
+    if match.label is not None:
+        conditions.append("EXISTS (SELECT 1 FROM json_each(s.value, '$.labels') l WHERE l.value = ?)")
+        params.append(match.label)
+    return f"EXISTS (SELECT 1 FROM json_each(audit_records.steps) s WHERE {' AND '.join(conditions)})", params
+
+
+_DIALECT = SearchDialect(
+    mark="?", like="LIKE", fired_step=_fired_step, meta_text=lambda field: f"json_extract(meta, '$.{field}')"
+)
 
 
 def _row(record: AuditRecord) -> tuple[Any, ...]:

@@ -9,6 +9,7 @@ from typing import Protocol, runtime_checkable
 from guardproxy.audit.feedback import Feedback
 from guardproxy.audit.preferences import Preference
 from guardproxy.audit.records import AuditRecord
+from guardproxy.audit.search import PageCursor, RecordFilter
 
 __all__ = ["AuditStore", "UnsupportedStore", "latest_feedback", "open_store"]
 
@@ -26,6 +27,15 @@ class AuditStore(Protocol):
         self, *, blocked_only: bool = False, since: float | None = None, limit: int | None = None
     ) -> Iterator[AuditRecord]:
         """Records oldest first; `since` is a unix timestamp (inclusive)."""
+        ...
+
+    def search(
+        self, where: RecordFilter, *, before: PageCursor | None = None, limit: int | None = None
+    ) -> Iterator[AuditRecord]:
+        """Records matching `where`, newest first (by `ts`, then request id); `before` continues a page.
+
+        The rules are `guardproxy.audit.sql_common.search_query`'s. Streams like `query`.
+        """
         ...
 
     def get(self, request_id: str) -> AuditRecord | None: ...

@@ -268,30 +268,41 @@ async def replay_policy(
     limit: int | None = None,
     carry_over: bool = True,
 ) -> ReplayReport:
-    """Build the policy's detectors (as the proxy does), replay the store's records, close everything."""
+    """Open the store, replay its records (oldest first) under `policy`, close it."""
     from guardproxy.audit.store import latest_feedback, open_store
-    from guardproxy.proxy.runtime import build_backends, build_chains
 
     store = open_store(db)
+    try:
+        feedback = latest_feedback(store.feedback())
+        return await replay_with_policy(
+            policy, store.query(since=since, limit=limit), feedback=feedback, carry_over=carry_over
+        )
+    finally:
+        store.close()
+
+
+async def replay_with_policy(
+    policy: Policy,
+    records: Iterable[AuditRecord],
+    *,
+    feedback: Mapping[str, Feedback] | None = None,
+    carry_over: bool = True,
+) -> ReplayReport:
+    """Build the policy's detectors (as the proxy does), replay `records`, close everything. Also the review
+    console's draft replay."""
+    from guardproxy.proxy.runtime import build_backends, build_chains
+
     backends = build_backends(policy)
     try:
         detectors, input_chain, output_chain = build_chains(policy, backends)
         try:
-            feedback = latest_feedback(store.feedback())
-            return await replay(
-                store.query(since=since, limit=limit),
-                input_chain,
-                output_chain,
-                feedback=feedback,
-                carry_over=carry_over,
-            )
+            return await replay(records, input_chain, output_chain, feedback=feedback, carry_over=carry_over)
         finally:
             for detector in detectors.values():
                 await detector.aclose()
     finally:
         for backend in backends.values():
             await backend.aclose()
-        store.close()
 
 
 def run_replay(

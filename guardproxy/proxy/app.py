@@ -29,6 +29,7 @@ from guardproxy.audit.store import open_store
 from guardproxy.auth.access import Access
 from guardproxy.auth.keys import Role
 from guardproxy.auth.limits import MemoryRateLimiter
+from guardproxy.console.routes import console_router
 from guardproxy.core import JSON
 from guardproxy.detectors.model_files import detector_model_dirs
 from guardproxy.detectors.pii_regex import scrub_pii
@@ -200,6 +201,10 @@ def create_app(settings: Settings, *, runtime_builder: RuntimeBuilder = build_ru
                 access,
                 request_id_header=REQUEST_ID_HEADER,
                 body_read_timeout_s=lambda: holder.current.policy.proxy.body_read_timeout_s,
+            ),
+            console_router(  # the review console (guardproxy/console/)
+                access=access, store=store, sink=sink, holder=holder, policy_path=settings.policy_path,
+                store_raw=policy.audit.store_raw,
             ),
         ],
         exception_handlers={Exception: _render_error},
