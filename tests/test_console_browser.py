@@ -113,8 +113,8 @@ def test_review_a_blocked_request_and_see_precision_change(page: Page, console: 
     fired = page.locator('#steps tr[data-step="input.0.injection"] td.fired-cell')
     expect(fired).to_have_text("FIRED")
     span = page.locator('#input-text mark.span[data-steps~="input.0.injection"]')
-    expect(span).to_have_count(1)
-    expect(span).to_be_visible()
+    expect(span.first).to_be_visible()
+    assert all(re.fullmatch(r"\[\w+\]", text) for text in span.all_inner_texts())  # the spans, as stored: [LABEL]
     page.fill("#note", "a harmless question about the system prompt")
     shot(page, "event")
     page.click("#label-false-positive")
