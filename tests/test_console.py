@@ -223,7 +223,9 @@ def test_policy_draft_validation_and_replay(console: tuple[ProxyServer, Keys, Pa
     allowed = allowed_request(proxy, keys.client, "tell me about the quarterly cranberry report")
     wait_for_record(proxy, allowed, reviewer)
     running = (directory / "policy.yaml").read_text()
-    token = csrf_of(reviewer.get("/console/policy").text)
+    page = reviewer.get("/console/policy").text
+    assert "api_key: upstream-secret" in running and "upstream-secret" not in page  # literal secrets are masked
+    token = csrf_of(page)
     broken = running.replace("action: anonymize", "action: obliterate")
     response = reviewer.post("/console/policy", data={"csrf": token, "draft": broken, "action": "validate"}, headers={"origin": proxy.url})
     assert response.status_code == 200

@@ -6,7 +6,9 @@ into an error message a reviewer sees (`${VAR:-default}` takes its default).
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
+from pathlib import Path
 
 from guardproxy.audit.feedback import Feedback
 from guardproxy.audit.records import AuditRecord
@@ -77,3 +79,23 @@ async def replay_draft(policy: Policy, store: AuditStore, newest: int) -> DraftR
         for rid in rids
     )
     return DraftReplay(report, changed, len(records))
+
+
+# A secret written into the policy file itself (not `${VAR}`) is masked before a reviewer sees the file.
+_SECRET_VALUE = re.compile(r"(?im)^(\s*-?\s*[\w-]*(?:api_key|apikey|access_key|secret_key|password|secret|token)\s*:\s*)(?![\s\"']*\$\{)(\S.*)$")
+_SECRET_INLINE = re.compile(r"(?i)((?<!\$)[{,]\s*[\w-]*(?:api_key|apikey|access_key|secret_key|password|secret|token)\s*:\s*)(?![\"']?\$\{)([^,}\s]+)")
+
+
+def running_text(path: Path) -> str:
+    """The policy file as a reviewer may see it: read-only, secrets masked."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        return f"# cannot read {path}: {exc.strerror or exc}"
+    return mask_secrets(text)
+
+
+def mask_secrets(text: str) -> str:
+    """The policy text with literal credentials replaced by `***` (environment references stay readable)."""
+    text = _SECRET_VALUE.sub(lambda m: m.group(1) + "***", text)
+    return _SECRET_INLINE.sub(lambda m: m.group(1) + "***", text)

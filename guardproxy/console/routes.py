@@ -215,7 +215,7 @@ def console_router(
     @get("/policy")
     async def policy_page(request: AnyRequest) -> Response[str]:
         session = session_of(request)
-        running = _running_text(deps.policy_path)
+        running = drafts.running_text(deps.policy_path)
         return _policy(pages, session, deps, running, draft=running, validation=None, result=None)
 
     @post("/policy")
@@ -229,7 +229,7 @@ def console_router(
         if validation.policy is not None and form.get("action") == "replay":
             result = await drafts.replay_draft(validation.policy, deps.store, newest)
         return _policy(
-            pages, session, deps, _running_text(deps.policy_path), draft=draft, validation=validation, result=result,
+            pages, session, deps, drafts.running_text(deps.policy_path), draft=draft, validation=validation, result=result,
             newest=newest,
         )
 
@@ -338,13 +338,6 @@ def _login_page(pages: Pages, keys_on: bool, error: str | None) -> Response[str]
     response = pages.render("login.html", title="Sign in", login_csrf=token, error=error, keys_on=keys_on)
     response.set_cookie(LOGIN_COOKIE, token, path="/console", httponly=True, samesite="strict", max_age=3600)
     return response
-
-
-def _running_text(path: Path) -> str:
-    try:
-        return path.read_text(encoding="utf-8")
-    except OSError as exc:
-        return f"# cannot read {path}: {exc.strerror or exc}"
 
 
 def _newest(text: str) -> int:
