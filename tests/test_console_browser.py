@@ -8,6 +8,7 @@ each page the README shows.
 
 from __future__ import annotations
 
+import json
 import os
 import re
 from collections.abc import Iterator
@@ -16,7 +17,7 @@ from pathlib import Path
 import pytest
 from playwright.sync_api import Browser, ConsoleMessage, Page, expect, sync_playwright
 
-from tests.console_setup import SCRIPT, Keys, blocked_request, keyed_policy
+from tests.console_setup import SCRIPT, Keys, blocked_request, keyed_policy, signed_in
 from tests.fake_upstream import FakeUpstream
 from tests.proxy_harness import ProxyServer
 
@@ -184,7 +185,6 @@ def test_every_page_reads_without_javascript(page_without_js: Page, console: tup
     expect(page.locator("#running-policy")).to_be_attached()
     page.click("nav >> text=Models")
     expect(page.locator("h1")).to_have_text("Models")
-    shot(page, "models")
     page.click("nav >> text=Export")
     expect(page.locator("#import-form")).to_be_visible()
     shot(page, "export")
@@ -200,3 +200,56 @@ def test_client_key_is_refused(page: Page, console: tuple[ProxyServer, Keys]) ->
     expect(page.locator("#login-error")).to_contain_text("needs a reviewer or admin key")
     page.goto(proxy.url + "/console/events")
     expect(page).to_have_url(proxy.url + "/console/login")
+
+
+REPO_REGISTRY = Path(__file__).resolve().parents[1] / "models" / "guard-classifier"
+
+
+@pytest.fixture(scope="module")
+def models_console(tmp_path_factory: pytest.TempPathFactory, upstream_server: FakeUpstream) -> Iterator[tuple[ProxyServer, Keys, Path]]:
+    """A proxy whose policy runs the repository's classifier from a registry of two versions (v3 CURRENT, v4)."""
+    directory = tmp_path_factory.mktemp("console-models")
+    registry = directory / "guard-classifier"
+    source = REPO_REGISTRY / "v3"
+    for version in ("v3", "v4"):
+        (registry / version).mkdir(parents=True)
+        for name in ("model.onnx", "tokenizer.json"):
+            (registry / version / name).symlink_to(source / name)
+        card = json.loads((source / "model_card.json").read_text())
+        card["version"] = version
+        (registry / version / "model_card.json").write_text(json.dumps(card))
+    (registry / "CURRENT").write_text("v3\n")
+    policy, keys = keyed_policy(directory, upstream_server.base_url)
+    text = policy.read_text()
+    text = text.replace("detectors:\n", f"detectors:\n  guard: {{type: injection_classifier, model_path: {registry}}}\n", 1)
+    policy.write_text(text.replace("input:\n", "input:\n  - {detector: guard, action: flag}\n", 1))
+    with ProxyServer(policy) as proxy:
+        yield proxy, keys, registry
+
+
+@pytest.mark.skipif(not (REPO_REGISTRY / "v3" / "model.onnx").exists(), reason="the repository's classifier is not present")
+def test_admin_promotes_and_rolls_back_after_confirming(page: Page, models_console: tuple[ProxyServer, Keys, Path]) -> None:
+    proxy, keys, registry = models_console
+    with signed_in(proxy, keys.reviewer) as reviewer:  # a reviewer sees the versions but no buttons
+        listing = reviewer.get("/console/models").text
+        assert "v3 <strong>CURRENT</strong>" in listing and "Promote…" not in listing
+
+    sign_in(page, proxy, keys.admin)
+    page.click("nav >> text=Models")
+    expect(page.locator("tr.current td").first).to_contain_text("v3")
+    shot(page, "models")
+    page.click("text=Promote…")
+    expect(page.locator("#confirm-question")).to_contain_text("Promote v4")
+    assert (registry / "CURRENT").read_text().strip() == "v3"  # nothing moves before the confirmation
+    page.fill("input[name=reason]", "better on the shadow report")
+    page.click("#confirm")
+    expect(page.locator(".notice")).to_have_text("promote: guard-classifier v3 → v4")
+    assert (registry / "CURRENT").read_text().strip() == "v4"
+    expect(page.locator("tr.current td").first).to_contain_text("v4")
+
+    page.click("text=Roll back to the previous version…")
+    page.click("#confirm")
+    expect(page.locator(".notice")).to_have_text("rollback: guard-classifier v4 → v3")
+    assert (registry / "CURRENT").read_text().strip() == "v3"
+    history = [json.loads(line) for line in (registry / "HISTORY.jsonl").read_text().splitlines()]
+    assert [(h["action"], h["actor"]) for h in history] == [("promote", "console:ops-admin"), ("rollback", "console:ops-admin")]
