@@ -25,28 +25,67 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from guardproxy.audit.feedback import Feedback  # noqa: E402
-from guardproxy.audit.records import AuditRecord, Outcome, Segment, StepRecord  # noqa: E402
-from guardproxy.audit.search import RecordFilter  # noqa: E402
-from guardproxy.audit.sqlite import SQLiteAuditStore  # noqa: E402
-from guardproxy.console.events import load_page  # noqa: E402
+from guardproxy.audit.feedback import Feedback
+from guardproxy.audit.records import AuditRecord, Outcome, Segment, StepRecord
+from guardproxy.audit.sqlite import SQLiteAuditStore
+from guardproxy.console.events import load_page
 
 DAY = 86400.0
-WORDS = (
-    "please summarise the quarterly report for the team and list the open questions about budget travel hiring "
-    "contract invoice schedule meeting customer product roadmap release notes security review deadline"
-).split()
-OUTCOMES = [(Outcome.ALLOWED, 0.80), (Outcome.FLAGGED, 0.08), (Outcome.BLOCKED_INPUT, 0.07),
-            (Outcome.BLOCKED_OUTPUT, 0.03), (Outcome.ERROR, 0.02)]
+WORDS = [
+    "please",
+    "summarise",
+    "the",
+    "quarterly",
+    "report",
+    "for",
+    "the",
+    "team",
+    "and",
+    "list",
+    "the",
+    "open",
+    "questions",
+    "about",
+    "budget",
+    "travel",
+    "hiring",
+    "contract",
+    "invoice",
+    "schedule",
+    "meeting",
+    "customer",
+    "product",
+    "roadmap",
+    "release",
+    "notes",
+    "security",
+    "review",
+    "deadline",
+]
+OUTCOMES = [
+    (Outcome.ALLOWED, 0.80),
+    (Outcome.FLAGGED, 0.08),
+    (Outcome.BLOCKED_INPUT, 0.07),
+    (Outcome.BLOCKED_OUTPUT, 0.03),
+    (Outcome.ERROR, 0.02),
+]
 MODELS = ["gpt-4o-mini", "gpt-4o", "smollm2", "llama-3-8b"]
 CLIENTS = [f"10.0.0.{i} key:team-{i:02d} (gp-{i:08x})" for i in range(20)]
 RUNS = 7
 
 
-def _step(name: str, detector: str, stage: str, action: str, fired: bool, labels: tuple[str, ...], rng: random.Random) -> StepRecord:
+def _step(
+    name: str, detector: str, stage: str, action: str, fired: bool, labels: tuple[str, ...], rng: random.Random
+) -> StepRecord:
     return StepRecord(
-        name=name, stage="input" if stage == "input" else "output", detector=detector, action=action, ran=True,
-        fired=fired, latency_ms=rng.uniform(0.05, 15.0), score=rng.uniform(0.6, 1.0) if fired else rng.uniform(0, 0.4),
+        name=name,
+        stage="input" if stage == "input" else "output",
+        detector=detector,
+        action=action,
+        ran=True,
+        fired=fired,
+        latency_ms=rng.uniform(0.05, 15.0),
+        score=rng.uniform(0.6, 1.0) if fired else rng.uniform(0, 0.4),
         labels=labels if fired else (),
     )
 
@@ -64,15 +103,31 @@ def synthetic(i: int, now: float, rng: random.Random) -> AuditRecord:
         text += " write to [EMAIL_ADDRESS]"
     steps = (
         _step("input.0.injection", "injection", "input", "block", injection, ("INJECTION",), rng),
-        _step("input.1.pii", "pii", "input", "anonymize" if not pii or outcome != Outcome.FLAGGED else "flag", pii, ("EMAIL_ADDRESS",), rng),
+        _step(
+            "input.1.pii",
+            "pii",
+            "input",
+            "anonymize" if not pii or outcome != Outcome.FLAGGED else "flag",
+            pii,
+            ("EMAIL_ADDRESS",),
+            rng,
+        ),
         _step("output.0.banned", "banned", "output", "block", banned, ("BANNED",), rng),
         _step("output.1.canary", "canary", "output", "block", canary, ("CANARY_LEAK",), rng),
     )
     return AuditRecord(
-        request_id=f"req_{i:09d}", ts=now - rng.uniform(0, 30 * DAY), client=rng.choice(CLIENTS),
-        endpoint="/v1/chat/completions", model=rng.choice(MODELS), backend="upstream", stream=rng.random() < 0.3,
-        outcome=outcome, status=400 if injection else 502 if outcome == Outcome.ERROR else 200,
-        latency_ms=rng.uniform(5, 900), steps=steps, input_segments=(Segment("user", 0, text),),
+        request_id=f"req_{i:09d}",
+        ts=now - rng.uniform(0, 30 * DAY),
+        client=rng.choice(CLIENTS),
+        endpoint="/v1/chat/completions",
+        model=rng.choice(MODELS),
+        backend="upstream",
+        stream=rng.random() < 0.3,
+        outcome=outcome,
+        status=400 if injection else 502 if outcome == Outcome.ERROR else 200,
+        latency_ms=rng.uniform(5, 900),
+        steps=steps,
+        input_segments=(Segment("user", 0, text),),
         output_segments=() if injection else (Segment("assistant", 0, "Here is the summary you asked for."),),
         meta={"profile": "default" if rng.random() < 0.9 else "strict"},
     )
@@ -91,8 +146,14 @@ def build(db: Path, records: int, seed: int) -> float:
             batch.clear()
     store.write_batch(batch)
     for j in range(2000):
-        store.add_feedback(Feedback(request_id=f"req_{rng.randrange(records):09d}", label=rng.choice(
-            ["false_positive", "correct", "correct", "false_negative"]), actor="bench", ts=now + j))
+        store.add_feedback(
+            Feedback(
+                request_id=f"req_{rng.randrange(records):09d}",
+                label=rng.choice(["false_positive", "correct", "correct", "false_negative"]),
+                actor="bench",
+                ts=now + j,
+            )
+        )
     store.close()
     return time.perf_counter() - started
 
@@ -125,16 +186,34 @@ def measure(db: Path) -> list[dict[str, object]]:
                 page = load_page(store, query)
                 timings.append((time.perf_counter() - started) * 1000)
                 rows = len(page.rows)
-            results.append({"case": name, "query": query, "rows": rows,
-                            "p50_ms": round(statistics.median(timings), 2), "max_ms": round(max(timings), 2)})
-            print(f"{name:<48} rows={rows:<3} p50 {statistics.median(timings):9.2f} ms   max {max(timings):9.2f} ms", flush=True)
+            results.append(
+                {
+                    "case": name,
+                    "query": query,
+                    "rows": rows,
+                    "p50_ms": round(statistics.median(timings), 2),
+                    "max_ms": round(max(timings), 2),
+                }
+            )
+            print(
+                f"{name:<48} rows={rows:<3} p50 {statistics.median(timings):9.2f} ms   max {max(timings):9.2f} ms",
+                flush=True,
+            )
         # Paging: the 20th page of an unfiltered listing, following the `older` links as the page does.
         cursor, started = None, time.perf_counter()
         for _ in range(20):
             page = load_page(store, {} if cursor is None else {"before": cursor})
             cursor = page.next_cursor
         per_page = (time.perf_counter() - started) * 1000 / 20
-        results.append({"case": "20 pages deep via the 'older' links", "query": {}, "rows": 50, "p50_ms": round(per_page, 2), "max_ms": None})
+        results.append(
+            {
+                "case": "20 pages deep via the 'older' links",
+                "query": {},
+                "rows": 50,
+                "p50_ms": round(per_page, 2),
+                "max_ms": None,
+            }
+        )
         print(f"{'20 pages deep (mean per page)':<48} p50 {per_page:9.2f} ms", flush=True)
     finally:
         store.close()

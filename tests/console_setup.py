@@ -50,7 +50,11 @@ def keyed_policy(directory: Path, upstream_url: str, *, store_raw: bool = False)
     path = write_policy(directory, upstream_url, extra=f"auth: {{mode: keys, keys_path: {keys_db}, cache_ttl_s: 5}}")
     if store_raw:
         text = path.read_text()
-        path.write_text(text.replace(f"  path: {directory / 'audit.db'}\n", f"  path: {directory / 'audit.db'}\n  store_raw: true\n"))
+        path.write_text(
+            text.replace(
+                f"  path: {directory / 'audit.db'}\n", f"  path: {directory / 'audit.db'}\n  store_raw: true\n"
+            )
+        )
     return path, keys
 
 

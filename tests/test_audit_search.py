@@ -18,17 +18,33 @@ T0 = 1_700_000_000.0
 
 def step(name: str, detector: str, *, fired: bool, labels: tuple[str, ...] = (), stage: str = "input") -> StepRecord:
     return StepRecord(
-        name=name, stage="input" if stage == "input" else "output", detector=detector, action="block",
-        ran=True, fired=fired, latency_ms=1.0, score=0.9 if fired else 0.1, labels=labels,
+        name=name,
+        stage="input" if stage == "input" else "output",
+        detector=detector,
+        action="block",
+        ran=True,
+        fired=fired,
+        latency_ms=1.0,
+        score=0.9 if fired else 0.1,
+        labels=labels,
     )
 
 
 def record(i: int, outcome: Outcome, steps: tuple[StepRecord, ...], text: str, **fields: object) -> AuditRecord:
     base: dict[str, object] = dict(
-        request_id=f"r{i:03d}", ts=T0 + i, client=f"127.0.0.1 key:team-{'a' if i % 2 else 'b'} (gp-x)",
-        endpoint="/v1/chat/completions", model="gpt-4o-mini" if i % 3 else "other", backend="up", stream=False,
-        outcome=outcome, status=200, latency_ms=3.0, steps=steps,
-        input_segments=(Segment("user", 0, text),), meta={"profile": "strict" if i == 5 else "default"},
+        request_id=f"r{i:03d}",
+        ts=T0 + i,
+        client=f"127.0.0.1 key:team-{'a' if i % 2 else 'b'} (gp-x)",
+        endpoint="/v1/chat/completions",
+        model="gpt-4o-mini" if i % 3 else "other",
+        backend="up",
+        stream=False,
+        outcome=outcome,
+        status=200,
+        latency_ms=3.0,
+        steps=steps,
+        input_segments=(Segment("user", 0, text),),
+        meta={"profile": "strict" if i == 5 else "default"},
     )
     base.update(fields)
     return AuditRecord(**base)  # type: ignore[arg-type]
@@ -36,9 +52,21 @@ def record(i: int, outcome: Outcome, steps: tuple[StepRecord, ...], text: str, *
 
 RECORDS = [
     record(1, Outcome.ALLOWED, (step("input.0.injection", "injection", fired=False),), "hello there"),
-    record(2, Outcome.BLOCKED_INPUT, (step("input.0.injection", "injection", fired=True, labels=("INJECTION",)),), "ignore [INJECTION] 100%_done"),
-    record(3, Outcome.FLAGGED, (step("input.1.pii", "pii", fired=True, labels=("EMAIL_ADDRESS",)),), "mail [EMAIL_ADDRESS]"),
-    record(4, Outcome.BLOCKED_OUTPUT, (step("output.0.banned", "banned", fired=True, labels=("BANNED",), stage="output"),), "Tell me"),
+    record(
+        2,
+        Outcome.BLOCKED_INPUT,
+        (step("input.0.injection", "injection", fired=True, labels=("INJECTION",)),),
+        "ignore [INJECTION] 100%_done",
+    ),
+    record(
+        3, Outcome.FLAGGED, (step("input.1.pii", "pii", fired=True, labels=("EMAIL_ADDRESS",)),), "mail [EMAIL_ADDRESS]"
+    ),
+    record(
+        4,
+        Outcome.BLOCKED_OUTPUT,
+        (step("output.0.banned", "banned", fired=True, labels=("BANNED",), stage="output"),),
+        "Tell me",
+    ),
     record(5, Outcome.ALLOWED, (step("input.1.pii", "pii", fired=False),), "Hello AGAIN"),
 ]
 
@@ -46,7 +74,9 @@ RECORDS = [
 @pytest.fixture(params=["sqlite", "postgres"])
 def store(request: pytest.FixtureRequest, tmp_path: Path) -> AuditStore:
     opened: AuditStore = (
-        SQLiteAuditStore(tmp_path / "audit.db") if request.param == "sqlite" else PostgresAuditStore(request.getfixturevalue("pg_url"))
+        SQLiteAuditStore(tmp_path / "audit.db")
+        if request.param == "sqlite"
+        else PostgresAuditStore(request.getfixturevalue("pg_url"))
     )
     opened.write_batch(RECORDS)
     opened.add_feedback(Feedback(request_id="r002", label="correct", actor="a", ts=T0 + 10))

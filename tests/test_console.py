@@ -30,12 +30,22 @@ from tests.fake_upstream import FakeUpstream
 from tests.policies import write_policy
 from tests.proxy_harness import ProxyServer
 
-PAGES = ("/console", "/console/events", "/console/events/nope", "/console/policy", "/console/models",
-         "/console/export", "/console/export.csv", "/console/export.jsonl")
+PAGES = (
+    "/console",
+    "/console/events",
+    "/console/events/nope",
+    "/console/policy",
+    "/console/models",
+    "/console/export",
+    "/console/export.csv",
+    "/console/export.jsonl",
+)
 
 
 @pytest.fixture(scope="module")
-def console(tmp_path_factory: pytest.TempPathFactory, upstream_server: FakeUpstream) -> Iterator[tuple[ProxyServer, Keys, Path]]:
+def console(
+    tmp_path_factory: pytest.TempPathFactory, upstream_server: FakeUpstream
+) -> Iterator[tuple[ProxyServer, Keys, Path]]:
     directory = tmp_path_factory.mktemp("console")
     policy, keys = keyed_policy(directory, upstream_server.base_url)
     with ProxyServer(policy) as proxy:
@@ -61,7 +71,10 @@ def test_anonymous_users_are_sent_to_sign_in_on_every_page(console: tuple[ProxyS
 
 def test_client_keys_and_wrong_keys_cannot_sign_in(console: tuple[ProxyServer, Keys, Path]) -> None:
     proxy, keys, _ = console
-    for secret, message in ((keys.client, "needs a reviewer or admin key"), ("gp-wrong", "Incorrect, revoked or expired")):
+    for secret, message in (
+        (keys.client, "needs a reviewer or admin key"),
+        ("gp-wrong", "Incorrect, revoked or expired"),
+    ):
         with httpx.Client(base_url=proxy.url) as client:
             page = client.get("/console/login")
             response = client.post(
@@ -94,7 +107,9 @@ def test_sign_in_form_refuses_cross_site_posts(console: tuple[ProxyServer, Keys,
     with httpx.Client(base_url=proxy.url) as client:
         page = client.get("/console/login")
         token = csrf_of(page.text)
-        evil = client.post("/console/login", data={"csrf": token, "secret": keys.reviewer}, headers={"origin": "http://evil.example"})
+        evil = client.post(
+            "/console/login", data={"csrf": token, "secret": keys.reviewer}, headers={"origin": "http://evil.example"}
+        )
         assert evil.status_code == 403
         missing = client.post("/console/login", data={"secret": keys.reviewer}, headers={"origin": proxy.url})
         assert missing.status_code == 403
@@ -175,8 +190,12 @@ def test_audit_text_is_escaped_and_raw_pii_never_reaches_a_page(
     assert "&lt;script&gt;alert(&#39;xss&#39;)&lt;/script&gt;" in detail
     listing = reviewer.get("/console/events", params={"q": "xss"}).text
     assert "<script>" not in listing and "&lt;script&gt;" in listing
-    for page in (reviewer.get(f"/console/events/{mailed}").text, reviewer.get("/console/events").text,
-                 reviewer.get("/console/export.csv").text, reviewer.get("/console/export.jsonl").text):
+    for page in (
+        reviewer.get(f"/console/events/{mailed}").text,
+        reviewer.get("/console/events").text,
+        reviewer.get("/console/export.csv").text,
+        reviewer.get("/console/export.jsonl").text,
+    ):
         assert EMAIL not in page
     assert "[EMAIL_ADDRESS]" in reviewer.get(f"/console/events/{mailed}").text
     assert 'id="store-raw"' not in detail
@@ -187,10 +206,12 @@ def test_events_filters(console: tuple[ProxyServer, Keys, Path], reviewer: httpx
     blocked = blocked_request(proxy, keys.client, INJECTION + " zebra-filter-marker")
     allowed = allowed_request(proxy, keys.client, "a harmless question about zebra-filter-marker stripes")
     wait_for_record(proxy, allowed, reviewer)
+
     def ids(**params: str) -> set[str]:
         response = reviewer.get("/console/events", params=params)
         assert response.status_code == 200, response.text
         return {rid for rid in (blocked, allowed) if f'data-request-id="{rid}"' in response.text}
+
     assert ids(q="zebra-filter-marker") == {blocked, allowed}
     assert ids(q="ZEBRA-FILTER-MARKER", outcome="blocked_input") == {blocked}
     assert ids(q="zebra-filter-marker", detector="injection") == {blocked}
@@ -200,8 +221,11 @@ def test_events_filters(console: tuple[ProxyServer, Keys, Path], reviewer: httpx
     assert ids(q="zebra-filter-marker", client="someone-else") == set()
     assert ids(q="zebra-filter-marker", review="unlabelled", since="1h") == {blocked, allowed}
     assert ids(q="zebra-filter-marker", until="2000-01-01") == set()
-    for params, message in (({"outcome": "exploded"}, "unknown outcome"), ({"since": "yesterday-ish"}, "since: expected"),
-                            ({"review": "meh"}, "review: one of")):
+    for params, message in (
+        ({"outcome": "exploded"}, "unknown outcome"),
+        ({"since": "yesterday-ish"}, "since: expected"),
+        ({"review": "meh"}, "review: one of"),
+    ):
         response = reviewer.get("/console/events", params=params)
         assert response.status_code == 400
         assert message in response.text
@@ -227,20 +251,30 @@ def test_policy_draft_validation_and_replay(console: tuple[ProxyServer, Keys, Pa
     assert "api_key: upstream-secret" in running and "upstream-secret" not in page  # literal secrets are masked
     token = csrf_of(page)
     broken = running.replace("action: anonymize", "action: obliterate")
-    response = reviewer.post("/console/policy", data={"csrf": token, "draft": broken, "action": "validate"}, headers={"origin": proxy.url})
+    response = reviewer.post(
+        "/console/policy", data={"csrf": token, "draft": broken, "action": "validate"}, headers={"origin": proxy.url}
+    )
     assert response.status_code == 200
     assert 'id="draft-errors"' in response.text
     line = next(i for i, text in enumerate(broken.splitlines(), start=1) if "obliterate" in text)
     assert f"draft:{line}:" in response.text
-    stricter = running.replace('patterns: ["(?i)internal use only"]', 'patterns: ["(?i)internal use only", "(?i)cranberry"]')
+    stricter = running.replace(
+        'patterns: ["(?i)internal use only"]', 'patterns: ["(?i)internal use only", "(?i)cranberry"]'
+    )
     stricter = stricter.replace("input:\n", "input:\n  - {detector: banned, action: block}\n", 1)
     response = reviewer.post(
-        "/console/policy", data={"csrf": token, "draft": stricter, "action": "replay", "newest": "50"}, headers={"origin": proxy.url}
+        "/console/policy",
+        data={"csrf": token, "draft": stricter, "action": "replay", "newest": "50"},
+        headers={"origin": proxy.url},
     )
     assert response.status_code == 200, response.text
     assert 'id="replay-diff"' in response.text
     assert f">{allowed}</a>" in response.text
-    bad_n = reviewer.post("/console/policy", data={"csrf": token, "draft": stricter, "action": "replay", "newest": "0"}, headers={"origin": proxy.url})
+    bad_n = reviewer.post(
+        "/console/policy",
+        data={"csrf": token, "draft": stricter, "action": "replay", "newest": "0"},
+        headers={"origin": proxy.url},
+    )
     assert bad_n.status_code == 400
 
 
@@ -268,12 +302,16 @@ def test_export_and_label_import_round_trip(console: tuple[ProxyServer, Keys, Pa
     store = open_store(str(directory / "audit.db"))
     try:
         assert list(store.feedback(request_id=request_id)) == []  # nothing of a bad file is stored
-        done = reviewer.post("/console/import", data={"csrf": token, "csv": out.getvalue()}, headers={"origin": proxy.url})
+        done = reviewer.post(
+            "/console/import", data={"csrf": token, "csv": out.getvalue()}, headers={"origin": proxy.url}
+        )
         assert done.status_code == 200 and "Stored 1 labels" in done.text
-        again = reviewer.post("/console/import", data={"csrf": token, "csv": out.getvalue()}, headers={"origin": proxy.url})
-        assert "Stored 0 labels (0 unchanged" not in again.text
-        (fb, *rest) = store.feedback(request_id=request_id)
-        assert fb.label == "false_positive" and fb.actor == "qa-reviewer"
+        again = reviewer.post(
+            "/console/import", data={"csrf": token, "csv": out.getvalue()}, headers={"origin": proxy.url}
+        )
+        assert "Stored 0 labels (1 unchanged" in again.text
+        (fb,) = store.feedback(request_id=request_id)
+        assert fb.label == "false_positive" and fb.actor == "qa-reviewer" and fb.note == "=HYPERLINK(1) a note"
     finally:
         store.close()
 
@@ -288,19 +326,25 @@ def test_reviewers_cannot_promote_models(console: tuple[ProxyServer, Keys, Path]
     assert "needs an admin key" in response.text
 
 
-def test_no_console_without_keys_or_a_token(tmp_path: Path, upstream: FakeUpstream, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_no_console_without_keys_or_a_token(
+    tmp_path: Path, upstream: FakeUpstream, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.delenv("GUARDPROXY_CONSOLE_TOKEN", raising=False)
     with ProxyServer(write_policy(tmp_path, upstream.base_url)) as proxy:
         for path in ("/console", "/console/login"):
             assert proxy.get(path).status_code == 404
 
 
-def test_console_token_signs_in_when_keys_are_off(tmp_path: Path, upstream: FakeUpstream, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_console_token_signs_in_when_keys_are_off(
+    tmp_path: Path, upstream: FakeUpstream, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv("GUARDPROXY_CONSOLE_TOKEN", "a-long-console-token-for-tests")
     with ProxyServer(write_policy(tmp_path, upstream.base_url)) as proxy:
         with httpx.Client(base_url=proxy.url) as client:
             page = client.get("/console/login")
-            wrong = client.post("/console/login", data={"csrf": csrf_of(page.text), "secret": "nope"}, headers={"origin": proxy.url})
+            wrong = client.post(
+                "/console/login", data={"csrf": csrf_of(page.text), "secret": "nope"}, headers={"origin": proxy.url}
+            )
             assert wrong.status_code == 200 and "Incorrect console token" in wrong.text
         with signed_in(proxy, "a-long-console-token-for-tests") as client:
             assert "console-token (admin)" in client.get("/console").text

@@ -23,8 +23,14 @@ from tests.proxy_harness import ProxyServer
 
 CHROMIUM = "/usr/bin/chromium"
 ARGS = [
-    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-    "--disable-background-networking", "--disable-component-update", "--disable-sync",
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
 ]
 ARTIFACTS = Path(__file__).resolve().parent / ".artifacts"
 SHOTS = os.environ.get("GUARDPROXY_CONSOLE_SCREENSHOTS")
@@ -33,7 +39,9 @@ pytestmark = pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="Debian chro
 
 
 @pytest.fixture(scope="module")
-def console(tmp_path_factory: pytest.TempPathFactory, upstream_server: FakeUpstream) -> Iterator[tuple[ProxyServer, Keys]]:
+def console(
+    tmp_path_factory: pytest.TempPathFactory, upstream_server: FakeUpstream
+) -> Iterator[tuple[ProxyServer, Keys]]:
     directory = tmp_path_factory.mktemp("console-browser")
     policy, keys = keyed_policy(directory, upstream_server.base_url)
     with ProxyServer(policy) as proxy:
@@ -165,7 +173,9 @@ def test_script_in_the_audit_log_renders_as_text(page: Page, console: tuple[Prox
     request_id = blocked_request(proxy, keys.client, SCRIPT)
     sign_in(page, proxy, keys.reviewer)
     page.goto(f"{proxy.url}/console/events?q=xss")
-    expect(page.locator(f'tr[data-request-id="{request_id}"] td.snippet')).to_contain_text("<script>alert('xss')</script>")
+    expect(page.locator(f'tr[data-request-id="{request_id}"] td.snippet')).to_contain_text(
+        "<script>alert('xss')</script>"
+    )
     page.goto(f"{proxy.url}/console/events/{request_id}")
     expect(page.locator("#input-text pre.text")).to_contain_text("<script>alert('xss')</script>")
     assert page.locator("script").count() == 0  # rendered as text, never as an element (and no dialog opened)
@@ -206,7 +216,9 @@ REPO_REGISTRY = Path(__file__).resolve().parents[1] / "models" / "guard-classifi
 
 
 @pytest.fixture(scope="module")
-def models_console(tmp_path_factory: pytest.TempPathFactory, upstream_server: FakeUpstream) -> Iterator[tuple[ProxyServer, Keys, Path]]:
+def models_console(
+    tmp_path_factory: pytest.TempPathFactory, upstream_server: FakeUpstream
+) -> Iterator[tuple[ProxyServer, Keys, Path]]:
     """A proxy whose policy runs the repository's classifier from a registry of two versions (v3 CURRENT, v4)."""
     directory = tmp_path_factory.mktemp("console-models")
     registry = directory / "guard-classifier"
@@ -221,14 +233,20 @@ def models_console(tmp_path_factory: pytest.TempPathFactory, upstream_server: Fa
     (registry / "CURRENT").write_text("v3\n")
     policy, keys = keyed_policy(directory, upstream_server.base_url)
     text = policy.read_text()
-    text = text.replace("detectors:\n", f"detectors:\n  guard: {{type: injection_classifier, model_path: {registry}}}\n", 1)
+    text = text.replace(
+        "detectors:\n", f"detectors:\n  guard: {{type: injection_classifier, model_path: {registry}}}\n", 1
+    )
     policy.write_text(text.replace("input:\n", "input:\n  - {detector: guard, action: flag}\n", 1))
     with ProxyServer(policy) as proxy:
         yield proxy, keys, registry
 
 
-@pytest.mark.skipif(not (REPO_REGISTRY / "v3" / "model.onnx").exists(), reason="the repository's classifier is not present")
-def test_admin_promotes_and_rolls_back_after_confirming(page: Page, models_console: tuple[ProxyServer, Keys, Path]) -> None:
+@pytest.mark.skipif(
+    not (REPO_REGISTRY / "v3" / "model.onnx").exists(), reason="the repository's classifier is not present"
+)
+def test_admin_promotes_and_rolls_back_after_confirming(
+    page: Page, models_console: tuple[ProxyServer, Keys, Path]
+) -> None:
     proxy, keys, registry = models_console
     with signed_in(proxy, keys.reviewer) as reviewer:  # a reviewer sees the versions but no buttons
         listing = reviewer.get("/console/models").text
@@ -252,4 +270,7 @@ def test_admin_promotes_and_rolls_back_after_confirming(page: Page, models_conso
     expect(page.locator(".notice")).to_have_text("rollback: guard-classifier v4 → v3")
     assert (registry / "CURRENT").read_text().strip() == "v3"
     history = [json.loads(line) for line in (registry / "HISTORY.jsonl").read_text().splitlines()]
-    assert [(h["action"], h["actor"]) for h in history] == [("promote", "console:ops-admin"), ("rollback", "console:ops-admin")]
+    assert [(h["action"], h["actor"]) for h in history] == [
+        ("promote", "console:ops-admin"),
+        ("rollback", "console:ops-admin"),
+    ]

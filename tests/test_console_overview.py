@@ -11,15 +11,43 @@ from guardproxy.console.overview import percentile, summarise
 T0 = 1_700_000_000.0
 
 
-def step(name: str, detector: str, *, fired: bool, latency: float = 1.0, error: str | None = None, labels: tuple[str, ...] = ()) -> StepRecord:
-    return StepRecord(name=name, stage="input", detector=detector, action="block", ran=error is None, fired=fired,
-                      latency_ms=latency, labels=labels, error=error)
+def step(
+    name: str,
+    detector: str,
+    *,
+    fired: bool,
+    latency: float = 1.0,
+    error: str | None = None,
+    labels: tuple[str, ...] = (),
+) -> StepRecord:
+    return StepRecord(
+        name=name,
+        stage="input",
+        detector=detector,
+        action="block",
+        ran=error is None,
+        fired=fired,
+        latency_ms=latency,
+        labels=labels,
+        error=error,
+    )
 
 
 def record(i: int, outcome: Outcome, *steps: StepRecord, text: str = "") -> AuditRecord:
-    return AuditRecord(request_id=f"r{i}", ts=T0 + i * 60, client="c", endpoint="/v1/chat/completions", model="m",
-                       backend="b", stream=False, outcome=outcome, status=200, latency_ms=1.0, steps=steps,
-                       input_segments=(Segment("user", 0, text),))
+    return AuditRecord(
+        request_id=f"r{i}",
+        ts=T0 + i * 60,
+        client="c",
+        endpoint="/v1/chat/completions",
+        model="m",
+        backend="b",
+        stream=False,
+        outcome=outcome,
+        status=200,
+        latency_ms=1.0,
+        steps=steps,
+        input_segments=(Segment("user", 0, text),),
+    )
 
 
 def fb(request_id: str, label: str, step: str | None = None) -> Feedback:
@@ -66,7 +94,9 @@ def test_only_labels_of_fired_steps_are_marked_as_spans() -> None:
     owners = {"EMAIL_ADDRESS": ["input.1.pii"]}
     pieces = split_marks("mail [EMAIL_ADDRESS] or [NOTE] now", owners)
     assert [(p.text, p.steps) for p in pieces] == [
-        ("mail ", ()), ("[EMAIL_ADDRESS]", ("input.1.pii",)), (" or [NOTE] now", ()),
+        ("mail ", ()),
+        ("[EMAIL_ADDRESS]", ("input.1.pii",)),
+        (" or [NOTE] now", ()),
     ]
     quiet = record(1, Outcome.ALLOWED, step("input.0.x", "x", fired=False, labels=("NOTE",)), text="a [NOTE]")
     assert not any(p.marked for s in build_detail(quiet, (), {}).input for p in s.pieces)

@@ -78,9 +78,7 @@ def _like_pattern(text: str) -> str:
 
 
 # The latest feedback of the outer record, as `latest_feedback` picks it (by ts, then insertion).
-_LATEST_REVIEW = (
-    "(SELECT f.label FROM feedback f WHERE f.request_id = audit_records.request_id ORDER BY f.ts DESC, f.id DESC LIMIT 1)"
-)
+_LATEST_REVIEW = "(SELECT f.label FROM feedback f WHERE f.request_id = audit_records.request_id ORDER BY f.ts DESC, f.id DESC LIMIT 1)"
 
 
 def search_query(

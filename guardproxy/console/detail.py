@@ -52,9 +52,7 @@ class Detail:
     history: tuple[Feedback, ...]
 
 
-def build_detail(
-    record: AuditRecord, history: tuple[Feedback, ...], thresholds: Mapping[str, float]
-) -> Detail:
+def build_detail(record: AuditRecord, history: tuple[Feedback, ...], thresholds: Mapping[str, float]) -> Detail:
     owners: dict[str, list[str]] = {}
     for step in record.steps:  # only fired steps' spans are redacted into marks (`Verdict.sensitive`)
         if not step.fired:

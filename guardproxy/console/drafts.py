@@ -82,8 +82,12 @@ async def replay_draft(policy: Policy, store: AuditStore, newest: int) -> DraftR
 
 
 # A secret written into the policy file itself (not `${VAR}`) is masked before a reviewer sees the file.
-_SECRET_VALUE = re.compile(r"(?im)^(\s*-?\s*[\w-]*(?:api_key|apikey|access_key|secret_key|password|secret|token)\s*:\s*)(?![\s\"']*\$\{)(\S.*)$")
-_SECRET_INLINE = re.compile(r"(?i)((?<!\$)[{,]\s*[\w-]*(?:api_key|apikey|access_key|secret_key|password|secret|token)\s*:\s*)(?![\"']?\$\{)([^,}\s]+)")
+_SECRET_VALUE = re.compile(
+    r"(?im)^(\s*-?\s*[\w-]*(?:api_key|apikey|access_key|secret_key|password|secret|token)\s*:\s*)(?![\s\"']*\$\{)(\S.*)$"
+)
+_SECRET_INLINE = re.compile(
+    r"(?i)((?<!\$)[{,]\s*[\w-]*(?:api_key|apikey|access_key|secret_key|password|secret|token)\s*:\s*)(?![\"']?\$\{)([^,}\s]+)"
+)
 
 
 def running_text(path: Path) -> str:

@@ -15,7 +15,20 @@ from guardproxy.audit.store import AuditStore, latest_feedback
 PAGE_SIZE = 50
 MAX_TEXT_FILTER = 200
 # The query-string fields of the filter form, in the form's order.
-FILTER_FIELDS = ("outcome", "stage", "step", "detector", "label", "model", "client", "profile", "review", "since", "until", "q")
+FILTER_FIELDS = (
+    "outcome",
+    "stage",
+    "step",
+    "detector",
+    "label",
+    "model",
+    "client",
+    "profile",
+    "review",
+    "since",
+    "until",
+    "q",
+)
 SNIPPET_CHARS = 140
 
 
@@ -117,6 +130,3 @@ def row_of(record: AuditRecord, fb: Feedback | None) -> EventRow:
 
 def when(ts: float) -> str:
     return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%d %H:%M:%S")
-
-
-

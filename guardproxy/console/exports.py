@@ -2,6 +2,7 @@
 
 The CSV has one row per record with its latest reviewer label in `label`; edit that column (and `note`) in a
 spreadsheet and import the file: each row whose label differs from the stored latest one becomes a feedback row,
+(a row whose label is already the latest, note or not, adds nothing: importing a file twice stores it once),
 written exactly as `POST /v1/feedback` writes it. The audit record id (`request_id`) is the key. Cells that a
 spreadsheet would run as a formula (`=`, `+`, `-`, `@` first) are exported with a leading `'`.
 """
@@ -28,8 +29,19 @@ from guardproxy.errors import InvalidRequest
 from guardproxy.proxy.feedback import parse_feedback, store_feedback
 
 CSV_COLUMNS = (
-    "request_id", "time", "outcome", "model", "client", "profile", "fired_steps", "labels", "latency_ms",
-    "label", "note", "input_text", "output_text",
+    "request_id",
+    "time",
+    "outcome",
+    "model",
+    "client",
+    "profile",
+    "fired_steps",
+    "labels",
+    "latency_ms",
+    "label",
+    "note",
+    "input_text",
+    "output_text",
 )
 IMPORT_REQUIRED = ("request_id", "label")
 MAX_IMPORT_ROWS = 10_000
@@ -45,10 +57,10 @@ async def in_thread(produce: Callable[[], Iterator[bytes]]) -> AsyncIterator[byt
     """Runs a blocking generator (a store's reading cursor, which belongs to the thread that opened it) in one
     thread of its own, and yields its output in chunks of about CHUNK_BYTES; memory stays bounded by a small
     queue, and a client that leaves stops the reader."""
-    chunks: queue.Queue[bytes | None | BaseException] = queue.Queue(_QUEUED_CHUNKS)
+    chunks: queue.Queue[bytes | BaseException | None] = queue.Queue(_QUEUED_CHUNKS)
     stop = threading.Event()
 
-    def put(item: bytes | None | BaseException) -> bool:
+    def put(item: bytes | BaseException | None) -> bool:
         while not stop.is_set():
             try:
                 chunks.put(item, timeout=0.1)
@@ -190,7 +202,7 @@ def check_rows(text: str, store: AuditStore, *, actor: str) -> tuple[ImportResul
             result.errors.append(f"line {line}: no audit record has the request id {fb.request_id!r}")
             continue
         current = latest.get(fb.request_id)
-        if current is not None and current.label == fb.label and not note:
+        if current is not None and current.label == fb.label:  # re-importing a file adds nothing
             result.unchanged += 1
             continue
         pending.append(fb)

@@ -167,7 +167,8 @@ def summarise(
             labelled[detector] += 1
             false_positives[detector] += int(fb.label == "false_positive")
     overview.precision = {
-        detector: Precision(fires[detector], labelled[detector], false_positives[detector]) for detector in sorted(fires)
+        detector: Precision(fires[detector], labelled[detector], false_positives[detector])
+        for detector in sorted(fires)
     }
     _chart(overview, timeline)
     return overview

@@ -190,7 +190,12 @@ def console_router(
         detail = build_detail(record, history, step_thresholds(deps.holder.current))
         notice = "Label saved." if request.query_params.get("saved") else None
         return pages.render(
-            "event.html", session=session, active="Events", d=detail, when=when(record.ts), notice=notice,
+            "event.html",
+            session=session,
+            active="Events",
+            d=detail,
+            when=when(record.ts),
+            notice=notice,
             title=f"Request {request_id}",
         )
 
@@ -229,7 +234,13 @@ def console_router(
         if validation.policy is not None and form.get("action") == "replay":
             result = await drafts.replay_draft(validation.policy, deps.store, newest)
         return _policy(
-            pages, session, deps, drafts.running_text(deps.policy_path), draft=draft, validation=validation, result=result,
+            pages,
+            session,
+            deps,
+            drafts.running_text(deps.policy_path),
+            draft=draft,
+            validation=validation,
+            result=result,
             newest=newest,
         )
 
@@ -243,7 +254,11 @@ def console_router(
                 models.shadow, deps.store, request.query_params["current"], request.query_params["candidate"]
             )
         return pages.render(
-            "models.html", session=session, active="Models", registries=registries, shadow=shadow,
+            "models.html",
+            session=session,
+            active="Models",
+            registries=registries,
+            shadow=shadow,
             query=dict(request.query_params),
         )
 
@@ -258,7 +273,12 @@ def console_router(
         notice = await asyncio.to_thread(models.apply_move, move, session.actor)
         registries = await asyncio.to_thread(models.registries, deps.holder.current)
         return pages.render(
-            "models.html", session=session, active="Models", registries=registries, shadow=None, query={},
+            "models.html",
+            session=session,
+            active="Models",
+            registries=registries,
+            shadow=None,
+            query={},
             notice=notice,
         )
 
@@ -271,13 +291,17 @@ def console_router(
     async def export_jsonl(request: AnyRequest) -> Stream:
         session_of(request)
         where = parse_filter(dict(request.query_params))
-        return _download(exports.in_thread(lambda: exports.jsonl_lines(deps.store, where)), "audit.jsonl", "application/jsonl")
+        return _download(
+            exports.in_thread(lambda: exports.jsonl_lines(deps.store, where)), "audit.jsonl", "application/jsonl"
+        )
 
     @get("/export.csv")
     async def export_csv(request: AnyRequest) -> Stream:
         session_of(request)
         where = parse_filter(dict(request.query_params))
-        return _download(exports.in_thread(lambda: exports.csv_lines(deps.store, where)), "audit.csv", "text/csv; charset=utf-8")
+        return _download(
+            exports.in_thread(lambda: exports.csv_lines(deps.store, where)), "audit.csv", "text/csv; charset=utf-8"
+        )
 
     @post("/import")
     async def import_labels(request: AnyRequest) -> Response[str]:
@@ -304,8 +328,22 @@ def console_router(
     return Router(
         path="/console",
         route_handlers=[
-            login_page, login, logout, overview, events, event, label, policy_page, policy_post,
-            models_page, models_post, export_page, export_jsonl, export_csv, import_labels, css,
+            login_page,
+            login,
+            logout,
+            overview,
+            events,
+            event,
+            label,
+            policy_page,
+            policy_post,
+            models_page,
+            models_post,
+            export_page,
+            export_jsonl,
+            export_csv,
+            import_labels,
+            css,
         ],
         exception_handlers={Exception: render_error},
     )

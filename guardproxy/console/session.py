@@ -73,7 +73,9 @@ class ConsoleAuth:
             except InvalidApiKey:
                 raise SignInRefused("Incorrect, revoked or expired API key.") from None
             except PermissionDenied:
-                raise SignInRefused("This key's role may not use the console: it needs a reviewer or admin key.") from None
+                raise SignInRefused(
+                    "This key's role may not use the console: it needs a reviewer or admin key."
+                ) from None
             assert caller is not None
             session = Session(caller.key.name, caller.key.role, secrets.token_urlsafe(32), authorization)
         elif self._token is not None and hmac.compare_digest(secret.encode(), self._token.encode()):

@@ -203,7 +203,11 @@ def create_app(settings: Settings, *, runtime_builder: RuntimeBuilder = build_ru
                 body_read_timeout_s=lambda: holder.current.policy.proxy.body_read_timeout_s,
             ),
             console_router(  # the review console (guardproxy/console/)
-                access=access, store=store, sink=sink, holder=holder, policy_path=settings.policy_path,
+                access=access,
+                store=store,
+                sink=sink,
+                holder=holder,
+                policy_path=settings.policy_path,
                 store_raw=policy.audit.store_raw,
             ),
         ],
