@@ -81,6 +81,7 @@ async def replay_draft(policy: Policy, store: AuditStore, newest: int) -> DraftR
     return DraftReplay(report, changed, len(records))
 
 
+MASK = '"***"'  # quoted: a bare *** is a YAML alias, and the masked text must still parse as a draft
 # A secret written into the policy file itself (not `${VAR}`) is masked before a reviewer sees the file.
 _SECRET_VALUE = re.compile(
     r"(?im)^(\s*-?\s*[\w-]*(?:api_key|apikey|access_key|secret_key|password|secret|token)\s*:\s*)(?![\s\"']*\$\{)(\S.*)$"
@@ -100,6 +101,6 @@ def running_text(path: Path) -> str:
 
 
 def mask_secrets(text: str) -> str:
-    """The policy text with literal credentials replaced by `***` (environment references stay readable)."""
-    text = _SECRET_VALUE.sub(lambda m: m.group(1) + "***", text)
-    return _SECRET_INLINE.sub(lambda m: m.group(1) + "***", text)
+    """The policy text with literal credentials replaced by `"***"` (environment references stay readable)."""
+    text = _SECRET_VALUE.sub(lambda m: m.group(1) + MASK, text)
+    return _SECRET_INLINE.sub(lambda m: m.group(1) + MASK, text)
