@@ -90,7 +90,7 @@ def _step(
     )
 
 
-def synthetic(i: int, now: float, rng: random.Random) -> AuditRecord:
+def synthetic(i: int, records: int, now: float, rng: random.Random) -> AuditRecord:
     outcome = rng.choices([o for o, _ in OUTCOMES], [w for _, w in OUTCOMES])[0]
     text = " ".join(rng.choices(WORDS, k=rng.randint(12, 40)))
     injection = outcome == Outcome.BLOCKED_INPUT
@@ -117,7 +117,7 @@ def synthetic(i: int, now: float, rng: random.Random) -> AuditRecord:
     )
     return AuditRecord(
         request_id=f"req_{i:09d}",
-        ts=now - rng.uniform(0, 30 * DAY),
+        ts=now - 30 * DAY + (i + rng.random()) * 30 * DAY / records,  # in arrival order, as the proxy writes them
         client=rng.choice(CLIENTS),
         endpoint="/v1/chat/completions",
         model=rng.choice(MODELS),
@@ -140,7 +140,7 @@ def build(db: Path, records: int, seed: int) -> float:
     started = time.perf_counter()
     batch: list[AuditRecord] = []
     for i in range(records):
-        batch.append(synthetic(i, now, rng))
+        batch.append(synthetic(i, records, now, rng))
         if len(batch) == 5000:
             store.write_batch(batch)
             batch.clear()

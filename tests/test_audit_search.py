@@ -3,6 +3,8 @@ PostgreSQL (a real server, tests/pg_server.py)."""
 
 from __future__ import annotations
 
+import contextlib
+import sqlite3
 from pathlib import Path
 
 import pytest
@@ -122,3 +124,30 @@ def test_newest_first_and_paged(store: AuditStore) -> None:
 def test_filters(store: AuditStore, where: RecordFilter, expected: list[str]) -> None:
     assert ids(store, where) == expected
     store.close()
+
+
+def test_feedback_of_some_requests(store: AuditStore) -> None:
+    assert [(f.request_id, f.label) for f in store.feedback(request_ids=["r002", "r001"])] == [
+        ("r002", "correct"),
+        ("r002", "false_positive"),
+    ]
+    assert list(store.feedback(request_ids=[])) == []
+    store.close()
+
+
+def test_sqlite_migration_backfills_fired_steps_of_old_records(tmp_path: Path) -> None:
+    path = tmp_path / "audit.db"
+    store = SQLiteAuditStore(path)
+    store.write_batch(RECORDS)
+    store.close()
+    with contextlib.closing(sqlite3.connect(path)) as conn:  # as a database of schema 4 left it
+        conn.execute("DROP TRIGGER audit_records_fired")
+        conn.execute("DROP TABLE audit_fired")
+        conn.execute("PRAGMA user_version = 4")
+        conn.commit()
+    reopened = SQLiteAuditStore(path)
+    assert ids(reopened, RecordFilter(detector="injection")) == ["r002"]
+    assert ids(reopened, RecordFilter(label="EMAIL_ADDRESS", stage="input")) == ["r003"]
+    reopened.write_batch([record(6, Outcome.BLOCKED_INPUT, (step("input.0.injection", "injection", fired=True),), "again")])
+    assert ids(reopened, RecordFilter(detector="injection")) == ["r006", "r002"]  # the trigger is back too
+    reopened.close()

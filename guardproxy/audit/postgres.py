@@ -21,7 +21,7 @@ import json
 import re
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterator, Sequence
 from typing import Any, TypeVar
 
 import psycopg
@@ -258,9 +258,17 @@ class PostgresAuditStore:
             row = cursor.execute(f"{_SELECT} FROM audit_records WHERE request_id = %s", (request_id,)).fetchone()
         return None if row is None else _record(row)
 
-    def feedback(self, *, since: float | None = None, request_id: str | None = None) -> Iterator[Feedback]:
+    def feedback(
+        self,
+        *,
+        since: float | None = None,
+        request_id: str | None = None,
+        request_ids: Collection[str] | None = None,
+    ) -> Iterator[Feedback]:
         self._check_open()
-        sql, params = feedback_query(_FEEDBACK_COLUMNS, "%s", since=since, request_id=request_id)
+        sql, params = feedback_query(
+            _FEEDBACK_COLUMNS, "%s", since=since, request_id=request_id, request_ids=request_ids
+        )
         return self._iter(sql, params, feedback_from_row)
 
     def preferences(self, *, since: float | None = None) -> Iterator[Preference]:

@@ -8,7 +8,7 @@ so the two stores cannot drift apart (their contract tests run on both: tests/te
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -77,8 +77,12 @@ def _like_pattern(text: str) -> str:
     return f"%{escaped}%"
 
 
-# The latest feedback of the outer record, as `latest_feedback` picks it (by ts, then insertion).
-_LATEST_REVIEW = "(SELECT f.label FROM feedback f WHERE f.request_id = audit_records.request_id ORDER BY f.ts DESC, f.id DESC LIMIT 1)"
+# Requests whose latest feedback (as `latest_feedback` picks it: by ts, then insertion) has the label. Driven by
+# the feedback table, which is small: a rare label's page does not read the whole log.
+_LATEST_REVIEW = (
+    "request_id IN (SELECT f.request_id FROM feedback f WHERE f.label = {mark} AND NOT EXISTS (SELECT 1 FROM feedback g"
+    " WHERE g.request_id = f.request_id AND (g.ts > f.ts OR (g.ts = f.ts AND g.id > f.id))))"
+)
 
 
 def search_query(
@@ -112,7 +116,7 @@ def search_query(
     if where.profile is not None:
         add(f"{dialect.meta_text('profile')} = {mark}", where.profile)
     if where.review is not None:
-        add(f"{_LATEST_REVIEW} = {mark}", where.review)
+        add(_LATEST_REVIEW.format(mark=mark), where.review)
     if where.unlabelled:
         add("NOT EXISTS (SELECT 1 FROM feedback f WHERE f.request_id = audit_records.request_id)")
     if where.text is not None:
@@ -133,9 +137,15 @@ def search_query(
     return sql, params
 
 
-def feedback_query(columns: str, mark: str, *, since: float | None, request_id: str | None) -> tuple[str, list[Any]]:
+def feedback_query(
+    columns: str, mark: str, *, since: float | None, request_id: str | None, request_ids: Collection[str] | None = None
+) -> tuple[str, list[Any]]:
     conditions: list[str] = []
     params: list[Any] = []
+    if request_ids is not None:
+        ids = sorted(set(request_ids))
+        conditions.append(f"request_id IN ({', '.join([mark] * len(ids))})" if ids else "1 = 0")
+        params.extend(ids)
     if since is not None:
         conditions.append(f"ts >= {mark}")
         params.append(since)

@@ -11,7 +11,7 @@ import contextlib
 import json
 import sqlite3
 import threading
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterator, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -71,6 +71,20 @@ def _add_segments(conn: sqlite3.Connection) -> None:
             ],
         )
         last = rows[-1][0]
+
+
+# The rows of `audit_fired` for one record (`{record}`: NEW in the trigger, the table's alias in the backfill).
+_FIRED_ROWS = """INSERT INTO audit_fired (request_id, ts, stage, step, detector, label)
+    SELECT {record}.request_id, {record}.ts, json_extract(s.value, '$.stage'), json_extract(s.value, '$.name'),
+           json_extract(s.value, '$.detector'), coalesce(l.value, '')
+    FROM json_each({record}.steps) AS s LEFT JOIN json_each(s.value, '$.labels') AS l
+    WHERE json_extract(s.value, '$.fired') = 1"""
+
+
+def _backfill_fired(conn: sqlite3.Connection) -> None:
+    """Rows for the records written before the table existed (once: a re-run after a crash starts over)."""
+    conn.execute("DELETE FROM audit_fired")
+    conn.execute(_FIRED_ROWS.format(record="r").replace("FROM json_each(r.steps)", "FROM audit_records AS r, json_each(r.steps)"))
 
 
 # Migration N (1-based) takes the schema from version N-1 to N; `PRAGMA user_version` records it. Each
@@ -136,6 +150,25 @@ _MIGRATIONS: tuple[_Migration, ...] = (
         "CREATE INDEX IF NOT EXISTS preferences_request ON preferences (request_id, id)",
     ),
     (_add_segments,),
+    (
+        # The review console's step filters (detector, step, label, stage of a *fired* step): one row per fired
+        # step and label ('' for none), kept by a trigger so the writer does nothing new, and indexed by each
+        # attribute and time. Without it a rare detector's page read the whole log (bench/bench_console_events.py).
+        """CREATE TABLE IF NOT EXISTS audit_fired (
+            request_id TEXT NOT NULL,
+            ts REAL NOT NULL,
+            stage TEXT NOT NULL,
+            step TEXT NOT NULL,
+            detector TEXT NOT NULL,
+            label TEXT NOT NULL
+        )""",
+        f"CREATE TRIGGER IF NOT EXISTS audit_records_fired AFTER INSERT ON audit_records BEGIN {_FIRED_ROWS.format(record='NEW')}; END",
+        _backfill_fired,
+        "CREATE INDEX IF NOT EXISTS audit_fired_detector ON audit_fired (detector, ts)",
+        "CREATE INDEX IF NOT EXISTS audit_fired_step ON audit_fired (step, ts)",
+        "CREATE INDEX IF NOT EXISTS audit_fired_label ON audit_fired (label, ts)",
+        "CREATE INDEX IF NOT EXISTS audit_fired_request ON audit_fired (request_id)",
+    ),
 )
 SCHEMA_VERSION = len(_MIGRATIONS)
 
@@ -261,9 +294,17 @@ class SQLiteAuditStore:
             row = conn.execute(f"SELECT {_COLUMNS} FROM audit_records WHERE request_id = ?", (request_id,)).fetchone()
         return None if row is None else _record(row)
 
-    def feedback(self, *, since: float | None = None, request_id: str | None = None) -> Iterator[Feedback]:
+    def feedback(
+        self,
+        *,
+        since: float | None = None,
+        request_id: str | None = None,
+        request_ids: Collection[str] | None = None,
+    ) -> Iterator[Feedback]:
         self._check_open()
-        sql, params = feedback_query(_FEEDBACK_COLUMNS, "?", since=since, request_id=request_id)
+        sql, params = feedback_query(
+            _FEEDBACK_COLUMNS, "?", since=since, request_id=request_id, request_ids=request_ids
+        )
         return self._iter(sql, params, feedback_from_row)
 
     def preferences(self, *, since: float | None = None) -> Iterator[Preference]:
@@ -344,17 +385,14 @@ class SQLiteAuditStore:
 
 
 def _fired_step(match: StepMatch) -> tuple[str, list[Any]]:
-    """One element of the `steps` JSON array that fired and has the asked attributes (JSON true reads as 1)."""
-    conditions = ["json_extract(s.value, '$.fired') = 1"]
+    """A row of `audit_fired` (one fired step and one of its labels) with all the asked attributes."""
+    conditions: list[str] = []
     params: list[Any] = []
-    for path, value in (("$.stage", match.stage), ("$.name", match.name), ("$.detector", match.detector)):
+    for column, value in (("stage", match.stage), ("step", match.name), ("detector", match.detector), ("label", match.label)):
         if value is not None:
-            conditions.append(f"json_extract(s.value, '{path}') = ?")
+            conditions.append(f"{column} = ?")
             params.append(value)
-    if match.label is not None:
-        conditions.append("EXISTS (SELECT 1 FROM json_each(s.value, '$.labels') l WHERE l.value = ?)")
-        params.append(match.label)
-    return f"EXISTS (SELECT 1 FROM json_each(audit_records.steps) s WHERE {' AND '.join(conditions)})", params
+    return f"request_id IN (SELECT request_id FROM audit_fired WHERE {' AND '.join(conditions)})", params
 
 
 _DIALECT = SearchDialect(

@@ -3,7 +3,7 @@ stateless replicas implements the same protocol, so callers never change."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Collection, Iterable, Iterator, Sequence
 from typing import Protocol, runtime_checkable
 
 from guardproxy.audit.feedback import Feedback
@@ -49,8 +49,15 @@ class AuditStore(Protocol):
         """
         ...
 
-    def feedback(self, *, since: float | None = None, request_id: str | None = None) -> Iterator[Feedback]:
-        """Feedback oldest first (by `ts`, then insertion); `since` is a unix timestamp (inclusive)."""
+    def feedback(
+        self,
+        *,
+        since: float | None = None,
+        request_id: str | None = None,
+        request_ids: Collection[str] | None = None,
+    ) -> Iterator[Feedback]:
+        """Feedback oldest first (by `ts`, then insertion); `since` is a unix timestamp (inclusive);
+        `request_ids`: only feedback on these requests (a page of the review console)."""
         ...
 
     def add_preference(self, pref: Preference) -> int:

@@ -70,7 +70,7 @@ async def replay_draft(policy: Policy, store: AuditStore, newest: int) -> DraftR
     records = list(store.search(RecordFilter(), limit=newest))
     records.reverse()  # oldest first, as `guardproxy replay` reads them
     ids = {r.request_id for r in records}
-    feedback = {rid: fb for rid, fb in latest_feedback(store.feedback()).items() if rid in ids}
+    feedback = latest_feedback(store.feedback(request_ids=ids))
     report = await replay_with_policy(policy, records, feedback=feedback)
     by_id = {r.request_id: r for r in records}
     changed = tuple(

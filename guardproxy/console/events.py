@@ -110,7 +110,7 @@ def load_page(store: AuditStore, query: Mapping[str, str], *, now: float | None 
     where = parse_filter(query, now=now)
     before = parse_cursor(query.get("before"))
     records = list(store.search(where, before=before, limit=PAGE_SIZE + 1))
-    feedback = latest_feedback(store.feedback()) if records else {}
+    feedback = latest_feedback(store.feedback(request_ids=[r.request_id for r in records])) if records else {}
     rows = [row_of(record, feedback.get(record.request_id)) for record in records[:PAGE_SIZE]]
     next_cursor = None
     if len(records) > PAGE_SIZE:
