@@ -90,6 +90,16 @@ def _parser() -> argparse.ArgumentParser:
     feedback = audit.add_parser("feedback", help="Print stored feedback as JSON lines, oldest first.")
     feedback.add_argument("--db", required=True, help="Audit SQLite file, or the postgresql:// URL of audit.url.")
     feedback.add_argument("--since", help="ISO date/time, or relative: 15m, 2h, 7d.")
+    sample = audit.add_parser("sample", help="A reproducible stratified batch of records to label, as JSON lines.")
+    sample.add_argument("--db", required=True, help="Audit SQLite file, or the postgresql:// URL of audit.url.")
+    sample.add_argument("--n", type=int, required=True, help="How many records.")
+    sample.add_argument("--stratify", default="outcome,detector", help="Fields: outcome, detector, model, review.")
+    sample.add_argument("--seed", type=int, default=0, help="The same seed draws the same batch.")
+    sample.add_argument("--since", help="ISO date/time, or relative: 15m, 2h, 7d.")
+    kappa = audit.add_parser("kappa", help="Cohen's kappa between two reviewers on the requests both labelled.")
+    kappa.add_argument("--db", required=True, help="Audit SQLite file, or the postgresql:// URL of audit.url.")
+    kappa.add_argument("a", help="A reviewer (the feedback actor: a key's name).")
+    kappa.add_argument("b", help="Another reviewer.")
 
     replay = sub.add_parser(
         "replay",
@@ -167,6 +177,14 @@ def _audit(args: argparse.Namespace) -> int:
         return label_record(args.db, args.request_id, label=args.label, actor=user, note=args.note)
     if args.audit_command == "feedback":
         return export_feedback(args.db, since=args.since, out=sys.stdout)
+    if args.audit_command == "sample":
+        from guardproxy.audit.sample import sample_cmd
+
+        return sample_cmd(args.db, n=args.n, stratify=args.stratify, seed=args.seed, since=args.since)
+    if args.audit_command == "kappa":
+        from guardproxy.audit.agreement import kappa_cmd
+
+        return kappa_cmd(args.db, a=args.a, b=args.b)
     return export_records(args.db, blocked=args.blocked, since=args.since, out=sys.stdout)
 
 

@@ -148,6 +148,8 @@ def test_sqlite_migration_backfills_fired_steps_of_old_records(tmp_path: Path) -
     reopened = SQLiteAuditStore(path)
     assert ids(reopened, RecordFilter(detector="injection")) == ["r002"]
     assert ids(reopened, RecordFilter(label="EMAIL_ADDRESS", stage="input")) == ["r003"]
-    reopened.write_batch([record(6, Outcome.BLOCKED_INPUT, (step("input.0.injection", "injection", fired=True),), "again")])
+    reopened.write_batch(
+        [record(6, Outcome.BLOCKED_INPUT, (step("input.0.injection", "injection", fired=True),), "again")]
+    )
     assert ids(reopened, RecordFilter(detector="injection")) == ["r006", "r002"]  # the trigger is back too
     reopened.close()

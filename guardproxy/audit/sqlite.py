@@ -84,7 +84,9 @@ _FIRED_ROWS = """INSERT INTO audit_fired (request_id, ts, stage, step, detector,
 def _backfill_fired(conn: sqlite3.Connection) -> None:
     """Rows for the records written before the table existed (once: a re-run after a crash starts over)."""
     conn.execute("DELETE FROM audit_fired")
-    conn.execute(_FIRED_ROWS.format(record="r").replace("FROM json_each(r.steps)", "FROM audit_records AS r, json_each(r.steps)"))
+    conn.execute(
+        _FIRED_ROWS.format(record="r").replace("FROM json_each(r.steps)", "FROM audit_records AS r, json_each(r.steps)")
+    )
 
 
 # Migration N (1-based) takes the schema from version N-1 to N; `PRAGMA user_version` records it. Each
@@ -388,7 +390,12 @@ def _fired_step(match: StepMatch) -> tuple[str, list[Any]]:
     """A row of `audit_fired` (one fired step and one of its labels) with all the asked attributes."""
     conditions: list[str] = []
     params: list[Any] = []
-    for column, value in (("stage", match.stage), ("step", match.name), ("detector", match.detector), ("label", match.label)):
+    for column, value in (
+        ("stage", match.stage),
+        ("step", match.name),
+        ("detector", match.detector),
+        ("label", match.label),
+    ):
         if value is not None:
             conditions.append(f"{column} = ?")
             params.append(value)
