@@ -331,7 +331,7 @@ def test_no_console_without_keys_or_a_token(
 ) -> None:
     monkeypatch.delenv("GUARDPROXY_CONSOLE_TOKEN", raising=False)
     with ProxyServer(write_policy(tmp_path, upstream.base_url)) as proxy:
-        for path in ("/console", "/console/login"):
+        for path in ("/console", "/console/login", "/console/static/console.css", "/console/events"):
             assert proxy.get(path).status_code == 404
 
 

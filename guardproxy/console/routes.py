@@ -312,6 +312,8 @@ def console_router(
 
     @get("/static/console.css")
     async def css() -> Response[bytes]:
+        if not auth.enabled:
+            raise ConsoleDisabled
         return Response(_CSS.read_bytes(), media_type="text/css", headers={"cache-control": "max-age=300"})
 
     def render_error(request: AnyRequest, exc: Exception) -> Response[str]:
