@@ -302,9 +302,8 @@ def test_export_and_label_import_round_trip(console: tuple[ProxyServer, Keys, Pa
     store = open_store(str(directory / "audit.db"))
     try:
         assert list(store.feedback(request_id=request_id)) == []  # nothing of a bad file is stored
-        done = reviewer.post(
-            "/console/import", data={"csrf": token, "csv": out.getvalue()}, headers={"origin": proxy.url}
-        )
+        upload = {"file": ("labels.csv", out.getvalue().encode(), "text/csv")}  # the file input (multipart)
+        done = reviewer.post("/console/import", data={"csrf": token}, files=upload, headers={"origin": proxy.url})
         assert done.status_code == 200 and "Stored 1 labels" in done.text
         again = reviewer.post(
             "/console/import", data={"csrf": token, "csv": out.getvalue()}, headers={"origin": proxy.url}
@@ -354,3 +353,14 @@ def test_store_raw_is_announced(tmp_path: Path, upstream: FakeUpstream) -> None:
     policy, keys = keyed_policy(tmp_path, upstream.base_url, store_raw=True)
     with ProxyServer(policy) as proxy, signed_in(proxy, keys.admin) as client:
         assert 'id="store-raw"' in client.get("/console").text
+
+
+def test_shadow_report_on_the_models_page(console: tuple[ProxyServer, Keys, Path], reviewer: httpx.Client) -> None:
+    proxy, keys, _ = console
+    allowed = allowed_request(proxy, keys.client, "shadow report traffic")
+    blocked_request(proxy, keys.client)
+    wait_for_record(proxy, allowed, reviewer)
+    page = reviewer.get("/console/models", params={"current": "input.0.injection", "candidate": "input.1.pii"})
+    assert page.status_code == 200
+    assert 'id="shadow"' in page.text
+    assert "only the current fired" in page.text

@@ -8,11 +8,14 @@ console's one place for them, with the status the error carries.
 from __future__ import annotations
 
 import asyncio
+import email.policy
 import os
 import secrets
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
+from email.message import EmailMessage
+from email.parser import BytesParser
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl, quote
@@ -98,9 +101,13 @@ def console_router(
         return session
 
     async def form_of(request: AnyRequest, session: Session) -> dict[str, str]:
-        """A checked form post (CSRF token and origin), urlencoded, size-limited."""
+        """A checked form post (CSRF token and origin), urlencoded or multipart (a file), size-limited."""
         raw = await read_body(request, MAX_FORM_BYTES, FORM_READ_TIMEOUT_S, what="The form")
-        form = dict(parse_qsl(raw.decode("utf-8", errors="replace"), keep_blank_values=True))
+        content_type = request.headers.get("content-type", "")
+        if content_type.lower().startswith("multipart/form-data"):
+            form = multipart_fields(raw, content_type)
+        else:
+            form = dict(parse_qsl(raw.decode("utf-8", errors="replace"), keep_blank_values=True))
         _check(request, session.csrf, form.get("csrf"))
         return form
 
@@ -307,7 +314,8 @@ def console_router(
     async def import_labels(request: AnyRequest) -> Response[str]:
         session = session_of(request)
         form = await form_of(request, session)
-        result = await exports.import_csv(form.get("csv", ""), deps.sink, deps.store, actor=session.actor)
+        text = form.get("file", "").strip() or form.get("csv", "")  # an uploaded file, else the pasted text
+        result = await exports.import_csv(text, deps.sink, deps.store, actor=session.actor)
         return pages.render("export.html", session=session, active="Export", result=result)
 
     @get("/static/console.css")
@@ -349,6 +357,22 @@ def console_router(
         ],
         exception_handlers={Exception: render_error},
     )
+
+
+def multipart_fields(raw: bytes, content_type: str) -> dict[str, str]:
+    """The text fields and files of a multipart/form-data body, by name, as UTF-8 text (the stdlib's MIME parser)."""
+    message = BytesParser(policy=email.policy.HTTP).parsebytes(
+        b"Content-Type: " + content_type.encode("latin-1", errors="replace") + b"\r\n\r\n" + raw
+    )
+    fields: dict[str, str] = {}
+    if not isinstance(message, EmailMessage) or not message.is_multipart():
+        return fields
+    for part in message.iter_parts():
+        name = part.get_param("name", header="content-disposition")
+        payload = part.get_payload(decode=True)
+        if isinstance(name, str) and isinstance(payload, bytes):
+            fields[name] = payload.decode("utf-8", errors="replace")
+    return fields
 
 
 def _check(request: AnyRequest, expected: str, sent: str | None) -> None:
