@@ -73,20 +73,28 @@ def _add_segments(conn: sqlite3.Connection) -> None:
         last = rows[-1][0]
 
 
-# The rows of `audit_fired` for one record (`{record}`: NEW in the trigger, the table's alias in the backfill).
-_FIRED_ROWS = """INSERT INTO audit_fired (request_id, ts, stage, step, detector, label)
-    SELECT {record}.request_id, {record}.ts, json_extract(s.value, '$.stage'), json_extract(s.value, '$.name'),
-           json_extract(s.value, '$.detector'), coalesce(l.value, '')
-    FROM json_each({record}.steps) AS s LEFT JOIN json_each(s.value, '$.labels') AS l
-    WHERE json_extract(s.value, '$.fired') = 1"""
-
-
 def _backfill_fired(conn: sqlite3.Connection) -> None:
-    """Rows for the records written before the table existed (once: a re-run after a crash starts over)."""
+    """`audit_fired` rows for the records written before the table existed, as `_fired_rows` makes them (once: a
+    re-run after a crash starts over)."""
     conn.execute("DELETE FROM audit_fired")
     conn.execute(
-        _FIRED_ROWS.format(record="r").replace("FROM json_each(r.steps)", "FROM audit_records AS r, json_each(r.steps)")
+        """INSERT INTO audit_fired (request_id, ts, stage, step, detector, label)
+        SELECT r.request_id, r.ts, json_extract(s.value, '$.stage'), json_extract(s.value, '$.name'),
+               json_extract(s.value, '$.detector'), coalesce(l.value, '')
+        FROM audit_records AS r, json_each(r.steps) AS s LEFT JOIN json_each(s.value, '$.labels') AS l
+        WHERE json_extract(s.value, '$.fired') = 1"""
     )
+
+
+def _fired_rows(records: Sequence[AuditRecord]) -> list[tuple[str, float, str, str, str, str]]:
+    """One `audit_fired` row per fired step and label ('' for a step without labels)."""
+    return [
+        (record.request_id, record.ts, step.stage, step.name, step.detector, label)
+        for record in records
+        for step in record.steps
+        if step.fired
+        for label in step.labels or ("",)
+    ]
 
 
 # Migration N (1-based) takes the schema from version N-1 to N; `PRAGMA user_version` records it. Each
@@ -154,8 +162,9 @@ _MIGRATIONS: tuple[_Migration, ...] = (
     (_add_segments,),
     (
         # The review console's step filters (detector, step, label, stage of a *fired* step): one row per fired
-        # step and label ('' for none), kept by a trigger so the writer does nothing new, and indexed by each
-        # attribute and time. Without it a rare detector's page read the whole log (bench/bench_console_events.py).
+        # step and label ('' for none), written with the record (`write_batch`), indexed by each attribute.
+        # Without it a rare detector's page read the whole log (bench/bench_console_events.py); written from
+        # Python it costs the writer less than a trigger parsing the steps' JSON again (same bench).
         """CREATE TABLE IF NOT EXISTS audit_fired (
             request_id TEXT NOT NULL,
             ts REAL NOT NULL,
@@ -164,7 +173,6 @@ _MIGRATIONS: tuple[_Migration, ...] = (
             detector TEXT NOT NULL,
             label TEXT NOT NULL
         )""",
-        f"CREATE TRIGGER IF NOT EXISTS audit_records_fired AFTER INSERT ON audit_records BEGIN {_FIRED_ROWS.format(record='NEW')}; END",
         _backfill_fired,
         "CREATE INDEX IF NOT EXISTS audit_fired_detector ON audit_fired (detector, ts)",
         "CREATE INDEX IF NOT EXISTS audit_fired_step ON audit_fired (step, ts)",
@@ -179,6 +187,7 @@ _COLUMNS = (
     " prompt_tokens, completion_tokens, steps, input_text, output_text, error, meta, input_segments, output_segments"
 )
 _INSERT = f"INSERT INTO audit_records ({_COLUMNS}) VALUES ({', '.join('?' * len(_COLUMNS.split(',')))})"
+_INSERT_FIRED = "INSERT INTO audit_fired (request_id, ts, stage, step, detector, label) VALUES (?, ?, ?, ?, ?, ?)"
 _FEEDBACK_COLUMNS = "id, request_id, label, actor, ts, note, stage, step"
 _PREFERENCE_COLUMNS = "request_id, ts, model, step, prompt, rejected, chosen, critique"
 _BUSY_TIMEOUT_S = 5.0
@@ -201,11 +210,13 @@ class SQLiteAuditStore:
         if not records:
             return
         rows = [_row(record) for record in records]
+        fired = _fired_rows(records)
         conn = self._writer_connection()
         try:
             # IMMEDIATE takes the write lock up front, so a busy database fails here, not mid-batch.
             conn.execute("BEGIN IMMEDIATE")
             conn.executemany(_INSERT, rows)
+            conn.executemany(_INSERT_FIRED, fired)
             conn.execute("COMMIT")
         except BaseException:
             self._abort(conn)
