@@ -8,17 +8,14 @@ console's one place for them, with the status the error carries.
 from __future__ import annotations
 
 import asyncio
-import email.policy
 import os
 import secrets
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
-from email.message import EmailMessage
-from email.parser import BytesParser
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qsl, quote
+from urllib.parse import quote
 
 import msgspec
 import structlog
@@ -32,38 +29,22 @@ from guardproxy.audit.sink import AuditSink
 from guardproxy.audit.store import AuditStore
 from guardproxy.auth.access import Access
 from guardproxy.console import drafts, exports, models
-from guardproxy.console.csrf import CrossSiteRefused, check_post
 from guardproxy.console.detail import build_detail, step_thresholds
-from guardproxy.console.events import FilterInvalid, load_page, parse_filter, when
+from guardproxy.console.errors import ConsoleDisabled, NotSignedIn, RecordNotFound, describe
+from guardproxy.console.events import load_page, parse_filter, when
+from guardproxy.console.forms import SIGN_IN_BYTES, check_form, read_form
 from guardproxy.console.overview import CHART_HEIGHT, CHART_WIDTH, MAX_RECORDS, RANGES, SERIES, build_overview
 from guardproxy.console.render import SECURITY_HEADERS, Pages, redirect
 from guardproxy.console.session import COOKIE, LOGIN_COOKIE, TOKEN_ENV, ConsoleAuth, Session, SignInRefused
-from guardproxy.errors import GuardproxyError, InvalidRequest, PermissionDenied
+from guardproxy.errors import InvalidRequest, PermissionDenied
 from guardproxy.policies.loader import policy_fingerprint
 from guardproxy.proxy.feedback import RequestNotFound, parse_feedback, store_feedback
-from guardproxy.proxy.request_body import read_body
 from guardproxy.proxy.runtime import RuntimeHolder
 
 log = structlog.get_logger(__name__)
 AnyRequest = Request[Any, Any, Any]
-MAX_FORM_BYTES = 512 * 1024  # a pasted policy draft, a CSV of labels
-FORM_READ_TIMEOUT_S = 30.0
 _CSS = Path(__file__).with_name("static") / "console.css"
 _encode = msgspec.json.Encoder().encode
-
-
-class NotSignedIn(Exception):
-    """No live session: pages send the browser to sign in."""
-
-
-class ConsoleDisabled(Exception):
-    """`auth.mode: none` and no console token: there is no console."""
-
-
-class RecordNotFound(GuardproxyError):
-    status = 404
-    type = "invalid_request_error"
-    code = "request_not_found"
 
 
 @dataclass(frozen=True, slots=True)
@@ -102,13 +83,8 @@ def console_router(
 
     async def form_of(request: AnyRequest, session: Session) -> dict[str, str]:
         """A checked form post (CSRF token and origin), urlencoded or multipart (a file), size-limited."""
-        raw = await read_body(request, MAX_FORM_BYTES, FORM_READ_TIMEOUT_S, what="The form")
-        content_type = request.headers.get("content-type", "")
-        if content_type.lower().startswith("multipart/form-data"):
-            form = multipart_fields(raw, content_type)
-        else:
-            form = dict(parse_qsl(raw.decode("utf-8", errors="replace"), keep_blank_values=True))
-        _check(request, session.csrf, form.get("csrf"))
+        form = await read_form(request)
+        check_form(request, session.csrf, form)
         return form
 
     def admin_only(session: Session) -> None:
@@ -127,9 +103,8 @@ def console_router(
     async def login(request: AnyRequest) -> Response[str]:
         if not auth.enabled:
             raise ConsoleDisabled
-        raw = await read_body(request, 8192, FORM_READ_TIMEOUT_S, what="The sign-in form")
-        form = dict(parse_qsl(raw.decode("utf-8", errors="replace")))
-        _check(request, request.cookies.get(LOGIN_COOKIE) or "", form.get("csrf"))
+        form = await read_form(request, limit=SIGN_IN_BYTES)
+        check_form(request, request.cookies.get(LOGIN_COOKIE) or "", form)
         try:
             cookie, session = auth.sign_in(form.get("secret", ""))
         except SignInRefused as exc:
@@ -330,7 +305,7 @@ def console_router(
         if isinstance(exc, NotSignedIn):
             return redirect("/console/login")
         session = auth.session(request.cookies.get(COOKIE)) if auth.enabled else None
-        status, title, message = _describe(exc)
+        status, title, message = describe(exc)
         if status >= 500:
             log.error("console_error", method=request.method, path=request.url.path, exc_info=exc)
         return pages.render("error.html", status=status, session=session, title=title, message=message)
@@ -357,44 +332,6 @@ def console_router(
         ],
         exception_handlers={Exception: render_error},
     )
-
-
-def multipart_fields(raw: bytes, content_type: str) -> dict[str, str]:
-    """The text fields and files of a multipart/form-data body, by name, as UTF-8 text (the stdlib's MIME parser)."""
-    message = BytesParser(policy=email.policy.HTTP).parsebytes(
-        b"Content-Type: " + content_type.encode("latin-1", errors="replace") + b"\r\n\r\n" + raw
-    )
-    fields: dict[str, str] = {}
-    if not isinstance(message, EmailMessage) or not message.is_multipart():
-        return fields
-    for part in message.iter_parts():
-        name = part.get_param("name", header="content-disposition")
-        payload = part.get_payload(decode=True)
-        if isinstance(name, str) and isinstance(payload, bytes):
-            fields[name] = payload.decode("utf-8", errors="replace")
-    return fields
-
-
-def _check(request: AnyRequest, expected: str, sent: str | None) -> None:
-    check_post(
-        expected=expected,
-        sent=sent,
-        host=request.headers.get("host"),
-        origin=request.headers.get("origin"),
-        referer=request.headers.get("referer"),
-    )
-
-
-def _describe(exc: Exception) -> tuple[int, str, str]:
-    if isinstance(exc, CrossSiteRefused):
-        return 403, "Refused", str(exc)
-    if isinstance(exc, FilterInvalid):
-        return 400, "Bad filter", str(exc)
-    if isinstance(exc, models.MoveInvalid):
-        return 400, "Cannot do that", str(exc)
-    if isinstance(exc, GuardproxyError):
-        return exc.status, "Refused" if exc.status in (401, 403) else "Error", exc.message
-    return 500, "Error", "The console failed to show this page; the server log has the details."
 
 
 def _login_page(pages: Pages, keys_on: bool, error: str | None) -> Response[str]:
