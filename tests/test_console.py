@@ -325,10 +325,14 @@ def test_reviewers_cannot_promote_models(console: tuple[ProxyServer, Keys, Path]
     assert "needs an admin key" in response.text
 
 
-def test_no_console_without_keys_or_a_token(
-    tmp_path: Path, upstream: FakeUpstream, monkeypatch: pytest.MonkeyPatch
+@pytest.mark.parametrize("token", [None, "short-token"])
+def test_no_console_without_keys_or_a_long_token(
+    tmp_path: Path, upstream: FakeUpstream, monkeypatch: pytest.MonkeyPatch, token: str | None
 ) -> None:
-    monkeypatch.delenv("GUARDPROXY_CONSOLE_TOKEN", raising=False)
+    if token is None:
+        monkeypatch.delenv("GUARDPROXY_CONSOLE_TOKEN", raising=False)
+    else:
+        monkeypatch.setenv("GUARDPROXY_CONSOLE_TOKEN", token)  # too short to stand in for keys
     with ProxyServer(write_policy(tmp_path, upstream.base_url)) as proxy:
         for path in ("/console", "/console/login", "/console/static/console.css", "/console/events"):
             assert proxy.get(path).status_code == 404

@@ -18,6 +18,8 @@ from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
 
+import structlog
+
 from guardproxy.auth.access import Access
 from guardproxy.auth.keys import Role
 from guardproxy.errors import InvalidApiKey, PermissionDenied
@@ -28,6 +30,9 @@ LOGIN_COOKIE = "gp_console_login"  # the sign-in form's CSRF value (double submi
 SESSION_IDLE_S = 8 * 3600
 MAX_SESSIONS = 10_000
 TOKEN_ACTOR = "console-token"
+# The token is compared on each sign-in with no lockout: it must be too long to guess (`openssl rand -base64 32`).
+MIN_TOKEN_CHARS = 24
+log = structlog.get_logger(__name__)
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,6 +57,12 @@ class ConsoleAuth:
 
     def __init__(self, access: Access, token: str | None, *, clock: Callable[[], float] = time.monotonic) -> None:
         self._access = access
+        if token and len(token) < MIN_TOKEN_CHARS:
+            log.warning(
+                "console_token_too_short",
+                message=f"{TOKEN_ENV} has fewer than {MIN_TOKEN_CHARS} characters: the console stays off without keys.",
+            )
+            token = None
         self._token = token or None
         self._clock = clock
         self._sessions: OrderedDict[str, tuple[float, Session]] = OrderedDict()
