@@ -29,6 +29,7 @@ from guardproxy.audit.feedback import Feedback
 from guardproxy.audit.records import AuditRecord, Outcome, Segment, StepRecord
 from guardproxy.audit.sqlite import SQLiteAuditStore
 from guardproxy.console.events import load_page
+from guardproxy.console.overview import build_overview
 
 DAY = 86400.0
 WORDS = [
@@ -215,6 +216,26 @@ def measure(db: Path) -> list[dict[str, object]]:
             }
         )
         print(f"{'20 pages deep (mean per page)':<48} p50 {per_page:9.2f} ms", flush=True)
+        # The overview page: counts over the whole range, step figures from its newest SAMPLE_RECORDS (24h ~ 1/30 of the log).
+        for name in ("1h", "24h", "30d"):
+            timings = []
+            for _ in range(3):
+                started = time.perf_counter()
+                overview = build_overview(store, name)
+                timings.append((time.perf_counter() - started) * 1000)
+            results.append(
+                {
+                    "case": f"overview page, range {name} ({overview.records:,} records)",
+                    "query": {"range": name},
+                    "rows": overview.records,
+                    "p50_ms": round(statistics.median(timings), 2),
+                    "max_ms": round(max(timings), 2),
+                }
+            )
+            print(
+                f"{'overview ' + name:<48} p50 {statistics.median(timings):9.2f} ms ({overview.records} records)",
+                flush=True,
+            )
     finally:
         store.close()
     return results

@@ -13,7 +13,7 @@ from guardproxy.audit import AuditRecord, AuditStore, Outcome, Segment, StepReco
 from guardproxy.audit import sqlite as sqlite_store
 from guardproxy.audit.feedback import Feedback
 from guardproxy.audit.postgres import PostgresAuditStore
-from guardproxy.audit.search import PageCursor, RecordFilter
+from guardproxy.audit.search import PageCursor, RecordFilter, RecordOutline
 from guardproxy.audit.sqlite import SQLiteAuditStore
 
 T0 = 1_700_000_000.0
@@ -156,3 +156,27 @@ def test_sqlite_migration_backfills_fired_steps_of_old_records(tmp_path: Path) -
     )
     assert ids(reopened, RecordFilter(detector="injection")) == ["r006", "r002"]  # and the writer keeps it up
     reopened.close()
+
+
+def test_outlines_are_the_search_without_texts(store: AuditStore) -> None:
+    where = RecordFilter(detector="pii")
+    assert list(store.outlines(where)) == [RecordOutline.of(r) for r in store.search(where)]
+    assert [o.request_id for o in store.outlines(RecordFilter(), limit=2)] == ["r005", "r004"]
+    assert [o.blocked for o in store.outlines(RecordFilter(), limit=2)] == [False, True]
+    store.close()
+
+
+def test_outcome_counts_per_time_bucket(store: AuditStore) -> None:
+    # r001..r005 at T0+1..T0+5; buckets of 2 s from T0: r001 in 0, r002-r003 in 1, r004-r005 in 2.
+    counts = {(c.outcome, c.bucket): c.n for c in store.outcome_counts(RecordFilter(), start=T0, bucket_s=2.0)}
+    assert counts == {
+        (Outcome.ALLOWED, 0): 1,
+        (Outcome.BLOCKED_INPUT, 1): 1,
+        (Outcome.FLAGGED, 1): 1,
+        (Outcome.BLOCKED_OUTPUT, 2): 1,
+        (Outcome.ALLOWED, 2): 1,
+    }
+    narrowed = store.outcome_counts(RecordFilter(since=T0 + 2, detector="pii"), start=T0, bucket_s=2.0)
+    assert [(c.outcome, c.bucket, c.n) for c in narrowed] == [(Outcome.FLAGGED, 1, 1)]
+    assert [o.request_id for o in store.outlines(RecordFilter(labelled=True))] == ["r003", "r002"]
+    store.close()

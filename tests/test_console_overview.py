@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from guardproxy.audit.feedback import Feedback
 from guardproxy.audit.records import AuditRecord, Outcome, Segment, StepRecord
+from guardproxy.audit.search import RecordOutline
 from guardproxy.console.detail import build_detail, split_marks
 from guardproxy.console.overview import percentile, summarise
 
@@ -68,7 +69,7 @@ def test_precision_counts_labelled_fires_and_false_positives() -> None:
         "r4": fb("r4", "false_negative"),  # not a fire: does not count for precision
         "r5": fb("r5", "false_positive", step="input.1.pii"),  # about pii only
     }
-    o = summarise(records, feedback, range_name="all", since=None, until=T0 + 600)
+    o = summarise(map(RecordOutline.of, records), feedback, range_name="all", since=None, until=T0 + 600)
     assert (o.precision["inj"].fires, o.precision["inj"].labelled, o.precision["inj"].false_positives) == (4, 2, 1)
     assert o.precision["inj"].value == 0.5
     assert (o.precision["pii"].labelled, o.precision["pii"].value) == (1, 0.0)
@@ -84,7 +85,7 @@ def test_failures_errors_and_latency() -> None:
         record(2, Outcome.ERROR, step("input.0.inj", "inj", fired=False, latency=3.0)),
         record(3, Outcome.ALLOWED, step("input.0.inj", "inj", fired=False, latency=5.0)),
     ]
-    o = summarise(records, {}, range_name="all", since=None, until=T0 + 600)
+    o = summarise(map(RecordOutline.of, records), {}, range_name="all", since=None, until=T0 + 600)
     assert (o.errors, o.step_errors, o.fail_closed) == (1, 1, 1)
     assert o.detectors["inj"].percentile(50) == 3.0 and o.detectors["inj"].percentile(99) == 5.0
     assert percentile([], 50) is None

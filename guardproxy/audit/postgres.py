@@ -30,14 +30,18 @@ from psycopg.rows import dict_row
 from guardproxy.audit.feedback import FEEDBACK_LABELS, Feedback
 from guardproxy.audit.preferences import Preference
 from guardproxy.audit.records import AuditRecord, UnknownRequest
-from guardproxy.audit.search import PageCursor, RecordFilter, StepMatch
+from guardproxy.audit.search import OutcomeCount, PageCursor, RecordFilter, RecordOutline, StepMatch
 from guardproxy.audit.sql_common import (
     META_JSON,
+    OUTLINE_COLUMNS,
     SEGMENTS_DECODER,
     STEPS_JSON,
     SearchDialect,
     feedback_from_row,
     feedback_query,
+    outcome_count_from_row,
+    outcome_counts_query,
+    outline_from_row,
     preference_from_row,
     preferences_query,
     records_query,
@@ -252,6 +256,17 @@ class PostgresAuditStore:
         sql, params = search_query(_SELECT, _DIALECT, where, before=before, limit=limit)
         return self._iter(sql, params, _record)
 
+    def outlines(self, where: RecordFilter, *, limit: int | None = None) -> Iterator[RecordOutline]:
+        self._check_open()
+        columns = ", ".join(f"{c}::text AS {c}" if c in _JSON_FIELDS else c for c in OUTLINE_COLUMNS)
+        sql, params = search_query(f"SELECT {columns}", _DIALECT, where, before=None, limit=limit)
+        return self._iter(sql, params, outline_from_row)
+
+    def outcome_counts(self, where: RecordFilter, *, start: float, bucket_s: float) -> list[OutcomeCount]:
+        self._check_open()
+        sql, params = outcome_counts_query(_DIALECT, where, start=start, bucket_s=bucket_s)
+        return list(self._iter(sql, params, outcome_count_from_row))
+
     def get(self, request_id: str) -> AuditRecord | None:
         self._check_open()
         with self._connect() as conn, conn.cursor(row_factory=dict_row) as cursor:
@@ -368,7 +383,11 @@ def _fired_step(match: StepMatch) -> tuple[str, list[Any]]:
 
 
 _DIALECT = SearchDialect(
-    mark="%s", like="ILIKE", fired_step=_fired_step, meta_text=lambda field: f"(meta ->> '{field}')"
+    mark="%s",
+    like="ILIKE",
+    fired_step=_fired_step,
+    meta_text=lambda field: f"(meta ->> '{field}')",
+    int_floor=lambda expr: f"floor({expr})::integer",
 )
 
 

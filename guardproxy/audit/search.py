@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from guardproxy.audit.feedback import FeedbackLabel
-from guardproxy.audit.records import Outcome
+from guardproxy.audit.records import BLOCKED_OUTCOMES, AuditRecord, Outcome, StepRecord
 from guardproxy.core import Stage
 
 # The `review` filter's value for records no reviewer has labelled.
@@ -23,7 +23,7 @@ class RecordFilter:
     `stage`, `step`, `detector` and `label` match one step that *fired* with all of them (a step that ran and
     stayed quiet is not a match). `text` is a case-insensitive substring of the stored (redacted) input or
     output text; `client` a substring of the client (with keys on: `key:<name> (<prefix>)`). `review` is the
-    latest reviewer label, or `UNLABELLED`. `since` is inclusive, `until` exclusive (unix seconds).
+    latest reviewer label; `unlabelled` / `labelled`: no label yet / any label. `since` is inclusive, `until` exclusive (unix seconds).
     """
 
     outcome: Outcome | None = None
@@ -36,6 +36,7 @@ class RecordFilter:
     profile: str | None = None
     review: FeedbackLabel | None = None
     unlabelled: bool = False
+    labelled: bool = False  # some reviewer labelled it
     since: float | None = None
     until: float | None = None
     text: str | None = None
@@ -63,3 +64,30 @@ class PageCursor:
 
     ts: float
     request_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class RecordOutline:
+    """A record without its texts: what the console's overview aggregates (decoding a whole record costs ~10x)."""
+
+    request_id: str
+    ts: float
+    outcome: Outcome
+    steps: tuple[StepRecord, ...]
+
+    @property
+    def blocked(self) -> bool:
+        return self.outcome in BLOCKED_OUTCOMES
+
+    @classmethod
+    def of(cls, record: AuditRecord) -> RecordOutline:
+        return cls(record.request_id, record.ts, record.outcome, record.steps)
+
+
+@dataclass(frozen=True, slots=True)
+class OutcomeCount:
+    """`n` records with this outcome in time bucket `bucket` (see `AuditStore.outcome_counts`)."""
+
+    outcome: Outcome
+    bucket: int
+    n: int

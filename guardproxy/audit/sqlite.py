@@ -23,14 +23,18 @@ from guardproxy.audit.records import (
     legacy_input_segments,
     legacy_output_segments,
 )
-from guardproxy.audit.search import PageCursor, RecordFilter, StepMatch
+from guardproxy.audit.search import OutcomeCount, PageCursor, RecordFilter, RecordOutline, StepMatch
 from guardproxy.audit.sql_common import (
     META_JSON,
+    OUTLINE_COLUMNS,
     SEGMENTS_DECODER,
     STEPS_JSON,
     SearchDialect,
     feedback_from_row,
     feedback_query,
+    outcome_count_from_row,
+    outcome_counts_query,
+    outline_from_row,
     preference_from_row,
     preferences_query,
     records_query,
@@ -298,12 +302,24 @@ class SQLiteAuditStore:
         self, where: RecordFilter, *, before: PageCursor | None = None, limit: int | None = None
     ) -> Iterator[AuditRecord]:
         self._check_open()
-        dialect = _SCAN
-        match = where.step_match
-        if match is not None and self._fires_at_most(match, RARE_FIRES):
-            dialect = _LIST
-        sql, params = search_query(f"SELECT {_COLUMNS}", dialect, where, before=before, limit=limit)
+        sql, params = search_query(f"SELECT {_COLUMNS}", self._dialect_for(where), where, before=before, limit=limit)
         return self._iter(sql, params, _record)
+
+    def outlines(self, where: RecordFilter, *, limit: int | None = None) -> Iterator[RecordOutline]:
+        self._check_open()
+        sql, params = search_query(
+            f"SELECT {', '.join(OUTLINE_COLUMNS)}", self._dialect_for(where), where, before=None, limit=limit
+        )
+        return self._iter(sql, params, outline_from_row)
+
+    def outcome_counts(self, where: RecordFilter, *, start: float, bucket_s: float) -> list[OutcomeCount]:
+        self._check_open()
+        sql, params = outcome_counts_query(self._dialect_for(where), where, start=start, bucket_s=bucket_s)
+        return list(self._iter(sql, params, outcome_count_from_row))
+
+    def _dialect_for(self, where: RecordFilter) -> SearchDialect:
+        match = where.step_match
+        return _LIST if match is not None and self._fires_at_most(match, RARE_FIRES) else _SCAN
 
     def _fires_at_most(self, match: StepMatch, bound: int) -> bool:
         conditions, params = _fired_conditions(match)
@@ -440,7 +456,11 @@ def _fired_step_list(match: StepMatch) -> tuple[str, list[Any]]:
 
 def _dialect(fired_step: Callable[[StepMatch], tuple[str, list[Any]]]) -> SearchDialect:
     return SearchDialect(
-        mark="?", like="LIKE", fired_step=fired_step, meta_text=lambda field: f"json_extract(meta, '$.{field}')"
+        mark="?",
+        like="LIKE",
+        fired_step=fired_step,
+        meta_text=lambda field: f"json_extract(meta, '$.{field}')",
+        int_floor=lambda expr: f"CAST({expr} AS INTEGER)",  # truncation: the floor of the non-negative
     )
 
 

@@ -9,7 +9,7 @@ from typing import Protocol, runtime_checkable
 from guardproxy.audit.feedback import Feedback
 from guardproxy.audit.preferences import Preference
 from guardproxy.audit.records import AuditRecord
-from guardproxy.audit.search import PageCursor, RecordFilter
+from guardproxy.audit.search import OutcomeCount, PageCursor, RecordFilter, RecordOutline
 
 __all__ = ["AuditStore", "UnsupportedStore", "latest_feedback", "open_store"]
 
@@ -36,6 +36,15 @@ class AuditStore(Protocol):
 
         The rules are `guardproxy.audit.sql_common.search_query`'s. Streams like `query`.
         """
+        ...
+
+    def outlines(self, where: RecordFilter, *, limit: int | None = None) -> Iterator[RecordOutline]:
+        """As `search`, without the texts (id, time, outcome, steps): for aggregates over many records."""
+        ...
+
+    def outcome_counts(self, where: RecordFilter, *, start: float, bucket_s: float) -> list[OutcomeCount]:
+        """How many records matching `where` had each outcome, per time bucket: bucket i holds
+        `start + i * bucket_s <= ts < start + (i + 1) * bucket_s` (give `where.since` >= `start`)."""
         ...
 
     def get(self, request_id: str) -> AuditRecord | None: ...

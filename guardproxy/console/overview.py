@@ -7,19 +7,20 @@ import math
 import time
 from collections import Counter
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 
 from guardproxy.audit.feedback import Feedback
-from guardproxy.audit.records import AuditRecord, Outcome, StepRecord
-from guardproxy.audit.search import RecordFilter
+from guardproxy.audit.records import Outcome, StepRecord
+from guardproxy.audit.search import OutcomeCount, RecordFilter, RecordOutline
 from guardproxy.audit.store import AuditStore, latest_feedback
 
 # The range selector: name -> seconds back from now (None: everything).
 RANGES: dict[str, float | None] = {"1h": 3600.0, "24h": 86400.0, "7d": 7 * 86400.0, "30d": 30 * 86400.0, "all": None}
 DEFAULT_RANGE = "24h"
-# The overview reads at most this many records (the newest of the range) and says so when it stops there.
-MAX_RECORDS = 100_000
+# Step, detector and label figures come from at most the newest this many records of the range (the page says so);
+# counts, the chart and precision from all of them.
+SAMPLE_RECORDS = 20_000
 BUCKETS = 24
 CHART_WIDTH, CHART_HEIGHT = 720, 180
 # Bar colours of the chart (SVG attributes, so they need no inline style) and the legend.
@@ -84,7 +85,7 @@ class Overview:
     since: float | None
     until: float
     records: int = 0
-    capped: bool = False
+    sampled: bool = False  # the step figures come from the newest SAMPLE_RECORDS only
     outcomes: Counter[str] = field(default_factory=Counter)
     steps: dict[str, Tally] = field(default_factory=dict)
     detectors: dict[str, Tally] = field(default_factory=dict)
@@ -122,32 +123,40 @@ def range_bounds(name: str, now: float | None = None) -> tuple[str, float | None
 
 
 def build_overview(store: AuditStore, range_name: str, *, now: float | None = None) -> Overview:
+    """Counts and the chart: every record of the range (one aggregate query). Step, detector and label figures:
+    the newest SAMPLE_RECORDS of them. Precision: every labelled record of the range."""
     name, since, until = range_bounds(range_name, now)
-    records = list(store.search(RecordFilter(since=since, until=until), limit=MAX_RECORDS))
-    feedback = latest_feedback(store.feedback())
-    overview = summarise(records, feedback, range_name=name, since=since, until=until)
-    overview.capped = len(records) >= MAX_RECORDS
+    where = RecordFilter(since=since, until=until)
+    start = since
+    if start is None:
+        oldest = next(iter(store.query(limit=1)), None)
+        start = until if oldest is None else oldest.ts
+    bucket_s = max(until - start, 1.0) / BUCKETS
+    counts = store.outcome_counts(where, start=start, bucket_s=bucket_s)
+    sample = list(store.outlines(where, limit=SAMPLE_RECORDS))
+    labelled = list(store.outlines(replace(where, labelled=True)))
+    feedback = latest_feedback(store.feedback(request_ids=[o.request_id for o in labelled]))
+    overview = summarise(sample, feedback, range_name=name, since=start, until=until, counts=counts, labelled=labelled)
+    overview.sampled = len(sample) < overview.records
     return overview
 
 
 def summarise(
-    records: Iterable[AuditRecord],
+    records: Iterable[RecordOutline],
     feedback: Mapping[str, Feedback],
     *,
     range_name: str,
     since: float | None,
     until: float,
+    counts: Iterable[OutcomeCount] | None = None,
+    labelled: Iterable[RecordOutline] | None = None,
 ) -> Overview:
+    """`records` give the step, detector and label figures; `counts` the outcome counts per chart bucket (default:
+    counted from `records`); `labelled` the records precision is computed on (default: those of `records` that
+    have feedback)."""
+    records = list(records)
     overview = Overview(range_name, since, until)
-    fires: Counter[str] = Counter()
-    labelled: Counter[str] = Counter()
-    false_positives: Counter[str] = Counter()
-    timeline: list[tuple[float, str]] = []
     for record in records:
-        overview.records += 1
-        overview.outcomes[record.outcome.value] += 1
-        timeline.append((record.ts, _series_of(record.outcome)))
-        overview.errors += int(record.outcome == Outcome.ERROR)
         failed = False
         for step in record.steps:
             overview.steps.setdefault(step.name, Tally()).add(step, record.blocked)
@@ -158,23 +167,54 @@ def summarise(
             if step.ran and step.fired:
                 overview.labels.update(step.labels)
         overview.fail_closed += int(failed and record.blocked)
-        fb = feedback.get(record.request_id)
-        overview.labelled += int(fb is not None)
-        for detector in sorted({s.detector for s in record.steps if s.ran and s.fired}):
-            fires[detector] += 1
-            if fb is None or not _about(fb, record, detector):
-                continue
-            labelled[detector] += 1
-            false_positives[detector] += int(fb.label == "false_positive")
-    overview.precision = {
-        detector: Precision(fires[detector], labelled[detector], false_positives[detector])
-        for detector in sorted(fires)
-    }
-    _chart(overview, timeline)
+    start = since if since is not None else min((r.ts for r in records), default=until)
+    bucket_s = max(until - start, 1.0) / BUCKETS
+    if counts is None:
+        counts = _counted(records, start, bucket_s)
+    buckets = [Counter[str]() for _ in range(BUCKETS)]
+    for count in counts:
+        overview.records += count.n
+        overview.outcomes[count.outcome.value] += count.n
+        buckets[min(BUCKETS - 1, max(0, count.bucket))][_series_of(count.outcome)] += count.n
+    overview.errors = overview.outcomes[Outcome.ERROR.value]
+    _precision(overview, records, labelled, feedback)
+    _chart(overview, buckets, start, bucket_s)
     return overview
 
 
-def _about(fb: Feedback, record: AuditRecord, detector: str) -> bool:
+def _counted(records: Iterable[RecordOutline], start: float, bucket_s: float) -> list[OutcomeCount]:
+    counter = Counter((r.outcome, int((r.ts - start) // bucket_s)) for r in records)
+    return [OutcomeCount(outcome, bucket, n) for (outcome, bucket), n in counter.items()]
+
+
+def _precision(
+    overview: Overview,
+    records: list[RecordOutline],
+    labelled: Iterable[RecordOutline] | None,
+    feedback: Mapping[str, Feedback],
+) -> None:
+    fires: Counter[str] = Counter()
+    for record in records:
+        fires.update({s.detector for s in record.steps if s.ran and s.fired})
+    labelled_fires: Counter[str] = Counter()
+    false_positives: Counter[str] = Counter()
+    chosen = [r for r in records if r.request_id in feedback] if labelled is None else list(labelled)
+    for record in chosen:
+        fb = feedback.get(record.request_id)
+        if fb is None:
+            continue
+        overview.labelled += 1
+        for detector in {s.detector for s in record.steps if s.ran and s.fired}:
+            if _about(fb, record, detector):
+                labelled_fires[detector] += 1
+                false_positives[detector] += int(fb.label == "false_positive")
+    overview.precision = {
+        detector: Precision(fires[detector], labelled_fires[detector], false_positives[detector])
+        for detector in sorted(set(fires) | set(labelled_fires))
+    }
+
+
+def _about(fb: Feedback, record: RecordOutline, detector: str) -> bool:
     """Whether a label speaks about this detector's fire: it names no step, or a fired step of this detector."""
     if fb.step is None:
         return True
@@ -189,21 +229,16 @@ def _series_of(outcome: Outcome) -> str:
     return "other"
 
 
-def _chart(overview: Overview, timeline: list[tuple[float, str]]) -> None:
+def _chart(overview: Overview, buckets: list[Counter[str]], start: float, bucket_s: float) -> None:
     """Stacked bars per time bucket, as SVG rectangles (the page draws them; no JavaScript)."""
-    if not timeline:
+    overview.peak = max((sum(c.values()) for c in buckets), default=0)
+    if not overview.peak:
         return
-    start = overview.since if overview.since is not None else min(ts for ts, _ in timeline)
-    span = max(overview.until - start, 1.0)
-    counts = [Counter[str]() for _ in range(BUCKETS)]
-    for ts, series in timeline:
-        index = min(BUCKETS - 1, max(0, int((ts - start) / span * BUCKETS)))
-        counts[index][series] += 1
-    overview.peak = max(sum(c.values()) for c in counts)
+    span = bucket_s * BUCKETS
     slot = CHART_WIDTH / BUCKETS
-    for i, bucket in enumerate(counts):
+    for i, bucket in enumerate(buckets):
         y = float(CHART_HEIGHT)
-        when = _when(start + i * span / BUCKETS, span)
+        when = _when(start + i * bucket_s, span)
         for series, colour in SERIES:
             n = bucket[series]
             if not n:
@@ -211,7 +246,7 @@ def _chart(overview: Overview, timeline: list[tuple[float, str]]) -> None:
             height = n / overview.peak * (CHART_HEIGHT - 10)
             y -= height
             overview.bars.append(Bar(i * slot + 2, y, slot - 4, height, colour, f"{when}: {n} {series}"))
-    overview.ticks = [(i * slot, _when(start + i * span / BUCKETS, span)) for i in range(0, BUCKETS, 6)]
+    overview.ticks = [(i * slot, _when(start + i * bucket_s, span)) for i in range(0, BUCKETS, 6)]
 
 
 def _when(ts: float, span: float) -> str:

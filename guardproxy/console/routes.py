@@ -33,7 +33,7 @@ from guardproxy.console.detail import build_detail, step_thresholds
 from guardproxy.console.errors import ConsoleDisabled, NotSignedIn, RecordNotFound, describe
 from guardproxy.console.events import load_page, parse_filter, when
 from guardproxy.console.forms import SIGN_IN_BYTES, check_form, read_form
-from guardproxy.console.overview import CHART_HEIGHT, CHART_WIDTH, MAX_RECORDS, RANGES, SERIES, build_overview
+from guardproxy.console.overview import CHART_HEIGHT, CHART_WIDTH, RANGES, SAMPLE_RECORDS, SERIES, build_overview
 from guardproxy.console.render import SECURITY_HEADERS, Pages, redirect
 from guardproxy.console.session import COOKIE, LOGIN_COOKIE, TOKEN_ENV, ConsoleAuth, Session, SignInRefused
 from guardproxy.errors import InvalidRequest, PermissionDenied
@@ -139,7 +139,7 @@ def console_router(
             active="Overview",
             o=data,
             ranges=list(RANGES),
-            max_records=MAX_RECORDS,
+            sample_records=SAMPLE_RECORDS,
             chart_width=CHART_WIDTH,
             chart_height=CHART_HEIGHT,
             series=SERIES,
