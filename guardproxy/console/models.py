@@ -113,8 +113,8 @@ def apply_move(move: Move, actor: str) -> str:
 
 
 def shadow(store: AuditStore, current: str, candidate: str) -> ShadowReport:
-    """`guardproxy trainer shadow-report` over the newest records."""
+    """`guardproxy trainer shadow-report` over the newest SHADOW_RECORDS records (read without their texts)."""
     from guardproxy.audit.search import RecordFilter
 
-    records = list(store.search(RecordFilter(), limit=SHADOW_RECORDS))
+    records = list(store.outlines(RecordFilter(), limit=SHADOW_RECORDS))
     return compare(reversed(records), latest_feedback(store.feedback()), current=current, candidate=candidate)

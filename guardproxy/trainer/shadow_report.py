@@ -17,13 +17,23 @@ import sys
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TextIO
+from typing import Protocol, TextIO
 
 from guardproxy.audit.feedback import Feedback
-from guardproxy.audit.records import AuditRecord
+from guardproxy.audit.records import StepRecord
 from guardproxy.core import JSON
 
 EXIT_OK, EXIT_USAGE = 0, 2
+
+
+class StepsOfRequest(Protocol):
+    """What the report reads of a record: an `AuditRecord`, or a `RecordOutline` (no texts: cheaper to read)."""
+
+    @property
+    def request_id(self) -> str: ...
+
+    @property
+    def steps(self) -> tuple[StepRecord, ...]: ...
 
 
 @dataclass(slots=True)
@@ -102,7 +112,7 @@ class ShadowReport:
         }
 
 
-def step_decision(record: AuditRecord, key: str) -> bool | None:
+def step_decision(record: StepsOfRequest, key: str) -> bool | None:
     """Whether the step named `key` fired on this request; None when it did not run.
 
     `key` is a step name (`name:` in the policy, default `<stage>.<index>.<detector>`), else a detector
@@ -130,7 +140,7 @@ def label_truth(
 
 
 def compare(
-    records: Iterable[AuditRecord], feedback: Mapping[str, Feedback], *, current: str, candidate: str
+    records: Iterable[StepsOfRequest], feedback: Mapping[str, Feedback], *, current: str, candidate: str
 ) -> ShadowReport:
     """`feedback`: the label that counts per request id (`guardproxy.audit.store.latest_feedback`)."""
     report = ShadowReport(current=current, candidate=candidate)
