@@ -368,3 +368,25 @@ def test_shadow_report_on_the_models_page(console: tuple[ProxyServer, Keys, Path
     assert page.status_code == 200
     assert 'id="shadow"' in page.text
     assert "only the current fired" in page.text
+
+
+def test_the_console_reads_a_postgresql_audit_store(tmp_path: Path, upstream: FakeUpstream, pg_url: str) -> None:
+    policy, keys = keyed_policy(tmp_path, upstream.base_url)
+    text = policy.read_text()
+    policy.write_text(text.replace(f"  path: {tmp_path / 'audit.db'}\n", f"  url: {pg_url}\n"))
+    with ProxyServer(policy) as proxy, signed_in(proxy, keys.reviewer) as reviewer:
+        request_id = blocked_request(proxy, keys.client, INJECTION + " on postgres")
+        wait_for_record(proxy, request_id, reviewer)
+        listing = reviewer.get("/console/events", params={"detector": "injection", "q": "POSTGRES"})
+        assert f'data-request-id="{request_id}"' in listing.text
+        token = csrf_of(reviewer.get(f"/console/events/{request_id}").text)
+        saved = reviewer.post(
+            f"/console/events/{request_id}/label",
+            data={"csrf": token, "label": "false_positive"},
+            headers={"origin": proxy.url},
+        )
+        assert saved.status_code == 303
+        overview = reviewer.get("/console", params={"range": "1h"}).text
+        assert 'id="count-labelled">1<' in overview
+        assert 'id="count-blocked">1<' in overview
+    assert not (tmp_path / "audit.db").exists()  # everything went to PostgreSQL
