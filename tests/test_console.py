@@ -389,4 +389,13 @@ def test_the_console_reads_a_postgresql_audit_store(tmp_path: Path, upstream: Fa
         overview = reviewer.get("/console", params={"range": "1h"}).text
         assert 'id="count-labelled">1<' in overview
         assert 'id="count-blocked">1<' in overview
+        assert 'id="agreement"' not in overview  # one reviewer: nobody to agree with
+        second = httpx.post(  # a second reviewer (an admin key) disagrees, through the API
+            proxy.url + "/v1/feedback",
+            json={"request_id": request_id, "label": "correct"},
+            headers={"authorization": f"Bearer {keys.admin}"},
+        )
+        assert second.status_code == 201
+        overview = reviewer.get("/console", params={"range": "1h"}).text
+        assert "ops-admin · qa-reviewer" in overview and '<td class="kappa">' in overview
     assert not (tmp_path / "audit.db").exists()  # everything went to PostgreSQL

@@ -3,6 +3,7 @@ detector's precision as reviewers have labelled it. Computed from the records of
 
 from __future__ import annotations
 
+import itertools
 import math
 import time
 from collections import Counter
@@ -10,6 +11,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 
+from guardproxy.audit.agreement import Agreement, agreement
 from guardproxy.audit.feedback import Feedback
 from guardproxy.audit.records import Outcome, StepRecord
 from guardproxy.audit.search import OutcomeCount, RecordFilter, RecordOutline
@@ -21,6 +23,7 @@ DEFAULT_RANGE = "24h"
 # Step, detector and label figures come from at most the newest this many records of the range (the page says so);
 # counts, the chart and precision from all of them.
 SAMPLE_RECORDS = 20_000
+MAX_REVIEWERS = 12
 BUCKETS = 24
 CHART_WIDTH, CHART_HEIGHT = 720, 180
 # Bar colours of the chart (SVG attributes, so they need no inline style) and the legend.
@@ -95,6 +98,7 @@ class Overview:
     fail_closed: int = 0  # blocked records in which a step failed: blocked because it failed (on_error: block)
     labelled: int = 0  # records in range with a reviewer's label
     precision: dict[str, Precision] = field(default_factory=dict)
+    agreements: list[Agreement] = field(default_factory=list)  # pairs of reviewers, on requests both labelled
     bars: list[Bar] = field(default_factory=list)
     ticks: list[tuple[float, str]] = field(default_factory=list)
     peak: int = 0
@@ -135,10 +139,19 @@ def build_overview(store: AuditStore, range_name: str, *, now: float | None = No
     counts = store.outcome_counts(where, start=start, bucket_s=bucket_s)
     sample = list(store.outlines(where, limit=SAMPLE_RECORDS))
     labelled = list(store.outlines(replace(where, labelled=True)))
-    feedback = latest_feedback(store.feedback(request_ids=[o.request_id for o in labelled]))
+    history = list(store.feedback(request_ids=[o.request_id for o in labelled]))
+    feedback = latest_feedback(history)
     overview = summarise(sample, feedback, range_name=name, since=start, until=until, counts=counts, labelled=labelled)
     overview.sampled = len(sample) < overview.records
+    overview.agreements = reviewer_agreements(history)
     return overview
+
+
+def reviewer_agreements(history: list[Feedback]) -> list[Agreement]:
+    """Cohen's kappa of each pair of reviewers who labelled a request in common (the first MAX_REVIEWERS by name)."""
+    reviewers = sorted({fb.actor for fb in history})[:MAX_REVIEWERS]
+    pairs = (agreement(history, a, b) for a, b in itertools.combinations(reviewers, 2))
+    return [pair for pair in pairs if pair.n]
 
 
 def summarise(
