@@ -202,3 +202,37 @@ def test_an_ordinary_code_answer_passes_unchanged(client: openai.OpenAI, upstrea
     )
     assert completion.choices[0].finish_reason == "stop"
     assert completion.choices[0].message.content == CODE_ANSWER
+
+
+CODE_ANSWERS = [
+    json.loads(line)["answer"] for line in (ROOT / "tests/data/code_answers.jsonl").read_text().splitlines()
+]
+# Moderation v3 blocks these (a false positive of the detection work to remove; strict, so the fix must
+# update this): the Go login handler scores 0.59 (self-harm, sexual, violence, illicit) whole, and the window
+# "def kill_process(...): os.kill(pid, signal.SIGTERM)" of a streamed answer crosses 0.5.
+MODERATION_FALSE_POSITIVES = {(7, False), (7, True), (0, True)}
+
+
+@pytest.mark.parametrize(
+    ("index", "stream"),
+    [
+        pytest.param(i, stream, marks=pytest.mark.xfail(strict=True, reason="moderation v3 blocks it"))
+        if (i, stream) in MODERATION_FALSE_POSITIVES
+        else pytest.param(i, stream)
+        for i in range(len(CODE_ANSWERS))
+        for stream in (False, True)
+    ],
+)
+def test_code_answers_come_back_unmangled(
+    client: openai.OpenAI, upstream: FakeUpstream, index: int, stream: bool
+) -> None:
+    """Real code answers (tests/data/code_answers.README.md) pass the shipped output steps untouched."""
+    code = CODE_ANSWERS[index]
+    upstream.enqueue(Reply(content=code))
+    messages: list[dict[str, str]] = [{"role": "user", "content": "How would I write that in code?"}]
+    if stream:
+        chunks = client.chat.completions.create(model="gpt-4o-mini", messages=messages, stream=True)  # type: ignore[arg-type]
+        got = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+    else:
+        got = client.chat.completions.create(model="gpt-4o-mini", messages=messages).choices[0].message.content  # type: ignore[arg-type]
+    assert got == code
