@@ -6,13 +6,15 @@ mangled the code the user asked for (`def [LOCATION], process_type=None):`). Cod
 - fenced blocks (```` ``` ```` or `~~~`, to the closing fence or the end of the text: a stream's
   window may hold only the opening fence);
 - inline code between backticks on one line;
-- lines that read as code: indented by four spaces or a tab (not a nested list item), or opening with a keyword
+- lines that read as code: indented by four spaces or a tab with code punctuation (`=`, brackets,
+  `;`, `a.b`, `->`; an indented address block in a letter is not code), or opening with a keyword
   (`def`, `class`, `import`, `return`, ...), or ending with `{`, `;` or `):`.
 
 A name-entity span is then not reported when it lies in a code region, unless it sits inside a
 quoted string literal there (`author = "Jane Doe"` is still personal data), and never when its own
-text is an identifier (`a.b`, `f(`, `x_y`, `a=b`, `a/b`): names do not contain those characters.
-Pattern findings (emails, phones, cards, keys) are not affected: a secret in code is still a secret.
+text is an identifier (`a.b`, `f(`, `x_y`, `a=b`): names do not contain those characters.
+Only names and places are filtered (`CODE_SENSITIVE_LABELS`): street addresses ("p.o. box 178") and
+pattern findings (emails, phones, cards, keys) are not affected; a secret in code is still a secret.
 """
 
 from __future__ import annotations
@@ -23,16 +25,17 @@ from collections.abc import Sequence
 _FENCE = re.compile(r"^[ \t]*(```|~~~)[^\n]*\n.*?(?:^[ \t]*\1[ \t]*$|\Z)", re.MULTILINE | re.DOTALL)
 _INLINE = re.compile(r"`[^`\n]+`")
 _CODE_LINE = re.compile(
-    r"^(?:(?:    |\t)(?![ \t]*(?:[-*+]|\d+[.)])[ \t])[^\n]*\S[^\n]*"
+    r"^(?:(?:    |\t)(?![ \t]*(?:[-*+]|\d+[.)])[ \t])[^\n]*(?:[=(){}\[\];]|\w\.[a-z_]|->|::)[^\n]*"
     r"|[ \t]*(?:def|class|import|from\s+\S+\s+import|return|async\s+def|const|let|var|function|public|private"
     r"|package|func|fn|#include|SELECT|INSERT|UPDATE)\b[^\n]*"
     r"|[^\n]*(?:[{;]|\):)[ \t]*)$",
     re.MULTILINE,
 )
+CODE_SENSITIVE_LABELS = frozenset({"PERSON", "LOCATION", "NRP", "ORGANIZATION"})
 _STRING_LITERAL = re.compile(r"\"[^\"\n]*\"|'[^'\n]*'")
-# A dot between a word character and a lower-case one (`os.kill`), or any of ( ) _ = / \ < > { } [ ] ; inside the span.
-# Initials ("J.R.R. Tolkien") keep a capital after the dot; members (`os.kill`) do not.
-_IDENTIFIER = re.compile(r"\w\.[a-z_]|[()_=/\\<>{}\[\];]")
+# Initials ("J.R.R. Tolkien") keep a capital after the dot; members (`os.kill`) do not. A call opens a
+# bracket right after a word (`Include(i`); a name may carry one after a space ("Cyprus (Greek)").
+_IDENTIFIER = re.compile(r"\w\.[a-z_]|\w\(|\)\.|[_=<>{}\[\];]")
 
 
 def code_regions(text: str) -> list[tuple[int, int]]:
