@@ -86,7 +86,7 @@ def test_every_string_of_a_request_is_checked_before_it_is_forwarded(
             {"role": "user", "content": [{"type": "input_text", "text": f"My SSN is {SSN}"}]},
             {"type": "function_call", "call_id": "call_1", "name": "lookup", "arguments": json.dumps({"who": EMAIL})},
             {"type": "function_call_output", "call_id": "call_1", "output": f"Found {EMAIL}, SSN {SSN}"},
-            {"role": "assistant", "content": [{"type": "output_text", "text": f"Mailing {EMAIL}", "annotations": []}]},
+            {"role": "assistant", "content": [{"type": "output_text", "text": f"Mailing {EMAIL}", "annotations": []}]},  # type: ignore[list-item,misc]
             {"role": "user", "content": "and now?"},
         ],
         tools=[
@@ -268,7 +268,7 @@ def test_an_image_part_is_unscanned_and_blocked_by_default(client: openai.OpenAI
     with pytest.raises(openai.BadRequestError) as info:
         client.responses.create(
             model=MODEL,
-            input=[{"role": "user", "content": [{"type": "input_text", "text": "what is this?"}, image]}],  # type: ignore[list-item]
+            input=[{"role": "user", "content": [{"type": "input_text", "text": "what is this?"}, image]}],  # type: ignore[list-item,misc]
         )
     assert info.value.code == "content_filter"
     assert upstream.requests == []

@@ -477,8 +477,13 @@ def walk_mcp_result(result: JSON) -> Walk:
     return walk
 
 
+def identifiers_only(value: JSON) -> JSON:
+    """The fields of an object that hold only identifiers or numbers (`resultType`, `ttlMs`): nothing to check."""
+    return {k: v for k, v in value.items() if _harmless(v)}
+
+
 def walk_mcp_server_info(result: JSON) -> Walk:
-    """An `initialize` answer: the server's `instructions` and `serverInfo` reach the client's model."""
+    """An `initialize` / `server/discover` answer: the server's `instructions` and info reach the client's model."""
     walk = Walk()
     for key in list(result):
         if key in ("protocolVersion", "capabilities"):
