@@ -83,12 +83,15 @@ def proxy(
 
 
 @contextlib.asynccontextmanager
-async def connect(proxy: ProxyServer, server: str, key: str | None = None) -> AsyncIterator[Client]:
+async def connect(
+    proxy: ProxyServer, server: str, key: str | None = None, *, legacy: bool = False
+) -> AsyncIterator[Client]:
+    """The SDK's client through the proxy; `legacy`: the initialize handshake with a session id (pre-2026 servers)."""
     headers = {"authorization": f"Bearer {key}"} if key else {}
     url = f"{proxy.url}/mcp/{server}"
     async with (
         httpx2.AsyncClient(headers=headers, timeout=10) as http,
-        Client(streamable_http_client(url, http_client=http)) as client,
+        Client(streamable_http_client(url, http_client=http), mode="legacy" if legacy else "auto") as client,
     ):
         yield client
 
@@ -186,6 +189,23 @@ async def test_each_message_is_audited_without_personal_data(proxy: ProxyServer)
     [(outcome, _, input_text, output_text)] = [r for r in rows if r[1] == "tools/call:echo" and "audit" in r[2]]
     assert outcome == "allowed"
     assert EMAIL not in input_text and EMAIL not in output_text
+
+
+async def test_the_legacy_handshake_keeps_its_session_and_event_stream_answers(
+    proxy: ProxyServer, upstreams: dict[str, Any]
+) -> None:
+    """initialize + `mcp-session-id` + answers as text/event-stream: the transport of pre-2026 servers."""
+    tools: ToolServer = upstreams["tools"]
+    tools.received.clear()
+    async with connect(proxy, "tools", legacy=True) as client:
+        names = {t.name for t in (await client.list_tools()).tools}
+        result = await client.call_tool("echo", {"text": f"legacy {EMAIL}"})
+        with pytest.raises(MCPError) as info:
+            await client.call_tool("fetch_page", {"url": "https://example.com"})
+    assert "echo" in names and "poisoned" not in names
+    assert _text(result) == f"echo: legacy {EMAIL}"
+    assert EMAIL not in tools.received[0]
+    assert info.value.code == BLOCKED
 
 
 # ---------------------------------------------------------------- per key / profile
