@@ -82,6 +82,10 @@ class ToolServer:
         def admin_reset() -> str:
             return "reset"
 
+        @server.tool(description="A very long report.")
+        def report() -> str:
+            return "word " * 8000  # 40,000 characters: over the test policy's default max_text_chars (32,000)
+
         @server.tool(description="A chart as an image.")
         def chart() -> Image:
             return Image(data=b"\x89PNG\r\n\x1a\n", format="png")

@@ -23,18 +23,18 @@ from mcp import Client, MCPError
 from mcp.client.streamable_http import streamable_http_client
 
 from guardproxy.auth.keys import NewKey, SQLiteKeyStore
+from guardproxy.mcp_gateway.jsonrpc import (
+    BLOCKED,
+    REFUSED,
+    TOO_MANY_TOOLS,
+    TOOL_NOT_ALLOWED,
+    UPSTREAM_INVALID,
+    UPSTREAM_UNAVAILABLE,
+)
 from tests.fake_upstream import FakeUpstream
 from tests.mcp_servers import ATTACK, EMAIL, ServerThread, ToolServer, fixed_answer_app, hanging_app
 from tests.policies import write_policy
 from tests.proxy_harness import ProxyServer
-
-BLOCKED, UPSTREAM_UNAVAILABLE, UPSTREAM_INVALID, TOOL_NOT_ALLOWED, TOO_MANY_TOOLS = (
-    -32001,
-    -32002,
-    -32003,
-    -32004,
-    -32005,
-)
 
 
 def _policy(directory: Path, upstream: FakeUpstream, servers: dict[str, str], extra: str = "") -> Path:
@@ -286,7 +286,20 @@ async def test_a_list_of_500_tools_is_refused(proxy: ProxyServer) -> None:
         with pytest.raises(MCPError) as info:
             await client.list_tools()
     assert info.value.code == TOO_MANY_TOOLS
-    assert "507 tools" in info.value.error.message
+    assert "508 tools" in info.value.error.message
+
+
+async def test_texts_too_large_to_check_are_refused_both_ways(proxy: ProxyServer, upstreams: dict[str, Any]) -> None:
+    tools: ToolServer = upstreams["tools"]
+    tools.received.clear()
+    async with connect(proxy, "tools") as client:
+        with pytest.raises(MCPError) as answer:
+            await client.call_tool("report", {})
+        with pytest.raises(MCPError) as request:
+            await client.call_tool("echo", {"text": "x" * 40_000})
+    assert answer.value.code == UPSTREAM_INVALID and "too large to check" in answer.value.error.message
+    assert request.value.code == REFUSED and request.value.error.data == {"status": 413, "code": "request_too_large"}
+    assert tools.received == []
 
 
 @pytest.mark.parametrize(

@@ -18,19 +18,21 @@ own `check_slots`, so MCP traffic runs the same steps, roles and actions as chat
 from __future__ import annotations
 
 import fnmatch
+import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from guardproxy.audit.records import Outcome
 from guardproxy.core import JSON, TextRole
-from guardproxy.errors import GuardproxyError
+from guardproxy.errors import BodyTooLarge, GuardproxyError
 from guardproxy.mcp_gateway.jsonrpc import (
-    ACCESS_DENIED,
     BLOCKED,
     INVALID_REQUEST,
     METHOD_NOT_FOUND,
+    REFUSED,
     TOO_MANY_TOOLS,
     TOOL_NOT_ALLOWED,
+    UPSTREAM_INVALID,
     McpError,
     client_message,
     request_id_of,
@@ -40,6 +42,7 @@ from guardproxy.mcp_gateway.upstream import McpUpstreams, UpstreamReply
 from guardproxy.policies.chain import CompiledStep, StepResult, Verdict
 from guardproxy.policies.operators import redact_all, restore
 from guardproxy.policies.schema import McpServer, ToolAccess
+from guardproxy.proxy.admission import admit
 from guardproxy.proxy.exchange import Exchange, segment
 from guardproxy.proxy.gateway import Gateway
 from guardproxy.proxy.walker import (
@@ -127,6 +130,7 @@ class McpGateway:
         gw = self.gateway
         gw.holder.release(ex.rt)
         gw.metrics.requests.labels(ex.served_as, "unknown", ex.outcome).inc()
+        gw.metrics.request_latency.labels(ex.served_as).observe(time.perf_counter() - ex.started)
         await gw.sink.submit(ex.record(store_raw=ex.rt.policy.audit.store_raw))
 
     async def _relay(
@@ -135,6 +139,7 @@ class McpGateway:
         method = str(message["method"])
         if method not in _METHODS:
             raise McpError(METHOD_NOT_FOUND, f"Method {method!r} is not relayed by guardproxy's MCP gateway.")
+        admit(message, ex.rt.policy.proxy)  # the size limits of any request, before any detector runs
         params: JSON = message.get("params") or {}
         access = self._access(ex, name, server)
         if method == "tools/call":
@@ -150,6 +155,12 @@ class McpGateway:
             walk.any(params, TextRole.METADATA, ".params")
             await self._check_request(ex, walk)
         reply = await self.upstreams.send(name, server, message, transport_headers)
+        try:  # an answer is checked like a request: its size bounds the detectors' work
+            admit(reply.message, ex.rt.policy.proxy)
+        except BodyTooLarge as exc:
+            raise McpError(
+                UPSTREAM_INVALID, f"The MCP server's answer is too large to check. {exc.message}", data={"server": name}
+            ) from None
         if reply.message is None or method in _NOTIFICATIONS:
             return McpReply(202, None, reply.session_id)
         return McpReply(200, await self._checked_reply(ex, method, server, access, reply), reply.session_id)
@@ -318,4 +329,4 @@ def _raise_if_blocked(ex: Exchange, verdicts: Sequence[Verdict], outcome: Outcom
 
 def _from_guardproxy(exc: GuardproxyError) -> McpError:
     """Our errors (a bad key, a profile the policy lacks) as JSON-RPC errors with their HTTP status."""
-    return McpError(ACCESS_DENIED, exc.message, data={"status": exc.status, "code": exc.code}, http_status=exc.status)
+    return McpError(REFUSED, exc.message, data={"status": exc.status, "code": exc.code}, http_status=exc.status)

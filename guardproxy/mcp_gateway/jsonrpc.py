@@ -11,7 +11,7 @@ INVALID_REQUEST = -32600
 METHOD_NOT_FOUND = -32601
 INTERNAL_ERROR = -32603
 # Server-defined codes (JSON-RPC reserves -32000..-32099 for them).
-ACCESS_DENIED = -32000  # no or a bad key, a body too large or too slow: `data.status` says which
+REFUSED = -32000  # refused before any check: a bad key, a body too large or too slow (`data.status` says which)
 BLOCKED = -32001  # a policy step blocked the arguments, the result or a tool list
 UPSTREAM_UNAVAILABLE = -32002  # the server is unreachable, timed out or answered an HTTP error
 UPSTREAM_INVALID = -32003  # the server's answer is not the JSON-RPC message MCP requires

@@ -21,7 +21,7 @@ from guardproxy.auth.access import Access
 from guardproxy.auth.keys import Role
 from guardproxy.errors import GuardproxyError, InvalidRequest
 from guardproxy.mcp_gateway.gateway import McpGateway
-from guardproxy.mcp_gateway.jsonrpc import ACCESS_DENIED, PARSE_ERROR, McpError
+from guardproxy.mcp_gateway.jsonrpc import PARSE_ERROR, REFUSED, McpError
 from guardproxy.mcp_gateway.upstream import CLIENT_HEADERS, SESSION_HEADER
 from guardproxy.proxy.gateway import client_label, new_request_id
 from guardproxy.proxy.request_body import read_body
@@ -90,7 +90,7 @@ def _decode(decode: Callable[[bytes], Any], raw: bytes) -> Any:
 
 
 def _refusal(exc: GuardproxyError) -> McpError:
-    return McpError(ACCESS_DENIED, exc.message, data={"status": exc.status, "code": exc.code}, http_status=exc.status)
+    return McpError(REFUSED, exc.message, data={"status": exc.status, "code": exc.code}, http_status=exc.status)
 
 
 def _not_allowed(message: str) -> Response[bytes]:
