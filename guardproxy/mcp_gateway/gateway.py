@@ -149,11 +149,11 @@ class McpGateway:
             ex.model = f"tools/call:{tool}"
             if not all(_allows(a, tool) for a in access):
                 raise McpError(TOOL_NOT_ALLOWED, f"Tool {tool!r} is not allowed for this key.", data={"tool": tool})
-            await self._check_request(ex, walk_mcp_arguments(params))
+            await self._check_request(ex, walk_mcp_arguments(params), "The tool call")
         elif params:
             walk = Walk()
             walk.any(params, TextRole.METADATA, ".params")
-            await self._check_request(ex, walk)
+            await self._check_request(ex, walk, f"The {method} request")
         reply = await self.upstreams.send(name, server, message, transport_headers)
         try:  # an answer is checked like a request: its size bounds the detectors' work
             admit(reply.message, ex.rt.policy.proxy)
@@ -187,14 +187,16 @@ class McpGateway:
             return result_body(rid, await self._checked_server_info(ex, result))
         return result_body(rid, {})  # ping: an empty result
 
-    async def _check_request(self, ex: Exchange, walk: Walk) -> None:
+    async def _check_request(self, ex: Exchange, walk: Walk, what: str) -> None:
         """What the client sends the server passes the input chain first; a block answers with an error."""
         texts = checked_texts(walk.slots)
         verdicts = await self._check(ex, texts, walk, ex.chains.unscanned_input)
         ex.input_segments += tuple(
             segment(t.role, t.path, redact_all(t.text, v.sensitive)) for t, v in zip(texts, verdicts, strict=True)
         )
-        _raise_if_blocked(ex, verdicts, Outcome.BLOCKED_INPUT, "The tool call")
+        if ex.rt.policy.audit.store_raw:
+            ex.raw_input_segments += tuple(segment(t.role, t.path, t.text) for t in texts)
+        _raise_if_blocked(ex, verdicts, Outcome.BLOCKED_INPUT, what)
         for t, v in zip(texts, verdicts, strict=True):
             t.apply(v.edits, ex.scope)  # anonymised values reach the server as placeholders
 
@@ -202,16 +204,23 @@ class McpGateway:
         """What the server sends back passes the input chain (as a chat tool result would) before the client."""
         texts = checked_texts(walk.slots)
         verdicts = await self._check(ex, texts, walk, ex.chains.unscanned_output)
+        self._record_output(ex, texts, verdicts)
+        _raise_if_blocked(ex, verdicts, Outcome.BLOCKED_OUTPUT, what)
+        _apply_for_client(ex, texts, verdicts)
+
+    @staticmethod
+    def _record_output(ex: Exchange, texts: Sequence[CheckedText], verdicts: Sequence[Verdict]) -> None:
+        """The audit segments of what the server sent: as checked, what steps found redacted (raw if the policy says)."""
         ex.output_segments += tuple(
             segment(t.role, t.path, redact_all(t.text, v.sensitive)) for t, v in zip(texts, verdicts, strict=True)
         )
-        _raise_if_blocked(ex, verdicts, Outcome.BLOCKED_OUTPUT, what)
-        _apply_for_client(ex, texts, verdicts)
+        if ex.rt.policy.audit.store_raw:
+            ex.raw_output_segments += tuple(segment(t.role, t.path, t.text) for t in texts)
 
     async def _check(
         self, ex: Exchange, texts: Sequence[CheckedText], walk: Walk, unscanned_step: CompiledStep
     ) -> list[Verdict]:
-        """One verdict per text; a blocking verdict on unscanned parts (images, audio) is put first."""
+        """One verdict per text; raises at once when `proxy.unscanned` blocks parts no detector reads (images...)."""
         verdicts = await self.gateway.check_slots(ex, ex.chains.input, texts)
         unscanned = await self.gateway.check_unscanned(ex, unscanned_step, walk.unscanned)
         ex.add([*unscanned, *verdicts])
@@ -267,9 +276,7 @@ class McpGateway:
         texts: list[CheckedText] = [JoinedSlot(w.slots[0].role, f".tools[{i}]", w.slots) for i, w in enumerate(walks)]
         verdicts = await self.gateway.check_slots(ex, ex.chains.input, texts) if texts else []
         ex.add(verdicts)
-        ex.output_segments += tuple(
-            segment(t.role, t.path, redact_all(t.text, v.sensitive)) for t, v in zip(texts, verdicts, strict=True)
-        )
+        self._record_output(ex, texts, verdicts)
         kept: list[JSON] = []
         for tool, text, verdict in zip(listed, texts, verdicts, strict=True):
             if verdict.blocked_by is not None:
