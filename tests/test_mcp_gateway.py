@@ -211,7 +211,7 @@ async def test_the_legacy_handshake_keeps_its_session_and_event_stream_answers(
 # ---------------------------------------------------------------- per key / profile
 
 
-async def test_a_profile_narrows_the_tools_of_its_keys(
+async def test_keys_profiles_and_rate_limits_apply(
     upstreams: dict[str, Any], upstream_server: FakeUpstream, tmp_path: Path
 ) -> None:
     keys_db = tmp_path / "keys.db"
@@ -224,6 +224,7 @@ async def test_a_profile_narrows_the_tools_of_its_keys(
     try:
         limited = store.create(NewKey("tenant", profile="limited"), now=time.time())[0]
         full = store.create(NewKey("ops"), now=time.time())[0]
+        one_a_minute = store.create(NewKey("slow", rpm=1), now=time.time())[0]
     finally:
         store.close()
     with ProxyServer(policy) as server:
@@ -235,10 +236,15 @@ async def test_a_profile_narrows_the_tools_of_its_keys(
             full_names = {t.name for t in (await client.list_tools()).tools}
             assert _text(await client.call_tool("admin_reset", {})) == "reset"
         refused = httpx.post(f"{server.url}/mcp/tools", json={"jsonrpc": "2.0", "id": 1, "method": "ping"})
+        ping = {"jsonrpc": "2.0", "id": 2, "method": "ping"}
+        auth = {"authorization": f"Bearer {one_a_minute}"}
+        first, second = (httpx.post(f"{server.url}/mcp/tools", json=ping, headers=auth) for _ in range(2))
     assert names == {"echo", "contact"}
     assert info.value.code == TOOL_NOT_ALLOWED
     assert "admin_reset" in full_names
     assert refused.status_code == 401 and refused.json()["error"]["data"]["code"] == "invalid_api_key"
+    assert first.status_code == 200, first.text  # relayed (the server may answer an error of its own)
+    assert second.status_code == 429 and second.json()["error"]["data"]["code"] == "rate_limit_exceeded"
 
 
 # ---------------------------------------------------------------- bad input

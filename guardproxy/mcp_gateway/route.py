@@ -19,6 +19,7 @@ from litestar.params import FromPath
 from guardproxy.audit.records import AuditRecord, Outcome
 from guardproxy.auth.access import Access
 from guardproxy.auth.keys import Role
+from guardproxy.auth.limits import RateLimiter
 from guardproxy.errors import GuardproxyError, InvalidRequest
 from guardproxy.mcp_gateway.gateway import McpGateway
 from guardproxy.mcp_gateway.jsonrpc import PARSE_ERROR, REFUSED, McpError
@@ -31,9 +32,15 @@ _encode = msgspec.json.Encoder().encode
 
 
 def mcp_routes(
-    mcp: McpGateway, access: Access, *, request_id_header: str, decode: Callable[[bytes], Any]
+    mcp: McpGateway,
+    access: Access,
+    limiter: RateLimiter,
+    *,
+    request_id_header: str,
+    decode: Callable[[bytes], Any],
 ) -> list[HTTPRouteHandler]:
-    """`decode`: the app's JSON body decoder (its depth limit included)."""
+    """`decode`: the app's JSON body decoder (its depth limit included). Each message counts against the key's
+    `--rpm` like any request (tokens are not charged: no model ran)."""
 
     def answer(status: int, body: Any, request_id: str, session_id: str | None = None) -> Response[bytes]:
         headers = {request_id_header: request_id}
@@ -53,6 +60,7 @@ def mcp_routes(
             caller = access.check(authorization, Role.CLIENT)
             if caller is not None:
                 client = f"{host or 'unknown'} key:{caller.label}"
+                limiter.admit(caller.key)
             limits = mcp.gateway.holder.current.policy.proxy
             raw = await read_body(request, limits.max_body_bytes, limits.body_read_timeout_s)
             value = _decode(decode, raw)

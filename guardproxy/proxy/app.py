@@ -217,7 +217,7 @@ def create_app(settings: Settings, *, runtime_builder: RuntimeBuilder = build_ru
                 request_id_header=REQUEST_ID_HEADER,
                 body_read_timeout_s=lambda: holder.current.policy.proxy.body_read_timeout_s,
             ),
-            *mcp_routes(mcp, access, request_id_header=REQUEST_ID_HEADER, decode=_decode_body),
+            *mcp_routes(mcp, access, limiter, request_id_header=REQUEST_ID_HEADER, decode=_decode_body),
         ],
         exception_handlers={Exception: _render_error},
         lifespan=[lifespan],
