@@ -129,10 +129,28 @@ def test_an_injection_in_a_tool_result_is_blocked(client: openai.OpenAI, upstrea
     assert upstream.requests == []
 
 
-def test_a_tool_description_is_checked_as_a_tool_definition(client: openai.OpenAI, upstream: FakeUpstream) -> None:
-    tool = {"type": "function", "name": "search", "description": ATTACK, "parameters": {}}
+@pytest.mark.parametrize(
+    "declaration",
+    [
+        {"tools": [{"type": "function", "name": "search", "description": ATTACK, "parameters": {}}]},
+        {
+            "tools": [
+                {
+                    "type": "function",
+                    "name": "search",
+                    "parameters": {"type": "object", "properties": {"q": {"type": "string", "description": ATTACK}}},
+                }
+            ]
+        },
+        {"text": {"format": {"type": "json_schema", "name": "answer", "schema": {"description": ATTACK}}}},
+    ],
+    ids=["tool_description", "parameter_description", "text_format_schema"],
+)
+def test_declarations_are_checked_as_tool_definitions(
+    client: openai.OpenAI, upstream: FakeUpstream, declaration: dict[str, Any]
+) -> None:
     with pytest.raises(openai.BadRequestError) as info:
-        client.responses.create(model=MODEL, input="hi", tools=[tool])  # type: ignore[list-item]
+        client.responses.create(model=MODEL, input="hi", **declaration)
     assert info.value.code == "content_filter"
     assert upstream.requests == []
 
