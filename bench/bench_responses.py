@@ -87,6 +87,8 @@ def through_proxy(requests: int, ready_timeout_s: float) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix="bench-responses-") as tmp, ExitStack() as stack:
         workdir = Path(tmp)
         upstream_port, proxy_port = servers.free_port(), servers.free_port()
+        policy = str(BENCH_DIR / "policy.rules-only.yaml")
+        command = [guardproxy_bin, "serve", "--policy", policy, "--no-watch", "--port", str(proxy_port)]
         stack.enter_context(
             servers.running_server(
                 "upstream",
@@ -101,8 +103,7 @@ def through_proxy(requests: int, ready_timeout_s: float) -> dict[str, Any]:
         stack.enter_context(
             servers.running_server(
                 "guardproxy",
-                [guardproxy_bin, "serve", "--policy", str(BENCH_DIR / "policy.rules-only.yaml"), "--no-watch"]
-                + ["--port", str(proxy_port)],
+                command,
                 base_url=f"http://127.0.0.1:{proxy_port}",
                 ready_path="/healthz",
                 env={"UPSTREAM_URL": f"http://127.0.0.1:{upstream_port}/v1", "OPENAI_API_KEY": "bench"},
