@@ -225,6 +225,7 @@ async def test_keys_profiles_and_rate_limits_apply(
         limited = store.create(NewKey("tenant", profile="limited"), now=time.time())[0]
         full = store.create(NewKey("ops"), now=time.time())[0]
         one_a_minute = store.create(NewKey("slow", rpm=1), now=time.time())[0]
+        ghost = store.create(NewKey("ghost", profile="no-such-profile"), now=time.time())[0]
     finally:
         store.close()
     with ProxyServer(policy) as server:
@@ -239,12 +240,15 @@ async def test_keys_profiles_and_rate_limits_apply(
         ping = {"jsonrpc": "2.0", "id": 2, "method": "ping"}
         auth = {"authorization": f"Bearer {one_a_minute}"}
         first, second = (httpx.post(f"{server.url}/mcp/tools", json=ping, headers=auth) for _ in range(2))
+        unknown_profile = httpx.post(f"{server.url}/mcp/tools", json=ping, headers={"authorization": f"Bearer {ghost}"})
     assert names == {"echo", "contact"}
     assert info.value.code == TOOL_NOT_ALLOWED
     assert "admin_reset" in full_names
     assert refused.status_code == 401 and refused.json()["error"]["data"]["code"] == "invalid_api_key"
     assert first.status_code == 200, first.text  # relayed (the server may answer an error of its own)
     assert second.status_code == 429 and second.json()["error"]["data"]["code"] == "rate_limit_exceeded"
+    assert unknown_profile.status_code == 403  # fails closed, never the default profile's lists
+    assert unknown_profile.json()["error"]["data"]["code"] == "profile_not_found"
 
 
 # ---------------------------------------------------------------- bad input

@@ -22,19 +22,19 @@ import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
-from guardproxy.audit.records import Outcome
+from guardproxy.audit.records import AuditRecord, Outcome
 from guardproxy.core import JSON, TextRole
 from guardproxy.errors import BodyTooLarge, GuardproxyError
 from guardproxy.mcp_gateway.jsonrpc import (
     BLOCKED,
     INVALID_REQUEST,
     METHOD_NOT_FOUND,
-    REFUSED,
     TOO_MANY_TOOLS,
     TOOL_NOT_ALLOWED,
     UPSTREAM_INVALID,
     McpError,
     client_message,
+    refused,
     request_id_of,
     result_body,
 )
@@ -112,8 +112,10 @@ class McpGateway:
             ex.model = str(message["method"])
             return await self._relay(ex, server_name, server, message, transport_headers)
         except (McpError, GuardproxyError) as exc:
-            err = exc if isinstance(exc, McpError) else _from_guardproxy(exc)
-            if ex is not None:
+            err = exc if isinstance(exc, McpError) else refused(exc)
+            if ex is None:  # refused before it became an exchange (a profile the policy lacks)
+                await self.record_refused(request_id, server_name, client, err)
+            else:
                 if ex.outcome == Outcome.ALLOWED:
                     ex.outcome = Outcome.ERROR
                 ex.status = err.http_status
@@ -125,6 +127,33 @@ class McpGateway:
                 await gw.cleanups.run(self._finish(ex), what="mcp_finish")
             else:
                 gw.holder.release(rt)
+
+    async def record_refused(
+        self, request_id: str, server: str, client: str, err: McpError, *, started: float | None = None
+    ) -> None:
+        """The audit row of a message refused before it was read (a bad key, a body too large, not JSON...).
+
+        Keeps the error code, never its message or the body."""
+        gw = self.gateway
+        known = server in gw.holder.current.policy.mcp_servers
+        endpoint = f"mcp/{server}" if known else "mcp/unknown"  # metric labels stay bounded
+        gw.metrics.requests.labels(endpoint, "unknown", Outcome.ERROR).inc()
+        latency_s = 0.0 if started is None else time.perf_counter() - started
+        gw.metrics.request_latency.labels(endpoint).observe(latency_s)
+        record = AuditRecord(
+            request_id=request_id,
+            ts=time.time(),
+            client=client,
+            endpoint=endpoint,
+            model="",
+            backend=server if known else "",
+            stream=False,
+            outcome=Outcome.ERROR,
+            status=err.http_status,
+            latency_ms=latency_s * 1000.0,
+            error=f"McpError {err.code}",
+        )
+        await gw.sink.submit(record)
 
     async def _finish(self, ex: Exchange) -> None:
         gw = self.gateway
@@ -332,8 +361,3 @@ def _raise_if_blocked(ex: Exchange, verdicts: Sequence[Verdict], outcome: Outcom
             "guardproxy": {"step": step.name, "detector": step.detector_name, "labels": labels},
         },
     )
-
-
-def _from_guardproxy(exc: GuardproxyError) -> McpError:
-    """Our errors (a bad key, a profile the policy lacks) as JSON-RPC errors with their HTTP status."""
-    return McpError(REFUSED, exc.message, data={"status": exc.status, "code": exc.code}, http_status=exc.status)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from guardproxy.core import JSON
+from guardproxy.errors import GuardproxyError
 
 PARSE_ERROR = -32700
 INVALID_REQUEST = -32600
@@ -66,3 +67,8 @@ def client_message(value: Any) -> JSON:
 
 def result_body(request_id: RequestId, result: JSON) -> JSON:
     return {"jsonrpc": "2.0", "id": request_id, "result": result}
+
+
+def refused(exc: GuardproxyError) -> McpError:
+    """One of the proxy's own errors (a bad key, a rate limit, a body too large) as a JSON-RPC error, same HTTP status."""
+    return McpError(REFUSED, exc.message, data={"status": exc.status, "code": exc.code}, http_status=exc.status)

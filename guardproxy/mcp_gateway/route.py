@@ -16,13 +16,12 @@ from litestar import Request, Response, delete, get, post
 from litestar.handlers import HTTPRouteHandler
 from litestar.params import FromPath
 
-from guardproxy.audit.records import AuditRecord, Outcome
 from guardproxy.auth.access import Access
 from guardproxy.auth.keys import Role
 from guardproxy.auth.limits import RateLimiter
 from guardproxy.errors import GuardproxyError, InvalidRequest
 from guardproxy.mcp_gateway.gateway import McpGateway
-from guardproxy.mcp_gateway.jsonrpc import PARSE_ERROR, REFUSED, McpError
+from guardproxy.mcp_gateway.jsonrpc import PARSE_ERROR, REFUSED, McpError, refused
 from guardproxy.mcp_gateway.upstream import CLIENT_HEADERS, SESSION_HEADER
 from guardproxy.proxy.gateway import client_label, new_request_id
 from guardproxy.proxy.request_body import read_body
@@ -65,8 +64,8 @@ def mcp_routes(
             raw = await read_body(request, limits.max_body_bytes, limits.body_read_timeout_s)
             value = _decode(decode, raw)
         except (GuardproxyError, McpError) as exc:
-            err = exc if isinstance(exc, McpError) else _refusal(exc)
-            await _record_refused(mcp, request_id, server, client, err, started)
+            err = exc if isinstance(exc, McpError) else refused(exc)
+            await mcp.record_refused(request_id, server, client, err, started=started)
             return answer(err.http_status, err.body(None), request_id)
         transport = {k: v for k in CLIENT_HEADERS if (v := request.headers.get(k)) is not None}
         reply = await mcp.handle(
@@ -97,32 +96,6 @@ def _decode(decode: Callable[[bytes], Any], raw: bytes) -> Any:
         raise McpError(PARSE_ERROR, exc.message, http_status=400) from None
 
 
-def _refusal(exc: GuardproxyError) -> McpError:
-    return McpError(REFUSED, exc.message, data={"status": exc.status, "code": exc.code}, http_status=exc.status)
-
-
 def _not_allowed(message: str) -> Response[bytes]:
-    body = McpError(-32000, message, http_status=405).body(None)
+    body = McpError(REFUSED, message, http_status=405).body(None)
     return Response(_encode(body), status_code=405, media_type="application/json", headers={"allow": "POST"})
-
-
-async def _record_refused(
-    mcp: McpGateway, request_id: str, server: str, client: str, err: McpError, started: float
-) -> None:
-    """The audit row of a message refused before it was read (a bad key, a body too large, not JSON)."""
-    endpoint = f"mcp/{server}" if server in mcp.gateway.holder.current.policy.mcp_servers else "mcp/unknown"
-    mcp.gateway.metrics.requests.labels(endpoint, "unknown", Outcome.ERROR).inc()
-    record = AuditRecord(
-        request_id=request_id,
-        ts=time.time(),
-        client=client,
-        endpoint=endpoint,
-        model="",
-        backend=server if endpoint != "mcp/unknown" else "",
-        stream=False,
-        outcome=Outcome.ERROR,
-        status=err.http_status,
-        latency_ms=(time.perf_counter() - started) * 1000.0,
-        error=f"McpError {err.code}",
-    )
-    await mcp.gateway.sink.submit(record)
