@@ -235,8 +235,7 @@ def check_responses_api(tmp_path: Path, backend_yaml: str, greedy_text: str) -> 
     pattern = re.compile(rf"\b{re.escape(banned)}\b", re.IGNORECASE)
     [system, user] = GREEDY["messages"]
     args: dict[str, Any] = {"model": "tiny", "instructions": system["content"], "input": user["content"]}
-    with ProxyServer(policy) as proxy:
-        client = OpenAI(base_url=proxy.url + "/v1", api_key="unused", max_retries=0)
+    with ProxyServer(policy) as proxy, OpenAI(base_url=proxy.url + "/v1", api_key="unused", max_retries=0) as client:
         short = client.responses.create(**args, temperature=0, max_output_tokens=2)
         assert short.output_text and short.usage is not None and short.usage.output_tokens == 2
         assert short.status == "incomplete"  # cut at max_output_tokens, as the Responses API says it

@@ -42,8 +42,9 @@ def proxy(upstream_server: FakeUpstream, policy_dir: Path) -> Iterator[ProxyServ
 
 
 @pytest.fixture
-def client(proxy: ProxyServer) -> openai.OpenAI:
-    return openai.OpenAI(base_url=proxy.url + "/v1", api_key="client-key", max_retries=0)
+def client(proxy: ProxyServer) -> Iterator[openai.OpenAI]:
+    with openai.OpenAI(base_url=proxy.url + "/v1", api_key="client-key", max_retries=0) as sdk:
+        yield sdk
 
 
 def _sent(upstream: FakeUpstream) -> dict[str, Any]:
@@ -241,6 +242,18 @@ def test_a_streamed_function_call_is_released_checked(client: openai.OpenAI, ups
     assert EMAIL not in "".join(e.model_dump_json() for e in events)
     final = events[-1].response
     assert [item.type for item in final.output] == ["function_call"]
+
+
+def test_text_then_a_function_call_stream_as_two_output_items(client: openai.OpenAI, upstream: FakeUpstream) -> None:
+    upstream.enqueue(Reply(content="Let me look. ", tool_calls=[{"name": "lookup", "arguments": {"q": "x"}}]))
+    events = _events(client.responses.create(model=MODEL, input="hi", stream=True))
+    added = [(e.output_index, e.item.type) for e in events if e.type == "response.output_item.added"]
+    done = [(e.output_index, e.item.type) for e in events if e.type == "response.output_item.done"]
+    assert added == done == [(0, "message"), (1, "function_call")]
+    final = events[-1].response
+    assert events[-1].type == "response.completed"
+    assert [item.type for item in final.output] == ["message", "function_call"]
+    assert final.output_text == "Let me look. "
 
 
 def test_an_upstream_failure_mid_stream_ends_with_error_and_response_failed(
