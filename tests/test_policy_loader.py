@@ -28,11 +28,13 @@ from guardproxy.policies.schema import (
     AuditConfig,
     AuthConfig,
     BlockStep,
+    McpServer,
     ModelRoute,
     Policy,
     Profile,
     ProxySettings,
     StreamSettings,
+    ToolAccess,
 )
 
 REPO = Path(__file__).resolve().parents[1]
@@ -286,6 +288,8 @@ DOCUMENTED: dict[str, type[BaseModel]] = {
     "ProxySettings": ProxySettings,
     "StreamSettings": StreamSettings,
     "Profile": Profile,
+    "McpServer": McpServer,
+    "ToolAccess": ToolAccess,
 }
 DOCUMENTED.update({m.__name__: m for m in (*_members(BackendConfig), *_members(DetectorConfig))})
 # Meanings for fields whose model has no `description=` yet; a model description wins.

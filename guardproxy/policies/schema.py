@@ -198,12 +198,40 @@ class ProxySettings(StrictModel):
 DEFAULT_PROFILE = "default"
 
 
+class ToolAccess(StrictModel):
+    """Which tools of an MCP server are listed and callable: names or `fnmatch` patterns (`files_*`)."""
+
+    allow: list[str] | None = Field(None, description="Only these tools; null = every tool the deny list leaves.")
+    deny: list[str] = Field(default_factory=list, description="Never these tools (wins over `allow`).")
+
+
+class McpServer(ToolAccess):
+    """An upstream MCP server (streamable HTTP) that clients reach through `/mcp/<name>`."""
+
+    url: str = Field(description="The server's streamable-HTTP endpoint, e.g. `http://127.0.0.1:9000/mcp`.")
+    headers: dict[str, str] = Field(
+        default_factory=dict, description="Sent to the server with every request (e.g. its own credentials)."
+    )
+    timeout_s: float = Field(30.0, gt=0, description="Longest wait for the server's answer; then a JSON-RPC error.")
+    max_tools: int = Field(
+        200,
+        ge=1,
+        description="A `tools/list` answer with more tools is refused (JSON-RPC error): every description is "
+        "checked, so the list's size bounds the work.",
+    )
+
+
 class Profile(StrictModel):
     """A named pair of chains for some API keys (a tenant); its steps use the policy's `detectors:`."""
 
     input: list[Step] = Field(default_factory=list, description="Input steps of this profile, as top-level `input:`.")
     output: list[Step] = Field(
         default_factory=list, description="Output steps of this profile, as top-level `output:`."
+    )
+    mcp_tools: dict[str, ToolAccess] = Field(
+        default_factory=dict,
+        description="Per MCP server (a key of `mcp_servers:`): the tools this profile may list and call, "
+        "on top of the server's own `allow`/`deny`.",
     )
 
 
@@ -226,6 +254,11 @@ class Policy(StrictModel):
     )
     constitution: Constitution | None = Field(
         None, description="Principles for `revise` output steps. See Constitution; required when one is used."
+    )
+    mcp_servers: dict[str, McpServer] = Field(
+        default_factory=dict,
+        description="Upstream MCP servers proxied at `/mcp/<name>`: tool lists, calls and results pass the "
+        "chains. See McpServer.",
     )
 
     @model_validator(mode="after")
@@ -257,6 +290,12 @@ class Policy(StrictModel):
             self._check_chains(prefix, inputs, outputs)
         if self.constitution is not None:
             _check_constitution(self.constitution)
+        for name, profile in self.profiles.items():
+            for server in profile.mcp_tools:
+                if server not in self.mcp_servers:
+                    raise ValueError(
+                        f"profiles.{name}.mcp_tools.{server}: unknown MCP server; defined: {sorted(self.mcp_servers)}"
+                    )
         return self
 
     def _check_chains(self, prefix: str, inputs: list[Step], outputs: list[Step]) -> None:

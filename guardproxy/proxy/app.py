@@ -34,16 +34,18 @@ from guardproxy.detectors.model_files import detector_model_dirs
 from guardproxy.detectors.pii_regex import scrub_pii
 from guardproxy.errors import GuardproxyError, InvalidRequest
 from guardproxy.logs import ensure_logging
+from guardproxy.mcp_gateway.gateway import McpGateway
+from guardproxy.mcp_gateway.route import mcp_routes
 from guardproxy.policies.loader import load_policy, policy_fingerprint
 from guardproxy.policies.schema import Policy
 from guardproxy.policies.watcher import PolicyWatcher
 from guardproxy.proxy.feedback import feedback_route
-from guardproxy.proxy.gateway import Gateway, JSONResult, client_label, new_request_id
+from guardproxy.proxy.gateway import Api, Gateway, JSONResult, client_label, new_request_id
 from guardproxy.proxy.metrics import Metrics
 from guardproxy.proxy.request_body import read_body
+from guardproxy.proxy.responses import handle_responses
 from guardproxy.proxy.runtime import RuntimeBuilder, RuntimeHolder, build_runtime
 from guardproxy.proxy.settings import Settings
-from guardproxy.proxy.texts import Kind
 
 log = structlog.get_logger(__name__)
 AnyRequest = Request[Any, Any, Any]
@@ -71,6 +73,7 @@ def create_app(settings: Settings, *, runtime_builder: RuntimeBuilder = build_ru
     access = Access.open(lambda: holder.current.policy.auth)
     limiter = MemoryRateLimiter()  # per-key rpm/tpm/budget (auth/limits.py); only used when keys are on
     gateway = Gateway(holder, sink, metrics)  # the sink scrubs and stores records, feedback and triples
+    mcp = McpGateway(gateway)  # /mcp/<server>: MCP servers of the policy's `mcp_servers:`
     state = {"fingerprint": policy_fingerprint(policy)}
 
     async def apply_policy(new: Policy) -> None:
@@ -80,7 +83,7 @@ def create_app(settings: Settings, *, runtime_builder: RuntimeBuilder = build_ru
         metrics.policy_reloads.labels("applied").inc()
         log.info("policy_reloaded", path=str(settings.policy_path), fingerprint=state["fingerprint"])
 
-    async def serve(kind: Kind, request: AnyRequest) -> Response[bytes] | Stream:
+    async def serve(kind: Api, request: AnyRequest) -> Response[bytes] | Stream:
         started = time.perf_counter()
         request_id = new_request_id()
         request.state.request_id = request_id
@@ -105,7 +108,14 @@ def create_app(settings: Settings, *, runtime_builder: RuntimeBuilder = build_ru
             await gateway.record_rejected(request_id, kind, client, _as_guardproxy_error(exc), started=started)
             raise
         profile = caller.key.profile if caller is not None else None
-        result = await gateway.handle(kind, body, request_id=request_id, client=client, charge=charge, profile=profile)
+        if kind == "responses":  # translated to chat completions and back (proxy/responses/)
+            result = await handle_responses(
+                gateway, body, request_id=request_id, client=client, charge=charge, profile=profile
+            )
+        else:
+            result = await gateway.handle(
+                kind, body, request_id=request_id, client=client, charge=charge, profile=profile
+            )
         headers = {REQUEST_ID_HEADER: request_id, **getattr(request.state, "ratelimit_headers", {})}
         if isinstance(result, JSONResult):
             return Response(
@@ -136,6 +146,10 @@ def create_app(settings: Settings, *, runtime_builder: RuntimeBuilder = build_ru
     @post("/v1/moderations", status_code=200)
     async def moderations(request: AnyRequest) -> Response[bytes] | Stream:
         return await serve("moderation", request)
+
+    @post("/v1/responses", status_code=200)
+    async def responses(request: AnyRequest) -> Response[bytes] | Stream:
+        return await serve("responses", request)
 
     @get("/v1/models")
     async def models(request: AnyRequest) -> Response[bytes]:
@@ -182,6 +196,7 @@ def create_app(settings: Settings, *, runtime_builder: RuntimeBuilder = build_ru
                 with suppress(asyncio.CancelledError):
                     await watcher_task
             await gateway.drain()  # requests whose clients left may still be writing their records
+            await mcp.aclose()
             await holder.aclose()
             await sink.aclose()
             access.close()
@@ -192,6 +207,7 @@ def create_app(settings: Settings, *, runtime_builder: RuntimeBuilder = build_ru
             completions,
             embeddings,
             moderations,
+            responses,
             models,
             healthz,
             prometheus,
@@ -201,6 +217,7 @@ def create_app(settings: Settings, *, runtime_builder: RuntimeBuilder = build_ru
                 request_id_header=REQUEST_ID_HEADER,
                 body_read_timeout_s=lambda: holder.current.policy.proxy.body_read_timeout_s,
             ),
+            *mcp_routes(mcp, access, limiter, request_id_header=REQUEST_ID_HEADER, decode=_decode_body),
         ],
         exception_handlers={Exception: _render_error},
         lifespan=[lifespan],

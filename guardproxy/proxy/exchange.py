@@ -48,6 +48,13 @@ class Exchange:
     upstream_latency_ms: float | None = None
     steps: list[StepResult] = field(default_factory=list)
     charge: TokenCharge | None = None  # the caller's key pays for what the request spent (auth/limits.py)
+    # The API the client called when it is not `endpoint` (`responses`, translated to chat completions).
+    api: str | None = None
+
+    @property
+    def served_as(self) -> str:
+        """The endpoint the audit record and the request metrics name: the one the client called."""
+        return self.api or self.endpoint
 
     def add(self, verdicts: Iterable[Verdict]) -> None:
         for v in verdicts:
@@ -87,7 +94,7 @@ class Exchange:
             request_id=self.request_id,
             ts=self.ts,
             client=self.client,
-            endpoint=self.endpoint,
+            endpoint=self.served_as,
             model=self.model,
             backend=self.backend,
             stream=self.stream,

@@ -12,6 +12,7 @@ import random
 import time
 from collections.abc import AsyncGenerator, Sequence
 from dataclasses import dataclass
+from typing import Literal
 
 import structlog
 
@@ -27,7 +28,7 @@ from guardproxy.proxy.exchange import Exchange, TokenCharge, segment
 from guardproxy.proxy.failover import failover
 from guardproxy.proxy.metrics import Metrics
 from guardproxy.proxy.moderation import moderation_response
-from guardproxy.proxy.relay import StreamRelay
+from guardproxy.proxy.relay import StreamFormat, StreamRelay
 from guardproxy.proxy.revise import PreferenceRecorder, revise_choice
 from guardproxy.proxy.runtime import RuntimeHolder, Target
 from guardproxy.proxy.shielded import ShieldedTasks
@@ -51,6 +52,9 @@ ENDPOINTS: dict[Kind, Endpoint] = {
     "embedding": "embeddings",
     "moderation": "moderations",
 }
+# The APIs clients call: the kinds above, and the Responses API, served as a translated chat request.
+Api = Kind | Literal["responses"]
+API_ENDPOINTS: dict[Api, str] = {kind: endpoint for kind, endpoint in ENDPOINTS.items()} | {"responses": "responses"}
 
 
 @dataclass(frozen=True, slots=True)
@@ -103,27 +107,32 @@ class Gateway:
         client: str,
         charge: TokenCharge | None = None,
         profile: str | None = None,
+        api: Api | None = None,
+        wire: StreamFormat | None = None,
     ) -> JSONResult | StreamResult:
         """`charge` receives the tokens the request spent once they are known (the key's rate limits);
-        `profile`: the caller's policy profile (its key's), None for the default."""
+        `profile`: the caller's policy profile (its key's), None for the default. `api` names the API the
+        client called when the body was translated into `kind` (the Responses API), and `wire` writes a
+        stream in that API's format."""
         try:
             admit(body, self.holder.current.policy.proxy)  # size limits, before any detector runs
             validate(kind, body)
         except GuardproxyError as exc:
-            await self.record_rejected(request_id, kind, client, exc)
+            await self.record_rejected(request_id, api or kind, client, exc)
             raise
         rt = self.holder.acquire()
         try:
             chains = rt.chains(profile)
         except GuardproxyError as exc:  # a profile the policy lacks fails closed (403), never the default's rules
             self.holder.release(rt)
-            await self.record_rejected(request_id, kind, client, exc)
+            await self.record_rejected(request_id, api or kind, client, exc)
             raise
         vault = self.vault.open(request_id)
         ex = Exchange(request_id, kind, ENDPOINTS[kind], client, body, rt, vault, self.metrics, chains)
         ex.model = str(body.get("model") or "")
         ex.stream = bool(body.get("stream")) and kind in ("chat", "completion")
         ex.charge = charge
+        ex.api = API_ENDPOINTS[api] if api is not None else None
         handed_over = False
         try:
             if kind == "moderation":
@@ -134,7 +143,7 @@ class Gateway:
                     instrumenter.instrument(ex.body, ex.request_id)
             await self._guard_input(ex)
             if ex.stream:
-                relay = await StreamRelay.open(ex, targets, on_done=self._finish, cleanups=self.cleanups)
+                relay = await StreamRelay.open(ex, targets, on_done=self._finish, cleanups=self.cleanups, wire=wire)
                 handed_over = True
                 return StreamResult(relay.run())
             response = await self._complete(ex, targets)
@@ -153,13 +162,13 @@ class Gateway:
                 await self.cleanups.run(self._finish(ex), what="request_finish")
 
     async def record_rejected(
-        self, request_id: str, kind: Kind, client: str, error: GuardproxyError, *, started: float | None = None
+        self, request_id: str, kind: Api, client: str, error: GuardproxyError, *, started: float | None = None
     ) -> None:
         """The audit row of a request refused before it became an exchange (unreadable, too large, invalid).
 
         Keeps the error's class and code, never its message: parse and validation messages can quote the body.
         """
-        endpoint = ENDPOINTS[kind]
+        endpoint = API_ENDPOINTS[kind]
         self.metrics.requests.labels(endpoint, "unknown", Outcome.ERROR).inc()
         latency_s = 0.0 if started is None else time.perf_counter() - started
         self.metrics.request_latency.labels(endpoint).observe(latency_s)
@@ -189,17 +198,17 @@ class Gateway:
             ex.charge(ex.tokens_spent())
         # Only policy model names become label values: client-chosen names would grow metrics without bound.
         model = ex.model if ex.rt.policy.route(ex.model) is not None else "unknown"
-        self.metrics.requests.labels(ex.endpoint, model, ex.outcome).inc()
-        self.metrics.request_latency.labels(ex.endpoint).observe(time.perf_counter() - ex.started)
+        self.metrics.requests.labels(ex.served_as, model, ex.outcome).inc()
+        self.metrics.request_latency.labels(ex.served_as).observe(time.perf_counter() - ex.started)
         await self.sink.submit(ex.record(store_raw=ex.rt.policy.audit.store_raw))
 
-    async def _check_slots(self, ex: Exchange, chain: Chain, slots: Sequence[CheckedText]) -> list[Verdict]:
+    async def check_slots(self, ex: Exchange, chain: Chain, slots: Sequence[CheckedText]) -> list[Verdict]:
         ctxs = [Context(ex.request_id, chain.stage, s.role, ex.model, ex.body, ex.client) for s in slots]
         if len(slots) == 1 or chain.inline_only:
             return [await chain.check(s.text, c) for s, c in zip(slots, ctxs, strict=True)]
         return list(await asyncio.gather(*(chain.check(s.text, c) for s, c in zip(slots, ctxs, strict=True))))
 
-    async def _check_unscanned(self, ex: Exchange, step: CompiledStep, parts: list[Unscanned]) -> list[Verdict]:
+    async def check_unscanned(self, ex: Exchange, step: CompiledStep, parts: list[Unscanned]) -> list[Verdict]:
         """Parts no detector can read are recorded, counted, and decided by `proxy.unscanned`."""
         if not parts:
             return []
@@ -212,11 +221,11 @@ class Gateway:
         walk = walk_request(ex.kind, ex.body)
         texts = checked_texts(walk.slots)
         chain = ex.chains.input
-        verdicts = await self._check_slots(ex, chain, texts)
+        verdicts = await self.check_slots(ex, chain, texts)
         request_verdict = await chain.check_request(
             Context(ex.request_id, "input", "request", ex.model, ex.body, ex.client)
         )
-        unscanned = await self._check_unscanned(ex, ex.chains.unscanned_input, walk.unscanned)
+        unscanned = await self.check_unscanned(ex, ex.chains.unscanned_input, walk.unscanned)
         ex.add([request_verdict, *unscanned, *verdicts])
         ex.input_segments = tuple(
             segment(s.role, s.path, redact_all(s.text, v.sensitive)) for s, v in zip(texts, verdicts, strict=True)
@@ -250,8 +259,8 @@ class Gateway:
         for i, choice in enumerate(choices):
             walk = walk_choice(ex.kind, choice, f".choices[{i}]")
             slots = walk.slots
-            verdicts = await self._check_slots(ex, chain, slots)
-            unscanned = await self._check_unscanned(ex, ex.chains.unscanned_output, walk.unscanned)
+            verdicts = await self.check_slots(ex, chain, slots)
+            unscanned = await self.check_unscanned(ex, ex.chains.unscanned_output, walk.unscanned)
             ex.add([*unscanned, *verdicts])
             verdicts = await revise_choice(ex, slots, verdicts, self.preferences) or verdicts
             audit.extend(
@@ -271,8 +280,8 @@ class Gateway:
 
     async def _moderate(self, ex: Exchange) -> JSON:
         walk = walk_request("moderation", ex.body)
-        verdicts = await self._check_slots(ex, ex.chains.input, walk.slots)
-        unscanned = await self._check_unscanned(ex, ex.chains.unscanned_input, walk.unscanned)
+        verdicts = await self.check_slots(ex, ex.chains.input, walk.slots)
+        unscanned = await self.check_unscanned(ex, ex.chains.unscanned_input, walk.unscanned)
         ex.add([*unscanned, *verdicts])
         ex.input_segments = tuple(
             segment(s.role, s.path, redact_all(s.text, v.sensitive)) for s, v in zip(walk.slots, verdicts, strict=True)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
 from dataclasses import replace
-from typing import Any
+from typing import Any, Protocol
 
 import msgspec
 import structlog
@@ -35,6 +35,29 @@ def sse(obj: JSON) -> bytes:
     return b"data: " + _encode(obj) + b"\n\n"
 
 
+class StreamFormat(Protocol):
+    """How checked chat chunks go on the wire: chat's own SSE, or another API's events (Responses)."""
+
+    def chunk(self, chunk: JSON) -> bytes: ...
+
+    def done(self) -> bytes: ...
+
+    def error(self, body: JSON) -> bytes: ...
+
+
+class ChatStreamFormat:
+    """`/v1/chat/completions` and `/v1/completions`: each chunk as `data:`, then `data: [DONE]`."""
+
+    def chunk(self, chunk: JSON) -> bytes:
+        return sse(chunk)
+
+    def done(self) -> bytes:
+        return DONE
+
+    def error(self, body: JSON) -> bytes:
+        return sse(body)
+
+
 async def _aclose(it: AsyncIterator[JSON]) -> None:
     aclose = getattr(it, "aclose", None)
     if aclose is not None:
@@ -43,9 +66,16 @@ async def _aclose(it: AsyncIterator[JSON]) -> None:
 
 class StreamRelay:
     def __init__(
-        self, ex: Exchange, upstream: AsyncIterator[JSON], first: JSON | None, on_done: _Done, cleanups: ShieldedTasks
+        self,
+        ex: Exchange,
+        upstream: AsyncIterator[JSON],
+        first: JSON | None,
+        on_done: _Done,
+        cleanups: ShieldedTasks,
+        wire: StreamFormat | None = None,
     ) -> None:
         self.ex = ex
+        self.wire = wire or ChatStreamFormat()
         self.upstream = upstream
         self.first = first
         self.on_done = on_done
@@ -56,7 +86,14 @@ class StreamRelay:
         self.raw: dict[int, list[str]] = {}  # by choice index
 
     @classmethod
-    async def open(cls, ex: Exchange, targets: list[Target], on_done: _Done, cleanups: ShieldedTasks) -> StreamRelay:
+    async def open(
+        cls,
+        ex: Exchange,
+        targets: list[Target],
+        on_done: _Done,
+        cleanups: ShieldedTasks,
+        wire: StreamFormat | None = None,
+    ) -> StreamRelay:
         """The relay of the first target whose stream yields its first chunk (see `failover`)."""
 
         async def attempt(target: Target) -> tuple[AsyncIterator[JSON], JSON | None]:
@@ -68,7 +105,7 @@ class StreamRelay:
                 raise
 
         upstream, first = await failover(ex, targets, attempt)
-        return cls(ex, upstream, first, on_done, cleanups)
+        return cls(ex, upstream, first, on_done, cleanups, wire)
 
     async def run(self) -> AsyncGenerator[bytes, None]:
         ex = self.ex
@@ -82,19 +119,19 @@ class StreamRelay:
             for out in await self._flush():
                 yield out
             completed = True
-            yield DONE
+            yield self.wire.done()
         except OutputBlocked:
             completed = True
             ex.outcome = Outcome.BLOCKED_OUTPUT
             for out in self._content_filter():
                 yield out
-            yield DONE
+            yield self.wire.done()
         except GuardproxyError as exc:
             completed = True
             await screen_upstream_error(ex, exc)  # an upstream's error event passes the output chain first
             ex.outcome, ex.status = Outcome.ERROR, exc.status
             ex.error = f"{type(exc).__name__}: {exc.message}"
-            yield sse(exc.to_body())
+            yield self.wire.error(exc.to_body())
         finally:
             if not completed and ex.outcome == Outcome.ALLOWED:
                 ex.outcome, ex.error = Outcome.ERROR, "client disconnected before the end of the stream"
@@ -123,7 +160,7 @@ class StreamRelay:
         choices = chunk.get("choices")
         self.ex.take_usage(chunk)
         if not choices:
-            return [sse({**clean_envelope(chunk), "choices": []})]
+            return [self.wire.chunk({**clean_envelope(chunk), "choices": []})]
         chat = self.ex.kind == "chat"
         out: list[bytes] = []
         for pos, choice in enumerate(choices):
@@ -145,7 +182,7 @@ class StreamRelay:
                 tools = await self._release_tools(index, guard)
                 self.finished.add(index)
             if released or tools or finish is not None or delta.get("role"):
-                out.append(sse(self._chunk(chunk, index, released, tools, finish, delta.get("role"))))
+                out.append(self.wire.chunk(self._chunk(chunk, index, released, tools, finish, delta.get("role"))))
         return out
 
     async def _flush(self) -> list[bytes]:
@@ -158,7 +195,7 @@ class StreamRelay:
             released = await guard.finish()
             tools = await self._release_tools(index, guard)
             if released or tools:
-                out.append(sse(self._chunk(template, index, released, tools, None, None)))
+                out.append(self.wire.chunk(self._chunk(template, index, released, tools, None, None)))
         return out
 
     def _buffer_tools(self, index: int, deltas: list[Any]) -> None:
@@ -206,7 +243,7 @@ class StreamRelay:
     def _content_filter(self) -> list[bytes]:
         template = self.first or {}
         indexes = [i for i in sorted(self.guards) if i not in self.finished] or [0]
-        return [sse(self._chunk(template, i, "", [], "content_filter", None)) for i in indexes]
+        return [self.wire.chunk(self._chunk(template, i, "", [], "content_filter", None)) for i in indexes]
 
     def _settle(self) -> None:
         for guard in self.guards.values():

@@ -433,3 +433,60 @@ def _entries(value: Any) -> Iterator[JSON]:
     for item in value or ():
         if isinstance(item, dict):
             yield item
+
+
+# ---------------------------------------------------------------- MCP (the gateway at /mcp/<server>)
+
+
+def walk_mcp_tool(tool: JSON, path: str) -> Walk:
+    """A tool of a `tools/list` answer: name, title, description, input/output schemas and annotations."""
+    walk = Walk()
+    walk.schema(tool, TextRole.TOOL_DEFINITION, path)
+    return walk
+
+
+def walk_mcp_arguments(params: JSON) -> Walk:
+    """What a `tools/call` sends the server besides the tool's name: its arguments (and any other field)."""
+    walk = Walk()
+    for key in list(params):
+        if key != "name":
+            walk.text(params, key, TextRole.TOOL_CALL, f".params.{key}")
+    return walk
+
+
+def walk_mcp_result(result: JSON) -> Walk:
+    """A `tools/call` result: text parts and embedded text resources are read; images, audio and links are not."""
+    walk = Walk()
+    for key in list(result):
+        if key == "isError" and isinstance(result[key], bool):
+            continue
+        content = result[key]
+        if key != "content" or not isinstance(content, list):
+            walk.text(result, key, TextRole.TOOL, f".result.{key}")  # structuredContent, _meta, anything new
+            continue
+        for i, part in enumerate(content):
+            here = f".result.content[{i}]"
+            kind = part.get("type") if isinstance(part, dict) else None
+            resource = part.get("resource") if isinstance(part, dict) else None
+            readable = kind == "text" and isinstance(part.get("text"), str)
+            readable |= kind == "resource" and isinstance(resource, dict) and isinstance(resource.get("text"), str)
+            if readable:
+                walk.any(part, TextRole.TOOL, here)
+            else:
+                walk.unscanned.append(Unscanned(here, str(kind or "unknown")))
+    return walk
+
+
+def identifiers_only(value: JSON) -> JSON:
+    """The fields of an object that hold only identifiers or numbers (`resultType`, `ttlMs`): nothing to check."""
+    return {k: v for k, v in value.items() if _harmless(v)}
+
+
+def walk_mcp_server_info(result: JSON) -> Walk:
+    """An `initialize` / `server/discover` answer: the server's `instructions` and info reach the client's model."""
+    walk = Walk()
+    for key in list(result):
+        if key in ("protocolVersion", "capabilities"):
+            continue  # an identifier; capabilities are rebuilt by the gateway
+        walk.text(result, key, TextRole.TOOL_DEFINITION, f".result.{key}")
+    return walk
