@@ -207,10 +207,9 @@ def test_an_ordinary_code_answer_passes_unchanged(client: openai.OpenAI, upstrea
 CODE_ANSWERS = [
     json.loads(line)["answer"] for line in (ROOT / "tests/data/code_answers.jsonl").read_text().splitlines()
 ]
-# Moderation v3 blocks these (a false positive of the detection work to remove; strict, so the fix must
-# update this): the Go login handler scores 0.59 (self-harm, sexual, violence, illicit) whole, and the window
-# "def kill_process(...): os.kill(pid, signal.SIGTERM)" of a streamed answer crosses 0.5.
-MODERATION_FALSE_POSITIVES = {(7, False), (7, True), (0, True)}
+# Moderation v3 blocks this one (a false positive of the detection work to remove; strict, so the fix must
+# update this): the Go login handler scores 0.59 (self-harm, sexual, violence, illicit).
+MODERATION_FALSE_POSITIVES = {(7, False), (7, True)}
 
 
 @pytest.mark.parametrize(
