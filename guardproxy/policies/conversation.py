@@ -21,6 +21,9 @@ from guardproxy.core import Context, TextRole
 from guardproxy.policies.chain import ALLOW, CompiledStep, StepResult, Verdict, fold, run_inline, run_step
 
 _MESSAGE = re.compile(r"^\.messages\[(\d+)\]")
+# Turns are joined as one utterance: phrase patterns (the injection heuristic's) match across a space, where a
+# line break would end the phrase, and "ignore all previous" + "instructions ..." must read as one.
+_JOIN = " "
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,7 +69,7 @@ def turns(texts: Sequence[tuple[TextRole, str, str]], roles: frozenset[str] | No
         if found is None or not text or (roles is not None and role not in roles):
             continue
         by_message.setdefault(int(found.group(1)), []).append(text)
-    joined = ["\n".join(parts) for _, parts in sorted(by_message.items())]
+    joined = [_JOIN.join(parts) for _, parts in sorted(by_message.items())]
     return [Turn(t, hashlib.blake2b(t.encode(), digest_size=16).digest()) for t in joined]
 
 
@@ -76,7 +79,7 @@ def windows(all_turns: Sequence[Turn], size: int, max_chars: int) -> list[Window
     out = []
     for end in range(min(size, len(all_turns)), len(all_turns) + 1):
         group = all_turns[max(0, end - size) : end]
-        text = "\n".join(_cut(t.text, share) for t in group)
+        text = _JOIN.join(_cut(t.text, share) for t in group)
         key = hashlib.blake2b(b"".join(t.digest for t in group) + f"{size}:{max_chars}".encode(), digest_size=16)
         out.append(Window(text, key.digest()))
     return out
@@ -87,7 +90,7 @@ def _cut(text: str, share: int) -> str:
     if len(text) <= share:
         return text
     half = share // 2
-    return text[:half] + "\n" + text[len(text) - half :]
+    return text[:half] + _JOIN + text[len(text) - half :]
 
 
 async def check_conversation(
