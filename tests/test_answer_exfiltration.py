@@ -6,7 +6,6 @@ Through the real proxy with the official SDK; the fake upstream plays a model th
 from __future__ import annotations
 
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import openai
