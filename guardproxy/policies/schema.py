@@ -270,6 +270,22 @@ class ProxySettings(StrictModel):
     images: ImageSettings = Field(default_factory=ImageSettings, description="OCR of request images. See its table.")
 
 
+class ToolPinningConfig(StrictModel):
+    """Pinning each caller's tool definitions: a tool whose description or schema changes after its first use
+    (a rug pull by a tool server that passed review once) is flagged or blocked."""
+
+    mode: Literal["off", "flag", "block"] = Field(
+        "off",
+        description="`off`: no pins. `flag`/`block`: the first definition a caller (API key name with "
+        "`auth.mode: keys`, else the client label) sends for a tool name is pinned; a later request whose "
+        "definition differs is flagged, or refused with 400 content_filter (`tool_changed:<name>`).",
+    )
+    path: str = Field(
+        "./guardproxy-pins.db",
+        description="SQLite file of the pins (kept across restarts); `:memory:` keeps them in this process only.",
+    )
+
+
 DEFAULT_PROFILE = "default"
 
 
@@ -298,6 +314,9 @@ class Policy(StrictModel):
     auth: AuthConfig = Field(default_factory=AuthConfig, description="API keys and roles. See `auth:`.")
     learning: LearningConfig = Field(
         default_factory=LearningConfig, description="Training signals for the sidecar trainer. See its table."
+    )
+    tool_pinning: ToolPinningConfig = Field(
+        default_factory=ToolPinningConfig, description="Pins of each caller's tool definitions. See its table."
     )
     constitution: Constitution | None = Field(
         None, description="Principles for `revise` output steps. See Constitution; required when one is used."

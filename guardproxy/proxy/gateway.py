@@ -21,7 +21,7 @@ from guardproxy.backends.base import Endpoint
 from guardproxy.core import JSON, Context, TextRole
 from guardproxy.detectors.response_schema import requested_schema
 from guardproxy.errors import Blocked, GuardproxyError
-from guardproxy.policies.chain import Chain, CompiledStep, StepResult, Verdict, fold, run_inline
+from guardproxy.policies.chain import Chain, CompiledStep, StepResult, Verdict, fold, run_inline, run_step
 from guardproxy.policies.conversation import check_conversation
 from guardproxy.policies.operators import MemoryVault, Vault, apply_edits, redact_all, restore
 from guardproxy.proxy.admission import admit
@@ -106,9 +106,11 @@ class Gateway:
         client: str,
         charge: TokenCharge | None = None,
         profile: str | None = None,
+        identity: str | None = None,
     ) -> JSONResult | StreamResult:
         """`charge` receives the tokens the request spent once they are known (the key's rate limits);
-        `profile`: the caller's policy profile (its key's), None for the default."""
+        `profile`: the caller's policy profile (its key's), None for the default; `identity`: who the caller is
+        across requests (the key's name), None for `client`."""
         try:
             admit(body, self.holder.current.policy.proxy)  # size limits, before any detector runs
             validate(kind, body)
@@ -127,6 +129,7 @@ class Gateway:
         ex.model = str(body.get("model") or "")
         ex.stream = bool(body.get("stream")) and kind in ("chat", "completion")
         ex.charge = charge
+        ex.identity = identity or client
         handed_over = False
         try:
             if kind == "moderation":
@@ -227,6 +230,9 @@ class Gateway:
         )
         unscanned = await self._check_unscanned(ex, ex.chains.unscanned_input, parts)
         whole = [request_verdict, *unscanned]  # verdicts on the request as a whole, not on one text
+        if ex.kind == "chat" and ex.rt.tool_pins is not None:
+            ctx = Context(ex.request_id, "input", "request", ex.model, ex.body, ex.identity)
+            whole.append(fold([await run_step(ex.rt.tool_pins, "", ctx)]))
         if chain.conversation_steps:
             messages = [(t.role, t.path, t.text) for t in texts if isinstance(t, Slot)]
             ctx = Context(ex.request_id, "input", "conversation", ex.model, ex.body, ex.client)

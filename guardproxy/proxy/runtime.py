@@ -22,6 +22,8 @@ from guardproxy.detectors.registry import build_detector
 from guardproxy.detectors.response_schema import ResponseSchemaCheck
 from guardproxy.detectors.shared import SharedResources
 from guardproxy.errors import ModelNotFound, ProfileNotFound
+from guardproxy.pins.check import ToolPinCheck
+from guardproxy.pins.store import open_pin_store
 from guardproxy.policies.chain import Chain, CompiledStep, compile_builtin, compile_steps, compile_unscanned
 from guardproxy.policies.conversation import WindowCache
 from guardproxy.policies.schema import DEFAULT_PROFILE, ModelRoute, Policy
@@ -82,6 +84,8 @@ class Runtime:
     windows: WindowCache = field(default_factory=WindowCache)
     # Checks chat answers against the request's `response_format` (`proxy.response_schema`); None: `allow`.
     response_schema: CompiledStep | None = None
+    # Reports chat requests whose tools changed since first pinned (`tool_pinning`); None: `off`.
+    tool_pins: CompiledStep | None = None
     default: Chains = field(init=False)
     users: int = 0
     retired: bool = False
@@ -118,6 +122,8 @@ class Runtime:
             return
         self._closed = True
         closeables: list[tuple[str, Backend | Detector]] = [*self.backends.items(), *self.detectors.items()]
+        if self.tool_pins is not None:
+            closeables.append(("tool_pinning", self.tool_pins.detector))
         for name, closeable in closeables:
             try:
                 await closeable.aclose()
@@ -184,6 +190,12 @@ def build_runtime(policy: Policy, *, backend_factory: BackendFactory = build_bac
         if schema_mode == "allow"
         else compile_builtin("output.response_schema", "output", ResponseSchemaCheck(), schema_mode)
     )
+    pinning = policy.tool_pinning
+    tool_pins = (
+        None
+        if pinning.mode == "off"
+        else compile_builtin("input.tool_pinning", "input", ToolPinCheck(open_pin_store(pinning.path)), pinning.mode)
+    )
     return Runtime(
         policy,
         backends,
@@ -195,6 +207,7 @@ def build_runtime(policy: Policy, *, backend_factory: BackendFactory = build_bac
         profiles,
         images,
         response_schema=response_schema,
+        tool_pins=tool_pins,
     )
 
 
