@@ -28,11 +28,13 @@ from guardproxy.policies.schema import (
     AuditConfig,
     AuthConfig,
     BlockStep,
+    ImageSettings,
     ModelRoute,
     Policy,
     Profile,
     ProxySettings,
     StreamSettings,
+    ToolPinningConfig,
 )
 
 REPO = Path(__file__).resolve().parents[1]
@@ -70,7 +72,7 @@ def test_unknown_key_lists_allowed_fields_and_suggests(tmp_path: Path, monkeypat
     text = HEAD + "input:\n  - detector: inj\n    action: block\n    treshold: 0.9\n"
     assert problems(tmp_path, monkeypatch, text) == (
         "policy.yaml:10:5: input[0].treshold: extra field 'treshold' not allowed; allowed fields: "
-        "detector, threshold, timeout_ms, on_error, name, roles, action (did you mean 'threshold'?)"
+        "detector, threshold, timeout_ms, on_error, name, roles, scope, window_turns, window_chars, action (did you mean 'threshold'?)"
     )
 
 
@@ -84,7 +86,7 @@ def test_wrong_type_says_what_is_expected(tmp_path: Path, monkeypatch: pytest.Mo
 def test_bad_action_lists_the_actions(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     text = HEAD + "input:\n  - detector: inj\n    action: block\n  - detector: inj\n    action: blok\n"
     assert problems(tmp_path, monkeypatch, text) == (
-        "policy.yaml:11:13: input[1].action: 'blok' is not allowed; allowed: block, redact, anonymize, flag, revise "
+        "policy.yaml:11:13: input[1].action: 'blok' is not allowed; allowed: block, redact, anonymize, flag, strip, escape, revise "
         "(did you mean 'block'?)"
     )
 
@@ -285,6 +287,8 @@ DOCUMENTED: dict[str, type[BaseModel]] = {
     "AuthConfig": AuthConfig,
     "ProxySettings": ProxySettings,
     "StreamSettings": StreamSettings,
+    "ImageSettings": ImageSettings,
+    "ToolPinningConfig": ToolPinningConfig,
     "Profile": Profile,
 }
 DOCUMENTED.update({m.__name__: m for m in (*_members(BackendConfig), *_members(DetectorConfig))})
