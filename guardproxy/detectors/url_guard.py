@@ -118,7 +118,7 @@ class UrlGuardDetector:
             if len(component) < self._max_encoded:
                 continue
             for run in _RUN.findall(unquote(component)):
-                if len(run) >= self._max_encoded and _encoded(run):
+                if len(run) >= self._max_encoded and _encoded(run, self._max_encoded):
                     return True
         return False
 
@@ -134,8 +134,17 @@ def _allowed(host: str, allowed: tuple[str, ...]) -> bool:
     return any(host == a or host.endswith("." + a) for a in allowed)
 
 
-def _encoded(run: str) -> bool:
-    """Looks like base64/hex rather than words: letters and digits mixed, and not a path or slug of words."""
-    if not any(c.isdigit() for c in run) or not any(c.isalpha() for c in run):
-        return False
-    return not all(_WORD.fullmatch(p) for p in _SEPARATORS.split(run) if p)
+def _encoded(run: str, min_chars: int) -> bool:
+    """A stretch of `min_chars` or more that looks like base64/hex rather than words: consecutive pieces that are
+    not words (`docs`, `Python`, `2024`, `v1`), letters and digits mixed. Words between separators break the
+    stretch, so `/repo/commit/<40-hex sha>` is a 40-character stretch and a slug is none."""
+    group: list[str] = []
+    for piece in [*_SEPARATORS.split(run), "end"]:  # a final word closes the last stretch
+        if not piece or not _WORD.fullmatch(piece):
+            group.append(piece)
+            continue
+        stretch = "/".join(group)
+        if len(stretch) >= min_chars and any(c.isdigit() for c in stretch) and any(c.isalpha() for c in stretch):
+            return True
+        group = []
+    return False
