@@ -9,6 +9,7 @@ and a client that parses the answer trusts it. This check reports `invalid_json`
 from __future__ import annotations
 
 import json
+from collections import OrderedDict
 from typing import Any, ClassVar, Literal
 
 from jsonschema import Draft202012Validator
@@ -20,8 +21,9 @@ from guardproxy.errors import InvalidRequest
 _OBJECT: JSON = {"type": "object"}
 
 
-def requested_schema(request: JSON) -> JSON | None:
-    """The schema a chat request asks the answer to follow, or None. Raises 400 for a schema that is invalid."""
+def requested_schema(request: JSON, *, validate: bool = True) -> JSON | None:
+    """The schema a chat request asks the answer to follow, or None. Raises 400 for a schema that is invalid
+    (`validate`: the gateway checks once, on input; the answer's check reads it again without)."""
     fmt = request.get("response_format")
     if not isinstance(fmt, dict):
         return None
@@ -36,6 +38,8 @@ def requested_schema(request: JSON) -> JSON | None:
             "Invalid value for 'response_format.json_schema.schema': expected an object.",
             param="response_format.json_schema.schema",
         )
+    if not validate:
+        return schema
     try:
         Draft202012Validator.check_schema(schema)
     except SchemaError as exc:
@@ -47,21 +51,39 @@ def requested_schema(request: JSON) -> JSON | None:
 
 
 class ResponseSchemaCheck:
-    """Reads the schema from `ctx.request` (validated on input) and the answer's content as `text`."""
+    """Reads the schema from `ctx.request` (validated on input) and the answer's content as `text`.
+
+    Compiled validators are kept by the schema's canonical JSON (one runtime's worth, bounded): building one
+    costs more than validating a typical answer, and an application sends the same schema again and again."""
 
     name = "response_schema"
     scope: Literal["text", "request"] = "text"
     inline: ClassVar[bool] = True  # InlineDetector
 
+    def __init__(self, max_schemas: int = 256) -> None:
+        self._validators: OrderedDict[str, Draft202012Validator] = OrderedDict()
+        self._max = max_schemas
+
+    def _validator(self, schema: JSON) -> Draft202012Validator:
+        key = json.dumps(schema, sort_keys=True, separators=(",", ":"))
+        found = self._validators.get(key)
+        if found is None:
+            found = self._validators[key] = Draft202012Validator(schema)
+            if len(self._validators) > self._max:
+                self._validators.popitem(last=False)
+        else:
+            self._validators.move_to_end(key)
+        return found
+
     async def detect(self, text: str, ctx: Context) -> Detection:
-        schema = requested_schema(ctx.request)
+        schema = requested_schema(ctx.request, validate=False)
         if schema is None:
             return Detection(score=0.0)
         try:
             value: Any = json.loads(text)
         except json.JSONDecodeError as exc:
             return Detection(score=1.0, labels=("invalid_json",), explanation=f"not JSON: {exc.msg} at {exc.pos}")
-        error = best_match(Draft202012Validator(schema).iter_errors(value))
+        error = best_match(self._validator(schema).iter_errors(value))
         if error is None:
             return Detection(score=0.0)
         # The path and the failing keyword, not the message: it quotes the answer's values.

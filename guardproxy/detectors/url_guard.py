@@ -36,14 +36,16 @@ _LINK = re.compile(
     re.IGNORECASE | re.MULTILINE,
 )
 _IMAGE_TAGS = frozenset({"img", "image", "source", "video", "audio", "iframe"})
-# The end of a text where a link may still be growing (streams): hold it back from its start.
-_UNFINISHED = re.compile(
-    r"(?:!?\[[^\]\n]{0,500}(?:\](?:\([^)\n]{0,4096})?)?"
-    r"|<(?:[a-z][^>\n]{0,1000})?"
-    rf"|(?:(?:https?|ftp)://|www\.){_URL_CHAR}{{0,4096}}"
-    r"|(?<![\w.])(?:h|ht|htt|https?|https?:|https?:/|f|ft|ftp|ftp:|ftp:/|w|ww|www))\Z",
+# The end of a text where a link may still be growing (streams): hold it back from its start. Markdown and HTML
+# constructs do not cross a line; a bare URL (or the start of its scheme) has no whitespace.
+_OPEN_MARKDOWN = re.compile(r"!?\[[^\]\n]{0,500}(?:\](?:\([^)\n]{0,4096})?)?\Z")
+_OPEN_TAG = re.compile(r"<(?:[a-z][^>\n]{0,1000})?\Z", re.IGNORECASE)
+_OPEN_URL = re.compile(
+    rf"(?:(?:https?|ftp)://|www\.){_URL_CHAR}{{0,4096}}\Z"
+    r"|(?<![\w.])(?:h|ht|htt|https?|https?:|https?:/|f|ft|ftp|ftp:|ftp:/|w|ww|www)\Z",
     re.IGNORECASE,
 )
+_LAST_SPACE = re.compile(r"\s(?=\S*\Z)")
 _TRAILING = ".,;:!?'\")]}*_~"
 _RUN = re.compile(r"[A-Za-z0-9+/=_-]+")
 # A word of a slug or path: `docs`, `Python`, `2024`, `v1`. Encoded data has long mixed-case pieces instead.
@@ -123,8 +125,24 @@ class UrlGuardDetector:
         return False
 
     def unfinished_from(self, text: str) -> int | None:  # StreamHoldback
-        m = _UNFINISHED.search(text, max(0, len(text) - 5000))
-        return None if m is None else m.start()
+        """Where a link still being written begins at the end of `text`; looks only at the last line's
+        candidates (its last `[`, its last `<`, the text after the last whitespace), so it costs the tail."""
+        line = max(text.rfind("\n") + 1, len(text) - 5000)
+        starts: list[int] = []
+        bracket = text.rfind("[", line)
+        if bracket >= 0:
+            at = bracket - 1 if bracket > line and text[bracket - 1] == "!" else bracket
+            if _OPEN_MARKDOWN.match(text, at):
+                starts.append(at)
+        angle = text.rfind("<", line)
+        if angle >= 0 and _OPEN_TAG.match(text, angle):
+            starts.append(angle)
+        space = _LAST_SPACE.search(text, line)
+        tail = space.end() if space is not None else line
+        found = _OPEN_URL.search(text, tail)
+        if found is not None:
+            starts.append(found.start())
+        return min(starts, default=None)
 
     async def aclose(self) -> None:
         return None

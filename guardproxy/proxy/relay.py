@@ -57,7 +57,9 @@ class StreamRelay:
         self.finished: set[int] = set()
         self.raw: dict[int, list[str]] = {}  # by choice index
         # The answer must follow the request's `response_format`: what each choice delivered, checked at its end.
-        self.schema_step = ex.rt.response_schema if ex.kind == "chat" and requested_schema(ex.body) else None
+        self.schema_step = (
+            ex.rt.response_schema if ex.kind == "chat" and requested_schema(ex.body, validate=False) else None
+        )
         self.delivered: dict[int, list[str]] = {}
 
     @classmethod
