@@ -216,10 +216,13 @@ def test_shipped_policy_loads_with_every_section() -> None:
         "pii_regex",
         "blocklist",
         "template",
+        "url_guard",
+        "control_chars",
     }
     assert [(s.detector, s.action) for s in policy.input] == [
         ("injection_model", "block"),
         ("injection_rules", "block"),
+        ("injection_rules", "block"),  # scope: conversation
         ("moderation", "block"),
         ("secrets", "block"),
         ("shape", "flag"),
@@ -230,7 +233,12 @@ def test_shipped_policy_loads_with_every_section() -> None:
         ("moderation", "block"),
         ("secrets", "block"),
         ("pii", "redact"),
+        ("exfil_images", "redact"),
+        ("exfil_links", "redact"),
+        ("terminal", "strip"),
     ]
+    assert [s.scope for s in policy.input].count("conversation") == 1
+    assert policy.tool_pinning.mode == "flag"
     assert policy.backends["upstream"].base_url == "https://api.openai.com/v1"
 
 
@@ -247,7 +255,7 @@ def test_validate_cmd(tmp_path: Path) -> None:
     out, err = io.StringIO(), io.StringIO()
     assert validate_cmd(str(REPO / "policy.yaml"), out, err) == 0
     assert re.fullmatch(
-        r".*policy\.yaml: OK: 3 models, 1 backend, 7 detectors, 6 input steps, 4 output steps "
+        r".*policy\.yaml: OK: 3 models, 1 backend, 10 detectors, 7 input steps, 7 output steps "
         r"\(fingerprint [0-9a-f]{16}\)\n",
         out.getvalue(),
     )
