@@ -61,17 +61,22 @@ def _client(server: ProxyServer) -> openai.OpenAI:
 
 
 def _ask(server: ProxyServer, **kwargs: Any) -> Any:
-    return _client(server).chat.completions.create(
-        model="gpt-4o-mini", messages=[{"role": "user", "content": "Summarise the page."}], **kwargs
-    )
+    with _client(server) as client:  # closed, not left to the GC
+        return client.chat.completions.create(
+            model="gpt-4o-mini", messages=[{"role": "user", "content": "Summarise the page."}], **kwargs
+        )
 
 
 def _streamed(server: ProxyServer, **kwargs: Any) -> tuple[str, str | None]:
     text, finish = "", None
-    for chunk in _ask(server, stream=True, **kwargs):
-        for choice in chunk.choices:
-            text += choice.delta.content or ""
-            finish = choice.finish_reason or finish
+    with _client(server) as client:
+        stream = client.chat.completions.create(
+            model="gpt-4o-mini", messages=[{"role": "user", "content": "Summarise the page."}], stream=True, **kwargs
+        )
+        for chunk in stream:
+            for choice in chunk.choices:
+                text += choice.delta.content or ""
+                finish = choice.finish_reason or finish
     return text, finish
 
 
@@ -172,9 +177,10 @@ def test_answers_following_their_schema_pass(blocking: ProxyServer, upstream: Fa
 
 def test_answer_breaking_its_schema_is_flagged_by_default(redacting: ProxyServer, upstream: FakeUpstream) -> None:
     upstream.enqueue(Reply(content='{"answer": 42}'))
-    raw = _client(redacting).chat.completions.with_raw_response.create(
-        model="gpt-4o-mini", messages=[{"role": "user", "content": "hi"}], response_format=JSON_SCHEMA_FORMAT
-    )
+    with _client(redacting) as client:
+        raw = client.chat.completions.with_raw_response.create(
+            model="gpt-4o-mini", messages=[{"role": "user", "content": "hi"}], response_format=JSON_SCHEMA_FORMAT
+        )
     assert raw.parse().choices[0].message.content == '{"answer": 42}'
     outcome, steps = audit_row(redacting.policy_path.parent / "audit.db", raw.headers["x-guardproxy-request-id"])
     assert outcome == "flagged"

@@ -48,8 +48,8 @@ def _messages(user_turns: list[str]) -> list[Any]:
 
 
 def _ask(server: ProxyServer, messages: list[Any]) -> Any:
-    client = openai.OpenAI(base_url=server.url + "/v1", api_key="k", max_retries=0)
-    return client.chat.completions.with_raw_response.create(model="gpt-4o-mini", messages=messages)
+    with openai.OpenAI(base_url=server.url + "/v1", api_key="k", max_retries=0) as client:  # closed, not left to the GC
+        return client.chat.completions.with_raw_response.create(model="gpt-4o-mini", messages=messages)
 
 
 def test_an_instruction_split_across_turns_is_blocked(proxy: ProxyServer, upstream: FakeUpstream) -> None:

@@ -82,11 +82,11 @@ def proxy(upstream_server: FakeUpstream, tmp_path_factory: pytest.TempPathFactor
 
 
 def _ask(server: ProxyServer, url: str) -> Any:
-    client = openai.OpenAI(base_url=server.url + "/v1", api_key="k", max_retries=0)
-    parts: Any = [{"type": "text", "text": "What does this say?"}, {"type": "image_url", "image_url": {"url": url}}]
-    return client.chat.completions.with_raw_response.create(
-        model="gpt-4o-mini", messages=[{"role": "user", "content": parts}]
-    )
+    with openai.OpenAI(base_url=server.url + "/v1", api_key="k", max_retries=0) as client:  # closed, not left to the GC
+        parts: Any = [{"type": "text", "text": "What does this say?"}, {"type": "image_url", "image_url": {"url": url}}]
+        return client.chat.completions.with_raw_response.create(
+            model="gpt-4o-mini", messages=[{"role": "user", "content": parts}]
+        )
 
 
 def _refused(server: ProxyServer, url: str) -> openai.APIStatusError:

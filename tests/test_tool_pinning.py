@@ -35,10 +35,12 @@ def _policy(directory: Path, upstream: str, mode: str) -> Path:
 
 
 def _ask(server: ProxyServer, tools: list[Any], api_key: str = "client-a") -> Any:
-    client = openai.OpenAI(base_url=server.url + "/v1", api_key=api_key, max_retries=0)
-    return client.chat.completions.with_raw_response.create(
-        model="gpt-4o-mini", messages=[{"role": "user", "content": "find cats"}], tools=tools
-    )
+    with openai.OpenAI(
+        base_url=server.url + "/v1", api_key=api_key, max_retries=0
+    ) as client:  # closed, not left to the GC
+        return client.chat.completions.with_raw_response.create(
+            model="gpt-4o-mini", messages=[{"role": "user", "content": "find cats"}], tools=tools
+        )
 
 
 def test_a_changed_tool_description_is_blocked_even_after_a_restart(upstream: FakeUpstream, tmp_path: Path) -> None:
