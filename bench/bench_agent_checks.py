@@ -3,9 +3,9 @@
 - `ocr`: one screenshot-sized image (1280x800 PNG, 22 lines of text) read by `ImageReader`: Pillow decode to
   grayscale + one `tesseract` process. Requests without an image pay nothing (the reader is not called).
 - `conversation`: a 50-turn chat (25 user turns) through a `scope: conversation` step (window of 4 user turns)
-  with the injection heuristic, or with `--model` the shipped injection classifier: `cold` (no window known:
-  every window of the history), `warm` (the history known, one new turn: one new window), beside the
-  message-scoped check of the same 50 texts.
+  with the injection heuristic (the shipped choice) and, with `--model`, the shipped injection classifier:
+  `cold` (no window known: every window of the history), `warm` (the history known, one new turn: one new
+  window), beside the message-scoped check of the same 50 texts.
 - `url_guard`: one ~1,500-character answer with three links, and one without, through the detector; and the
   answer streamed in 4-character deltas through the stream guard with and without a url_guard step.
 - `control_chars`, `response_schema`, `tool_pinning` (SQLite store): per answer / per request.
@@ -206,21 +206,21 @@ async def bench_small(repeats: int) -> dict[str, Any]:
 
 
 async def main_async(args: argparse.Namespace) -> dict[str, Any]:
+    configs: dict[str, Any] = {"injection_heuristic": InjectionHeuristicConfig(type="injection_heuristic")}
     if args.model:
-        detector = build_detector("inj", InjectionClassifierConfig(type="injection_classifier"), DetectorDeps())
-    else:
-        detector = build_detector("inj", InjectionHeuristicConfig(type="injection_heuristic"), DetectorDeps())
-    results = {
+        configs["injection_classifier"] = InjectionClassifierConfig(type="injection_classifier")
+    conversation: dict[str, Any] = {}
+    for name, config in configs.items():
+        detector = build_detector("inj", config, DetectorDeps())
+        repeats = args.conversation_repeats if name == "injection_classifier" else args.repeats // 4
+        conversation[name] = await bench_conversation(repeats, detector)
+        await detector.aclose()
+    return {
         "url_guard": await bench_links(args.repeats),
         "small_checks": await bench_small(args.repeats),
-        "conversation": {
-            "detector": "injection_classifier" if args.model else "injection_heuristic",
-            **await bench_conversation(args.conversation_repeats, detector),
-        },
+        "conversation": conversation,
         "ocr": await bench_ocr(args.ocr_repeats),
     }
-    await detector.aclose()
-    return results
 
 
 def main() -> None:
@@ -231,6 +231,7 @@ def main() -> None:
     parser.add_argument("--model", action="store_true", help="conversation scope with the shipped classifier")
     parser.add_argument("--out", type=Path, default=Path("bench/results/agent_checks.json"))
     args = parser.parse_args()
+    load_before = os.getloadavg()
     results = asyncio.run(main_async(args))
     command = (
         f"python bench/bench_agent_checks.py --repeats {args.repeats} --conversation-repeats "
