@@ -242,7 +242,8 @@ def main() -> None:
         "machine": {
             "cpus": os.cpu_count(),
             "python": platform.python_version(),
-            "note": "2 cores shared with other jobs",
+            "load_average_1m_before_after": [round(load_before[0], 1), round(os.getloadavg()[0], 1)],
+            "note": "cores shared with other jobs: absolute times are inflated by their load",
         },
         "results": results,
     }

@@ -6,12 +6,16 @@ Real proxy, official SDK; pins in a real SQLite file that outlives the proxy.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import sqlite3
+import time
 from pathlib import Path
 from typing import Any
 
 import openai
 import pytest
 
+from guardproxy.auth.keys import NewKey, SQLiteKeyStore
 from guardproxy.pins.check import tool_hashes
 from guardproxy.pins.store import MemoryPinStore, SqlitePinStore
 from tests.audit_wait import audit_row
@@ -90,3 +94,20 @@ def test_stores_pin_first_use_and_report_changes(store: str, tmp_path: Path) -> 
         assert asyncio.run(pins.compare_and_pin("other", {"a": "2"})) == ()
     finally:
         pins.close()
+
+
+def test_with_keys_the_pins_belong_to_the_key_name(upstream: FakeUpstream, tmp_path: Path) -> None:
+    store = SQLiteKeyStore(tmp_path / "keys.db")
+    key = store.create(NewKey("team-a"), now=time.time())[0]
+    store.close()
+    auth = f"auth: {{mode: keys, keys_path: {tmp_path / 'keys.db'}}}\n"
+    policy = write_policy(
+        tmp_path, upstream.base_url, extra=auth + f"tool_pinning: {{mode: block, path: {tmp_path / 'pins.db'}}}\n"
+    )
+    with ProxyServer(policy) as server:
+        upstream.enqueue(Reply(content="ok"))
+        _ask(server, [HONEST], api_key=key)
+        with pytest.raises(openai.BadRequestError):
+            _ask(server, [PULLED], api_key=key)
+    with contextlib.closing(sqlite3.connect(tmp_path / "pins.db")) as db:
+        assert db.execute("SELECT key, tool FROM tool_pins").fetchall() == [("team-a", "tools:search")]
