@@ -113,7 +113,7 @@ def test_an_image_link_stops_a_streamed_answer(blocking: ProxyServer, upstream: 
     upstream.enqueue(Reply(content="".join(chunks), chunks=chunks))
     text, finish = _streamed(blocking)
     assert finish == "content_filter"
-    assert "https" not in text and "ev" not in text.split(":")[-1]
+    assert "Here is the chart: ".startswith(text)  # at most the text before the link, none of the link
 
 
 def test_plain_links_pass_when_only_images_are_checked(blocking: ProxyServer, upstream: FakeUpstream) -> None:
