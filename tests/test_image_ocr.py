@@ -213,3 +213,29 @@ def test_a_fetched_image_is_read_and_forwarded_inline(
             _ask(server, f"http://localhost:{clean_host.port}/clean.png")
     [sent] = upstream.requests
     assert sent.body["messages"][0]["content"][1]["image_url"]["url"] == f"data:image/png;base64,{clean}"
+
+
+def test_a_failing_tesseract_leaves_the_image_unscanned_and_blocked(upstream: FakeUpstream, tmp_path: Path) -> None:
+    policy = _policy(tmp_path, upstream.base_url, "{ocr: true, languages: zzz}", unscanned="block")  # no such data
+    with ProxyServer(policy) as server:
+        error = _refused(server, data_url(text_image(CLEAN)))
+    assert isinstance(error.body, dict) and error.body["guardproxy"]["labels"] == ["image_ocr_failed"]
+    assert upstream.requests == []
+
+
+def test_too_many_images_and_a_remote_image_over_the_limit_are_413(
+    upstream: FakeUpstream, image_host: ImageHost, tmp_path: Path
+) -> None:
+    images = "{ocr: true, max_images: 1, max_bytes: 2048, fetch_hosts: [localhost], fetch_private: true}"
+    with ProxyServer(_policy(tmp_path, upstream.base_url, images)) as server:
+        small = data_url(text_image("Hi", size=(60, 30), font_size=12))
+        parts: Any = [{"type": "image_url", "image_url": {"url": small}}] * 2
+        with (
+            openai.OpenAI(base_url=server.url + "/v1", api_key="k", max_retries=0) as client,
+            pytest.raises(openai.APIStatusError) as info,
+        ):
+            client.chat.completions.create(model="gpt-4o-mini", messages=[{"role": "user", "content": parts}])
+        assert info.value.status_code == 413 and "proxy.images.max_images" in info.value.message
+        error = _refused(server, f"http://localhost:{image_host.port}/big.png")  # ~10 KB, over 2 KB
+        assert error.status_code == 413 and "proxy.images.max_bytes" in error.message
+    assert upstream.requests == []
