@@ -97,11 +97,24 @@ def apply_edits(text: str, edits: Sequence[Edit], scope: VaultScope | None) -> s
         out.append(text[pos : e.start])
         if e.action == "anonymize" and scope is not None:
             out.append(scope.placeholder_for(e.label, text[e.start : e.end]))
+        elif e.action == "escape":
+            out.append(escape_controls(text[e.start : e.end]))
+        elif e.action == "strip":
+            pass
         else:
             out.append(f"[{e.label}]")
         pos = e.end
     out.append(text[pos:])
     return "".join(out)
+
+
+# C0 controls but tab and newline, DEL and the C1 range: what a terminal may act on instead of showing.
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+
+
+def escape_controls(text: str) -> str:
+    """Control characters spelt out as `\\xNN`: a terminal or log viewer shows the sequence, never runs it."""
+    return _CONTROL.sub(lambda m: f"\\x{ord(m.group(0)):02x}", text)
 
 
 def redact_all(text: str, edits: Sequence[Edit]) -> str:

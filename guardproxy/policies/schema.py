@@ -32,8 +32,23 @@ class _StepBase(StrictModel):
         description=(
             "Only texts of these roles; null = all. tool = tool results (and the legacy function role), "
             "tool_call = calls the model made, tool_definition = tools/functions/response_format schemas, "
-            "metadata = other forwarded fields (user, metadata, vendor fields)."
+            "metadata = other forwarded fields (user, metadata, vendor fields), image_text = text read from "
+            "request images by OCR (`proxy.images`)."
         ),
+    )
+    scope: Literal["message", "conversation"] = Field(
+        "message",
+        description="`message`: each text on its own. `conversation` (input, `block`/`flag` only): windows of the "
+        "last `window_turns` messages of the step's roles, joined, so an instruction split across turns is "
+        "read whole; windows already judged are remembered by their messages' hashes, so a growing "
+        "conversation costs one new window per request.",
+    )
+    window_turns: int = Field(4, ge=2, le=50, description="Messages per conversation window.")
+    window_chars: int = Field(
+        4000,
+        ge=100,
+        description="Most characters of one window: a longer message keeps its start and end (where a split "
+        "instruction continues), each message getting an equal share.",
     )
 
 
@@ -53,14 +68,32 @@ class FlagStep(_StepBase):
     action: Literal["flag"]
 
 
+class StripStep(_StepBase):
+    """Removes the spans the detector found (terminal control sequences in answers: `control_chars`)."""
+
+    action: Literal["strip"]
+
+
+class EscapeStep(_StepBase):
+    """Keeps the spans but spells their control characters out (`\\x1b[31m`), so a terminal or log shows them
+    instead of obeying them."""
+
+    action: Literal["escape"]
+
+
 class ReviseStep(_StepBase):
     """Output only: the backend critiques and rewrites its answer against `constitution:` (blocks in streams)."""
 
     action: Literal["revise"]
 
 
-Step = Annotated[BlockStep | RedactStep | AnonymizeStep | FlagStep | ReviseStep, Field(discriminator="action")]
-Action = Literal["block", "redact", "anonymize", "flag", "revise"]
+Step = Annotated[
+    BlockStep | RedactStep | AnonymizeStep | FlagStep | StripStep | EscapeStep | ReviseStep,
+    Field(discriminator="action"),
+]
+Action = Literal["block", "redact", "anonymize", "flag", "strip", "escape", "revise"]
+# The actions that rewrite the spans a detector found (`Edit.action`).
+EditAction = Literal["redact", "anonymize", "strip", "escape"]
 
 PRINCIPLES_PLACEHOLDER = "{principles}"
 DEFAULT_CRITIQUE_PROMPT = (
@@ -159,6 +192,40 @@ class StreamSettings(StrictModel):
     context_chars: int = Field(200, ge=0, description="Released text re-shown to output steps as context.")
 
 
+class ImageSettings(StrictModel):
+    """Reading the text inside request images (chat `image_url` parts) with Tesseract OCR.
+
+    An image read this way is checked as its text (role `image_text`) and forwarded when the chain passes it;
+    an image that is not read (OCR off, a remote URL whose host is not in `fetch_hosts`, a failed read) stays
+    unscanned and `proxy.unscanned` decides. OCR reads printed text, not handwriting or text drawn to fool it:
+    a vision model may read more than OCR does."""
+
+    ocr: bool = Field(False, description="Read `data:` images (and remote ones from `fetch_hosts`) with Tesseract.")
+    languages: str = Field("eng", pattern=r"^[a-z_]+(\+[a-z_]+)*$", description="Tesseract `-l` languages.")
+    max_bytes: int = Field(
+        8 * 1024 * 1024, ge=1024, description="Largest image (decoded bytes); larger gets 413 before any OCR."
+    )
+    max_pixels: int = Field(
+        25_000_000, ge=10_000, description="Largest width x height; larger gets 413 before it is decoded."
+    )
+    max_images: int = Field(8, ge=1, description="Most images OCRed per request; more gets 413.")
+    timeout_s: float = Field(
+        10.0, gt=0, description="Time for one image's OCR; slower stays unscanned (`image_ocr_timeout`)."
+    )
+    concurrency: int = Field(2, ge=1, description="Tesseract processes at once across all requests.")
+    fetch_hosts: list[str] = Field(
+        default_factory=list,
+        description="Hosts (and their subdomains) whose `http(s)://` images are fetched and read; the read bytes "
+        "are forwarded inline. Empty: remote images are never fetched.",
+    )
+    fetch_private: bool = Field(
+        False,
+        description="Allow fetching from private, loopback and link-local addresses (an intranet image host). "
+        "Off: such addresses are refused after DNS resolution, whatever the host name.",
+    )
+    fetch_timeout_s: float = Field(5.0, gt=0, description="Time for one remote image's download.")
+
+
 class ProxySettings(StrictModel):
     block_error_code: Literal["content_filter", "invalid_prompt"] = "content_filter"
     refusal_message: str | None = Field(
@@ -172,6 +239,13 @@ class ProxySettings(StrictModel):
             "`block` refuses the request (400) or the answer (content_filter); `flag` forwards it and marks the "
             "audit record; `allow` forwards it. Every case is recorded as an `unscanned` step with the part kinds."
         ),
+    )
+    response_schema: Literal["allow", "flag", "block"] = Field(
+        "flag",
+        description="A chat answer that does not follow the request's `response_format` (`json_schema`: invalid "
+        "against the schema; `json_object`: not a JSON object): `block` ends that choice with content_filter "
+        "(a stream is then held back whole until it can be validated), `flag` delivers it and marks the audit "
+        "record, `allow` does not check. An invalid schema in the request is a 400 unless `allow`.",
     )
     # Sized so the model work of a text fits the default 2 s step timeout on 2 cores: the guard classifier costs
     # ~66 ms per 512-token window (~1,900 characters of English), so 32,000 characters are ~17 windows, ~1.1 s.
@@ -193,6 +267,23 @@ class ProxySettings(StrictModel):
         description="Time a client has to send the whole request body; a slower one gets 408 request_timeout.",
     )
     stream: StreamSettings = Field(default_factory=StreamSettings)
+    images: ImageSettings = Field(default_factory=ImageSettings, description="OCR of request images. See its table.")
+
+
+class ToolPinningConfig(StrictModel):
+    """Pinning each caller's tool definitions: a tool whose description or schema changes after its first use
+    (a rug pull by a tool server that passed review once) is flagged or blocked."""
+
+    mode: Literal["off", "flag", "block"] = Field(
+        "off",
+        description="`off`: no pins. `flag`/`block`: the first definition a caller (API key name with "
+        "`auth.mode: keys`, else the client label) sends for a tool name is pinned; a later request whose "
+        "definition differs is flagged, or refused with 400 content_filter (`tool_changed:<name>`).",
+    )
+    path: str = Field(
+        "./guardproxy-pins.db",
+        description="SQLite file of the pins (kept across restarts); `:memory:` keeps them in this process only.",
+    )
 
 
 DEFAULT_PROFILE = "default"
@@ -252,6 +343,9 @@ class Policy(StrictModel):
     learning: LearningConfig = Field(
         default_factory=LearningConfig, description="Training signals for the sidecar trainer. See its table."
     )
+    tool_pinning: ToolPinningConfig = Field(
+        default_factory=ToolPinningConfig, description="Pins of each caller's tool definitions. See its table."
+    )
     constitution: Constitution | None = Field(
         None, description="Principles for `revise` output steps. See Constitution; required when one is used."
     )
@@ -308,10 +402,18 @@ class Policy(StrictModel):
                         f"defined: {sorted(self.detectors)}"
                     )
         for i, step in enumerate(inputs):
+            if step.scope == "conversation" and step.action not in ("block", "flag"):
+                raise ValueError(
+                    f"{prefix}input[{i}].scope: a conversation window is one text made of several messages, so its "
+                    f"step can `block` or `flag` but not {step.action!r} (use a message-scoped step for that)"
+                )
             if step.action == "revise":
                 raise ValueError(
                     f"{prefix}input[{i}].action: 'revise' rewrites answers, so it is allowed in output steps only"
                 )
+        for i, step in enumerate(outputs):
+            if step.scope == "conversation":
+                raise ValueError(f"{prefix}output[{i}].scope: 'conversation' applies to input steps only")
         revising = [i for i, step in enumerate(outputs) if step.action == "revise"]
         if revising and self.constitution is None:
             raise ValueError(

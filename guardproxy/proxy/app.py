@@ -108,13 +108,14 @@ def create_app(settings: Settings, *, runtime_builder: RuntimeBuilder = build_ru
             await gateway.record_rejected(request_id, kind, client, _as_guardproxy_error(exc), started=started)
             raise
         profile = caller.key.profile if caller is not None else None
+        identity = caller.key.name if caller is not None else None
         if kind == "responses":  # translated to chat completions and back (proxy/responses/)
             result = await handle_responses(
-                gateway, body, request_id=request_id, client=client, charge=charge, profile=profile
+                gateway, body, request_id=request_id, client=client, charge=charge, profile=profile, identity=identity
             )
         else:
             result = await gateway.handle(
-                kind, body, request_id=request_id, client=client, charge=charge, profile=profile
+                kind, body, request_id=request_id, client=client, charge=charge, profile=profile, identity=identity
             )
         headers = {REQUEST_ID_HEADER: request_id, **getattr(request.state, "ratelimit_headers", {})}
         if isinstance(result, JSONResult):

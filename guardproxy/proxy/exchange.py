@@ -47,6 +47,8 @@ class Exchange:
     completion_tokens: int | None = None
     upstream_latency_ms: float | None = None
     steps: list[StepResult] = field(default_factory=list)
+    # Who the caller is for state kept across requests (tool pins): the key's name, else `client`.
+    identity: str = ""
     charge: TokenCharge | None = None  # the caller's key pays for what the request spent (auth/limits.py)
     # The API the client called when it is not `endpoint` (`responses`, translated to chat completions).
     api: str | None = None

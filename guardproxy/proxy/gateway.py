@@ -19,9 +19,11 @@ import structlog
 from guardproxy.audit.records import AuditRecord, Outcome, Segment
 from guardproxy.audit.sink import AuditSink
 from guardproxy.backends.base import Endpoint
-from guardproxy.core import JSON, Context
+from guardproxy.core import JSON, Context, TextRole
+from guardproxy.detectors.response_schema import requested_schema
 from guardproxy.errors import Blocked, GuardproxyError
-from guardproxy.policies.chain import Chain, CompiledStep, StepResult, Verdict, fold, run_inline
+from guardproxy.policies.chain import Chain, CompiledStep, StepResult, Verdict, fold, run_inline, run_step
+from guardproxy.policies.conversation import check_conversation
 from guardproxy.policies.operators import MemoryVault, Vault, apply_edits, redact_all, restore
 from guardproxy.proxy.admission import admit
 from guardproxy.proxy.exchange import Exchange, TokenCharge, segment
@@ -36,6 +38,7 @@ from guardproxy.proxy.texts import Kind, validate
 from guardproxy.proxy.upstream_errors import screen_upstream_error
 from guardproxy.proxy.walker import (
     CheckedText,
+    Slot,
     Unscanned,
     checked_texts,
     clean_envelope,
@@ -109,11 +112,13 @@ class Gateway:
         profile: str | None = None,
         api: Api | None = None,
         wire: StreamFormat | None = None,
+        identity: str | None = None,
     ) -> JSONResult | StreamResult:
         """`charge` receives the tokens the request spent once they are known (the key's rate limits);
         `profile`: the caller's policy profile (its key's), None for the default. `api` names the API the
         client called when the body was translated into `kind` (the Responses API), and `wire` writes a
-        stream in that API's format."""
+        stream in that API's format. `identity`: who the caller is across requests (the key's name), None
+        for `client`."""
         try:
             admit(body, self.holder.current.policy.proxy)  # size limits, before any detector runs
             validate(kind, body)
@@ -133,6 +138,7 @@ class Gateway:
         ex.stream = bool(body.get("stream")) and kind in ("chat", "completion")
         ex.charge = charge
         ex.api = API_ENDPOINTS[api] if api is not None else None
+        ex.identity = identity or client
         handed_over = False
         try:
             if kind == "moderation":
@@ -218,23 +224,40 @@ class Gateway:
         return [fold([await run_inline(step, "\n".join(p.kind for p in parts), ctx)])]
 
     async def _guard_input(self, ex: Exchange) -> None:
+        if ex.kind == "chat" and ex.rt.response_schema is not None:
+            requested_schema(ex.body)  # a schema that cannot check the answer is the client's error: 400 now
         walk = walk_request(ex.kind, ex.body)
-        texts = checked_texts(walk.slots)
+        texts: list[CheckedText] = checked_texts(walk.slots)
+        parts = walk.unscanned
+        if ex.rt.images is not None and any(p.image is not None for p in parts):  # OCR only when there is an image
+            read = await ex.rt.images.read(parts)
+            texts, parts = [*texts, *read.slots], read.unscanned
         chain = ex.chains.input
         verdicts = await self.check_slots(ex, chain, texts)
         request_verdict = await chain.check_request(
             Context(ex.request_id, "input", "request", ex.model, ex.body, ex.client)
         )
-        unscanned = await self.check_unscanned(ex, ex.chains.unscanned_input, walk.unscanned)
-        ex.add([request_verdict, *unscanned, *verdicts])
+        unscanned = await self.check_unscanned(ex, ex.chains.unscanned_input, parts)
+        whole = [request_verdict, *unscanned]  # verdicts on the request as a whole, not on one text
+        if ex.kind == "chat" and ex.rt.tool_pins is not None:
+            ctx = Context(ex.request_id, "input", "request", ex.model, ex.body, ex.identity)
+            whole.append(fold([await run_step(ex.rt.tool_pins, "", ctx)]))
+        if chain.conversation_steps:
+            messages = [(t.role, t.path, t.text) for t in texts if isinstance(t, Slot)]
+            ctx = Context(ex.request_id, "input", "conversation", ex.model, ex.body, ex.client)
+            whole.append(await check_conversation(chain.conversation_steps, messages, ctx, ex.rt.windows))
+        ex.add([*whole, *verdicts])
         ex.input_segments = tuple(
             segment(s.role, s.path, redact_all(s.text, v.sensitive)) for s, v in zip(texts, verdicts, strict=True)
         )
         if ex.rt.policy.audit.store_raw:
             ex.raw_input_segments = tuple(segment(s.role, s.path, s.text) for s in texts)
-        blocked = next((v.blocked_by for v in [request_verdict, *unscanned, *verdicts] if v.blocked_by), None)
+        blocked = next((v.blocked_by for v in [*whole, *verdicts] if v.blocked_by), None)
         if blocked is not None:
             raise _blocked_error(blocked, ex.rt.policy.proxy.block_error_code)
+        for s, v in zip(texts, verdicts, strict=True):
+            if v.edits and s.role == TextRole.IMAGE_TEXT:
+                raise _image_not_editable(v, ex.rt.policy.proxy.block_error_code)
         for s, v in zip(texts, verdicts, strict=True):
             if v.edits:
                 s.apply(v.edits, ex.scope)
@@ -275,8 +298,22 @@ class Gateway:
             for s, v in zip(slots, verdicts, strict=True):
                 s.set(restore(apply_edits(s.text, v.edits, None), ex.scope))
             drop_stale_logprobs(ex.kind, choice)  # token logprobs that no longer spell the delivered text
+            if not await self._follows_schema(ex, choice):
+                _block_choice(ex.kind, choice, refusal, i)
+                ex.outcome = Outcome.BLOCKED_OUTPUT
         ex.output_segments = tuple(audit)
         ex.raw_output_segments = tuple(raw)
+
+    async def _follows_schema(self, ex: Exchange, choice: JSON) -> bool:
+        """False when the delivered content breaks the request's `response_format` and the policy blocks that."""
+        step = ex.rt.response_schema
+        content = (choice.get("message") or {}).get("content")
+        if step is None or ex.kind != "chat" or not isinstance(content, str):
+            return True
+        ctx = Context(ex.request_id, "output", "assistant", ex.model, ex.body, ex.client)
+        verdict = fold([await run_inline(step, content, ctx)])
+        ex.add([verdict])
+        return verdict.blocked_by is None
 
     async def _moderate(self, ex: Exchange) -> JSON:
         walk = walk_request("moderation", ex.body)
@@ -304,6 +341,20 @@ def _block_choice(kind: Kind, choice: JSON, refusal: str | None, index: int) -> 
         choice["text"] = refusal or ""
     else:
         choice["message"] = {"role": "assistant", "content": refusal}
+
+
+def _image_not_editable(verdict: Verdict, code: str) -> Blocked:
+    """A step would redact or anonymize text inside an image: the image cannot be edited, so it is refused."""
+    result = next(r for r in verdict.results if r.fired and r.spans)
+    step = result.step
+    return Blocked(
+        f"Request blocked by policy: step '{step.name}' ({step.detector_name}) would {step.action} "
+        f"{list(result.labels)} in the text of an image, and an image cannot be edited.",
+        code=code,
+        step=step.name,
+        detector=step.detector_name,
+        labels=result.labels,
+    )
 
 
 def _blocked_error(result: StepResult, code: str) -> Blocked:

@@ -16,7 +16,9 @@ import structlog
 
 from guardproxy.audit.records import Outcome, Segment
 from guardproxy.core import JSON, Context, TextRole
+from guardproxy.detectors.response_schema import requested_schema
 from guardproxy.errors import GuardproxyError
+from guardproxy.policies.chain import run_inline
 from guardproxy.policies.operators import apply_edits, restore
 from guardproxy.proxy.exchange import Exchange
 from guardproxy.proxy.failover import failover
@@ -84,6 +86,11 @@ class StreamRelay:
         self.tools: dict[int, dict[int, JSON]] = {}
         self.finished: set[int] = set()
         self.raw: dict[int, list[str]] = {}  # by choice index
+        # The answer must follow the request's `response_format`: what each choice delivered, checked at its end.
+        self.schema_step = (
+            ex.rt.response_schema if ex.kind == "chat" and requested_schema(ex.body, validate=False) else None
+        )
+        self.delivered: dict[int, list[str]] = {}
 
     @classmethod
     async def open(
@@ -153,6 +160,8 @@ class StreamRelay:
             cfg = self.ex.rt.policy.proxy.stream
             ctx = Context(self.ex.request_id, "output", "assistant", self.ex.model, self.ex.body, self.ex.client)
             guard = StreamGuard(self.ex.chains.output, ctx, self.ex.scope, cfg.holdback_chars, cfg.context_chars)
+            # Blocking an answer that breaks its schema means holding it back whole: JSON is valid only at the end.
+            guard.hold_all = self.schema_step is not None and self.schema_step.action == "block"
             self.guards[index] = guard
         return guard
 
@@ -179,8 +188,11 @@ class StreamRelay:
             tools: list[JSON] = []
             if finish is not None:
                 released += await guard.finish()
+                await self._check_schema(index, released, guard)
                 tools = await self._release_tools(index, guard)
                 self.finished.add(index)
+            elif released and self.schema_step is not None:
+                self.delivered.setdefault(index, []).append(released)
             if released or tools or finish is not None or delta.get("role"):
                 out.append(self.wire.chunk(self._chunk(chunk, index, released, tools, finish, delta.get("role"))))
         return out
@@ -193,10 +205,23 @@ class StreamRelay:
             if index in self.finished:
                 continue
             released = await guard.finish()
+            await self._check_schema(index, released, guard)
             tools = await self._release_tools(index, guard)
             if released or tools:
                 out.append(self.wire.chunk(self._chunk(template, index, released, tools, None, None)))
         return out
+
+    async def _check_schema(self, index: int, last: str, guard: StreamGuard) -> None:
+        """At a choice's end: its whole content against the request's schema (held back whole when blocking)."""
+        if self.schema_step is None:
+            return
+        content = "".join([*self.delivered.pop(index, []), last])
+        if not content and self.tools.get(index):
+            return  # a tool call, not content
+        result = await run_inline(self.schema_step, content, guard.ctx)
+        guard.results.append(result)
+        if result.blocks:
+            raise OutputBlocked(result)
 
     def _buffer_tools(self, index: int, deltas: list[Any]) -> None:
         calls = self.tools.setdefault(index, {})

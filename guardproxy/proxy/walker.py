@@ -130,6 +130,9 @@ class Unscanned:
 
     path: str
     kind: str
+    # An `image_url` part's inner object (`{"url": ..., "detail": ...}`), for the OCR reader to read the URL
+    # and to forward a fetched image inline (what was read is what is sent).
+    image: JSON | None = field(default=None, compare=False, repr=False)
 
 
 @dataclass(slots=True)
@@ -192,7 +195,11 @@ class Walk:
             kind = part.get("type") if isinstance(part, dict) else None
             text_key = _TEXT_PARTS.get(kind) if isinstance(kind, str) else None
             if text_key is None or not isinstance(part.get(text_key), str):
-                self.unscanned.append(Unscanned(here, str(kind or "unknown")))
+                image = part.get("image_url") if kind == "image_url" and isinstance(part, dict) else None
+                if isinstance(image, dict) and isinstance(image.get("url"), str):
+                    self.unscanned.append(Unscanned(here, "image_url", image))
+                else:
+                    self.unscanned.append(Unscanned(here, str(kind or "unknown")))
                 continue
             for other in list(part):
                 if other not in (text_key, "type"):

@@ -20,6 +20,7 @@ async def handle_responses(
     client: str,
     charge: TokenCharge | None = None,
     profile: str | None = None,
+    identity: str | None = None,
 ) -> JSONResult | StreamResult:
     """Errors before the first byte are the gateway's OpenAI-shaped errors; a blocked stream ends in
     `response.incomplete` (reason `content_filter`), a blocked answer has that status and reason."""
@@ -37,6 +38,7 @@ async def handle_responses(
         charge=charge,
         profile=profile,
         api="responses",
+        identity=identity,
         wire=ResponsesStreamFormat(request_id, model, request.echo),
     )
     if isinstance(result, StreamResult):
