@@ -199,6 +199,11 @@ class Chain:
             inline_only=all(s.inline for s in text_steps),
         )
 
+    @property
+    def anonymizes(self) -> bool:
+        """Whether a step may anonymize (then the request's placeholders belong to its conversation's vault)."""
+        return any(s.action == "anonymize" for s in self.text_steps)
+
     async def check(self, text: str, ctx: Context) -> Verdict:
         if not self.text_steps or not text:
             return ALLOW

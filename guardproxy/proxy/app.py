@@ -28,7 +28,6 @@ from guardproxy.audit.sink import AuditSink
 from guardproxy.audit.store import open_store
 from guardproxy.auth.access import Access
 from guardproxy.auth.keys import Role
-from guardproxy.auth.limits import MemoryRateLimiter
 from guardproxy.core import JSON
 from guardproxy.detectors.model_files import detector_model_dirs
 from guardproxy.detectors.pii_regex import scrub_pii
@@ -44,6 +43,8 @@ from guardproxy.proxy.request_body import read_body
 from guardproxy.proxy.runtime import RuntimeBuilder, RuntimeHolder, build_runtime
 from guardproxy.proxy.settings import Settings
 from guardproxy.proxy.texts import Kind
+from guardproxy.state import open_state
+from guardproxy.state.conversation import CONVERSATION_HEADER, conversation_of, tenant_of
 
 log = structlog.get_logger(__name__)
 AnyRequest = Request[Any, Any, Any]
@@ -69,8 +70,10 @@ def create_app(settings: Settings, *, runtime_builder: RuntimeBuilder = build_ru
     )
     metrics = Metrics()
     access = Access.open(lambda: holder.current.policy.auth)
-    limiter = MemoryRateLimiter()  # per-key rpm/tpm/budget (auth/limits.py); only used when keys are on
-    gateway = Gateway(holder, sink, metrics)  # the sink scrubs and stores records, feedback and triples
+    # Per-key rpm/tpm/budget (used when keys are on) and the anonymize vault: in-process, or Redis (`state.url`).
+    shared = open_state(policy.state, clock=settings.clock)
+    limiter = shared.limiter
+    gateway = Gateway(holder, sink, metrics, shared.conversations)  # the sink scrubs and stores records
     state = {"fingerprint": policy_fingerprint(policy)}
 
     async def apply_policy(new: Policy) -> None:
@@ -92,7 +95,7 @@ def create_app(settings: Settings, *, runtime_builder: RuntimeBuilder = build_ru
             caller = access.check(authorization, Role.CLIENT)
             if caller is not None:  # keys on: records name the key, never a hash of the header
                 client = f"{host or 'unknown'} key:{caller.label}"
-                request.state.ratelimit_headers = limiter.admit(caller.key).headers()
+                request.state.ratelimit_headers = (await limiter.admit(caller.key)).headers()
                 if kind != "moderation":  # answered by the policy's detectors: no upstream tokens spent
                     charge = functools.partial(limiter.charge, caller.key)
             limits = holder.current.policy.proxy
@@ -105,7 +108,11 @@ def create_app(settings: Settings, *, runtime_builder: RuntimeBuilder = build_ru
             await gateway.record_rejected(request_id, kind, client, _as_guardproxy_error(exc), started=started)
             raise
         profile = caller.key.profile if caller is not None else None
-        result = await gateway.handle(kind, body, request_id=request_id, client=client, charge=charge, profile=profile)
+        tenant = tenant_of(caller.key.key_hash if caller is not None else None, authorization)
+        conversation = conversation_of(kind, body, request.headers.get(CONVERSATION_HEADER), tenant)
+        result = await gateway.handle(
+            kind, body, request_id=request_id, client=client, charge=charge, profile=profile, conversation=conversation
+        )
         headers = {REQUEST_ID_HEADER: request_id, **getattr(request.state, "ratelimit_headers", {})}
         if isinstance(result, JSONResult):
             return Response(
@@ -184,6 +191,7 @@ def create_app(settings: Settings, *, runtime_builder: RuntimeBuilder = build_ru
             await gateway.drain()  # requests whose clients left may still be writing their records
             await holder.aclose()
             await sink.aclose()
+            await shared.aclose()
             access.close()
 
     return Litestar(

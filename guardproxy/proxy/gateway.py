@@ -21,7 +21,7 @@ from guardproxy.backends.base import Endpoint
 from guardproxy.core import JSON, Context
 from guardproxy.errors import Blocked, GuardproxyError
 from guardproxy.policies.chain import Chain, CompiledStep, StepResult, Verdict, fold, run_inline
-from guardproxy.policies.operators import MemoryVault, Vault, apply_edits, redact_all, restore
+from guardproxy.policies.operators import MemoryScope, apply_edits, redact_all, restore
 from guardproxy.proxy.admission import admit
 from guardproxy.proxy.exchange import Exchange, TokenCharge, segment
 from guardproxy.proxy.failover import failover
@@ -42,6 +42,9 @@ from guardproxy.proxy.walker import (
     walk_choice,
     walk_request,
 )
+from guardproxy.state.conversation import ConversationRef
+from guardproxy.state.failure import StateFailures
+from guardproxy.state.vault import Conversations, MemoryVault, OpenConversation, Sensitive
 
 log = structlog.get_logger(__name__)
 
@@ -83,12 +86,15 @@ class Gateway:
         holder: RuntimeHolder,
         sink: AuditSink,
         metrics: Metrics,
-        vault: Vault | None = None,
+        conversations: Conversations | None = None,
     ) -> None:
         self.holder = holder
         self.sink = sink
         self.metrics = metrics
-        self.vault: Vault = vault or MemoryVault()
+        # Where anonymize placeholders live between turns (guardproxy/state): in-process unless `state.url`.
+        self.conversations = conversations or Conversations(
+            MemoryVault(holder.current.policy.state.conversation_ttl_s), StateFailures("fail_closed")
+        )
         # `revise` steps store their triples through the sink: scrubbed there, like every audit row.
         self.preferences = PreferenceRecorder(sink)
         # Finishing a request (runtime release, audit record) outlives a client that hangs up.
@@ -103,9 +109,11 @@ class Gateway:
         client: str,
         charge: TokenCharge | None = None,
         profile: str | None = None,
+        conversation: ConversationRef | None = None,
     ) -> JSONResult | StreamResult:
         """`charge` receives the tokens the request spent once they are known (the key's rate limits);
-        `profile`: the caller's policy profile (its key's), None for the default."""
+        `profile`: the caller's policy profile (its key's), None for the default; `conversation`: which
+        conversation's placeholders the request shares (guardproxy/state/conversation.py), None: its own."""
         try:
             admit(body, self.holder.current.policy.proxy)  # size limits, before any detector runs
             validate(kind, body)
@@ -119,13 +127,15 @@ class Gateway:
             self.holder.release(rt)
             await self.record_rejected(request_id, kind, client, exc)
             raise
-        vault = self.vault.open(request_id)
-        ex = Exchange(request_id, kind, ENDPOINTS[kind], client, body, rt, vault, self.metrics, chains)
+        own = OpenConversation(MemoryScope(), None)
+        ex = Exchange(request_id, kind, ENDPOINTS[kind], client, body, rt, own, self.metrics, chains)
         ex.model = str(body.get("model") or "")
         ex.stream = bool(body.get("stream")) and kind in ("chat", "completion")
         ex.charge = charge
         handed_over = False
         try:
+            if chains.input.anonymizes:  # only then can a request need another turn's placeholders
+                ex.conversation = await self.conversations.open(conversation, request_id)
             if kind == "moderation":
                 return JSONResult(200, await self._moderate(ex))
             targets = rt.targets(ex.model)
@@ -183,10 +193,11 @@ class Gateway:
         await self.cleanups.drain()
 
     async def _finish(self, ex: Exchange) -> None:
-        self.vault.close(ex.request_id)
         self.holder.release(ex.rt)
+        if ex.status == 200 and ex.outcome not in (Outcome.BLOCKED_OUTPUT, Outcome.ERROR):
+            await self.conversations.finish(ex.conversation, "".join(ex.answer_parts))
         if ex.charge is not None and ex.status == 200:  # refused or failed requests spent no upstream tokens
-            ex.charge(ex.tokens_spent())
+            await ex.charge(ex.tokens_spent())
         # Only policy model names become label values: client-chosen names would grow metrics without bound.
         model = ex.model if ex.rt.policy.route(ex.model) is not None else "unknown"
         self.metrics.requests.labels(ex.endpoint, model, ex.outcome).inc()
@@ -226,6 +237,9 @@ class Gateway:
         blocked = next((v.blocked_by for v in [request_verdict, *unscanned, *verdicts] if v.blocked_by), None)
         if blocked is not None:
             raise _blocked_error(blocked, ex.rt.policy.proxy.block_error_code)
+        # The conversation's vault issues the placeholders (one round trip), then `apply` finds them in the scope.
+        values = [Sensitive(*value) for s, v in zip(texts, verdicts, strict=True) for value in s.anonymized(v.edits)]
+        await self.conversations.issue(ex.conversation, values)
         for s, v in zip(texts, verdicts, strict=True):
             if v.edits:
                 s.apply(v.edits, ex.scope)
@@ -266,6 +280,10 @@ class Gateway:
             for s, v in zip(slots, verdicts, strict=True):
                 s.set(restore(apply_edits(s.text, v.edits, None), ex.scope))
             drop_stale_logprobs(ex.kind, choice)  # token logprobs that no longer spell the delivered text
+            if i == 0 and ex.kind == "chat":  # what the client will send back as this turn's answer
+                message = choice.get("message")
+                content = message.get("content") if isinstance(message, dict) else None
+                ex.answer_parts.append(content if isinstance(content, str) else "")
         ex.output_segments = tuple(audit)
         ex.raw_output_segments = tuple(raw)
 

@@ -146,6 +146,8 @@ class StreamRelay:
                 self.finished.add(index)
             if released or tools or finish is not None or delta.get("role"):
                 out.append(sse(self._chunk(chunk, index, released, tools, finish, delta.get("role"))))
+            if index == 0 and released and chat:
+                self.ex.answer_parts.append(released)
         return out
 
     async def _flush(self) -> list[bytes]:
@@ -159,6 +161,8 @@ class StreamRelay:
             tools = await self._release_tools(index, guard)
             if released or tools:
                 out.append(sse(self._chunk(template, index, released, tools, None, None)))
+            if index == 0 and released and self.ex.kind == "chat":
+                self.ex.answer_parts.append(released)
         return out
 
     def _buffer_tools(self, index: int, deltas: list[Any]) -> None:
