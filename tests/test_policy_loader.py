@@ -32,6 +32,7 @@ from guardproxy.policies.schema import (
     Policy,
     Profile,
     ProxySettings,
+    StateConfig,
     StreamSettings,
 )
 
@@ -286,6 +287,7 @@ DOCUMENTED: dict[str, type[BaseModel]] = {
     "ProxySettings": ProxySettings,
     "StreamSettings": StreamSettings,
     "Profile": Profile,
+    "StateConfig": StateConfig,
 }
 DOCUMENTED.update({m.__name__: m for m in (*_members(BackendConfig), *_members(DetectorConfig))})
 # Meanings for fields whose model has no `description=` yet; a model description wins.
