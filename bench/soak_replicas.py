@@ -82,7 +82,7 @@ async def stream_once(session: aiohttp.ClientSession, url: str, key: str, n: int
             error = (await r.json(content_type=None)).get("error") or {}
             labels = ",".join((error.get("guardproxy") or {}).get("labels") or [])
             return f"http_{r.status} {error.get('code')} {labels}".strip()
-        content, done = [], False
+        content, done, finish = [], False, None
         async for raw in r.content:
             line = raw.strip()
             if line == b"data: [DONE]":
@@ -93,8 +93,11 @@ async def stream_once(session: aiohttp.ClientSession, url: str, key: str, n: int
                     return "stream_error_event"
                 for choice in event.get("choices", []):
                     content.append((choice.get("delta") or {}).get("content") or "")
+                    finish = choice.get("finish_reason") or finish
         if not done:
             return "stream_without_done"
+        if finish == "content_filter":  # an output step blocked (or timed out and failed closed) mid-stream
+            return "stream_content_filter"
         return None if "".join(content) == EXPECTED else "wrong_content"
 
 
