@@ -44,7 +44,7 @@ from guardproxy.proxy.runtime import RuntimeBuilder, RuntimeHolder, build_runtim
 from guardproxy.proxy.settings import Settings
 from guardproxy.proxy.texts import Kind
 from guardproxy.state import open_state
-from guardproxy.state.conversation import CONVERSATION_HEADER, conversation_of, tenant_of
+from guardproxy.state.conversation import CONVERSATION_HEADER, ConversationKey, tenant_of
 
 log = structlog.get_logger(__name__)
 AnyRequest = Request[Any, Any, Any]
@@ -109,7 +109,7 @@ def create_app(settings: Settings, *, runtime_builder: RuntimeBuilder = build_ru
             raise
         profile = caller.key.profile if caller is not None else None
         tenant = tenant_of(caller.key.key_hash if caller is not None else None, authorization)
-        conversation = conversation_of(kind, body, request.headers.get(CONVERSATION_HEADER), tenant)
+        conversation = ConversationKey(tenant, request.headers.get(CONVERSATION_HEADER))
         result = await gateway.handle(
             kind, body, request_id=request_id, client=client, charge=charge, profile=profile, conversation=conversation
         )

@@ -42,7 +42,7 @@ from guardproxy.proxy.walker import (
     walk_choice,
     walk_request,
 )
-from guardproxy.state.conversation import ConversationRef
+from guardproxy.state.conversation import ConversationKey, conversation_of
 from guardproxy.state.failure import StateFailures
 from guardproxy.state.vault import Conversations, MemoryVault, OpenConversation, Sensitive
 
@@ -109,11 +109,12 @@ class Gateway:
         client: str,
         charge: TokenCharge | None = None,
         profile: str | None = None,
-        conversation: ConversationRef | None = None,
+        conversation: ConversationKey | None = None,
     ) -> JSONResult | StreamResult:
         """`charge` receives the tokens the request spent once they are known (the key's rate limits);
-        `profile`: the caller's policy profile (its key's), None for the default; `conversation`: which
-        conversation's placeholders the request shares (guardproxy/state/conversation.py), None: its own."""
+        `profile`: the caller's policy profile (its key's), None for the default; `conversation`: the caller and
+        the conversation header, to find the conversation whose placeholders the request shares
+        (guardproxy/state/conversation.py); None: the request keeps its own."""
         try:
             admit(body, self.holder.current.policy.proxy)  # size limits, before any detector runs
             validate(kind, body)
@@ -134,8 +135,10 @@ class Gateway:
         ex.charge = charge
         handed_over = False
         try:
-            if chains.input.anonymizes:  # only then can a request need another turn's placeholders
-                ex.conversation = await self.conversations.open(conversation, request_id)
+            if chains.input.anonymizes and conversation is not None:  # else no turn needs another's placeholders
+                # Read before anything rewrites the body (the canary below, anonymize).
+                ref = conversation_of(kind, body, conversation.header, conversation.tenant)
+                ex.conversation = await self.conversations.open(ref, request_id)
             if kind == "moderation":
                 return JSONResult(200, await self._moderate(ex))
             targets = rt.targets(ex.model)

@@ -47,6 +47,14 @@ class ConversationRef:
         return _digest(self.tenant, (*self.history, _encode("assistant", answer)))
 
 
+@dataclass(frozen=True, slots=True)
+class ConversationKey:
+    """What the app knows of a request's conversation before the body is read: who asks, and its header."""
+
+    tenant: str
+    header: str | None
+
+
 def tenant_of(key_hash: str | None, authorization: str | None) -> str:
     """The caller as the vault sees it: the key's hash, or (keys off) a hash of the Authorization header."""
     if key_hash is not None:
