@@ -238,3 +238,19 @@ def test_redis_down(
             assert client.chat.completions.create(model=MODEL, messages=mail).choices  # type: ignore[arg-type]
     finally:
         server.remove()
+
+
+def test_the_embedded_default_keeps_conversations_in_process(
+    tmp_path: Path, upstream: FakeUpstream, sdk: list[openai.OpenAI]
+) -> None:
+    """Without `state.url` one process remembers a conversation's placeholders too (the memory vault)."""
+    with ProxyServer(write_policy(tmp_path, upstream.base_url)) as proxy:
+        named = client_of(sdk, proxy.url, "anything", "chat-1")
+        named.chat.completions.create(model=MODEL, messages=[{"role": "user", "content": "Mail alice@example.com"}])  # type: ignore[arg-type]
+        upstream.enqueue(Reply(content="Done: [EMAIL_ADDRESS_1]."))
+        later = named.chat.completions.create(model=MODEL, messages=[{"role": "user", "content": "Send it."}])  # type: ignore[arg-type]
+        assert later.choices[0].message.content == "Done: alice@example.com."
+        upstream.enqueue(Reply(content="Done: [EMAIL_ADDRESS_1]."))
+        other = client_of(sdk, proxy.url, "anything", "chat-2")  # another conversation knows nothing of it
+        alone = other.chat.completions.create(model=MODEL, messages=[{"role": "user", "content": "Send it."}])  # type: ignore[arg-type]
+        assert alone.choices[0].message.content == "Done: [EMAIL_ADDRESS_1]."
