@@ -34,6 +34,7 @@ from guardproxy.policies.schema import (
     Policy,
     Profile,
     ProxySettings,
+    StateConfig,
     StreamSettings,
     ToolAccess,
     ToolPinningConfig,
@@ -302,6 +303,7 @@ DOCUMENTED: dict[str, type[BaseModel]] = {
     "Profile": Profile,
     "McpServer": McpServer,
     "ToolAccess": ToolAccess,
+    "StateConfig": StateConfig,
 }
 DOCUMENTED.update({m.__name__: m for m in (*_members(BackendConfig), *_members(DetectorConfig))})
 # Meanings for fields whose model has no `description=` yet; a model description wins.

@@ -40,7 +40,7 @@ from guardproxy.mcp_gateway.jsonrpc import (
 )
 from guardproxy.mcp_gateway.upstream import McpUpstreams, UpstreamReply
 from guardproxy.policies.chain import CompiledStep, StepResult, Verdict
-from guardproxy.policies.operators import redact_all, restore
+from guardproxy.policies.operators import MemoryScope, redact_all, restore
 from guardproxy.policies.schema import McpServer, ToolAccess
 from guardproxy.proxy.admission import admit
 from guardproxy.proxy.exchange import Exchange, segment
@@ -56,6 +56,7 @@ from guardproxy.proxy.walker import (
     walk_mcp_server_info,
     walk_mcp_tool,
 )
+from guardproxy.state.vault import OpenConversation
 
 # Client notifications relayed to the server (they carry no reply).
 _NOTIFICATIONS = frozenset({"notifications/initialized", "notifications/cancelled"})
@@ -99,8 +100,8 @@ class McpGateway:
             # The exchange's `kind`/`endpoint` name the chat flow it shares the chains with; `api` is what
             # its audit record and metrics say (only policy server names, so labels stay bounded).
             ex = Exchange(
-                request_id, "chat", "chat/completions", client, message, rt, gw.vault.open(request_id),
-                gw.metrics, chains, api=f"mcp/{server_name}" if server is not None else "mcp/unknown",
+                request_id, "chat", "chat/completions", client, message, rt,
+                OpenConversation(MemoryScope(), None), gw.metrics, chains, api=f"mcp/{server_name}" if server is not None else "mcp/unknown",
             )  # fmt: skip
             ex.backend = server_name if server is not None else ""
             if server is None:
@@ -122,7 +123,6 @@ class McpGateway:
                 ex.error = f"McpError {err.code}: {err.message}"
             return McpReply(err.http_status, err.body(request_id_of(value)))
         finally:
-            gw.vault.close(request_id)
             if ex is not None:
                 await gw.cleanups.run(self._finish(ex), what="mcp_finish")
             else:

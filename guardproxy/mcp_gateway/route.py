@@ -59,7 +59,7 @@ def mcp_routes(
             caller = access.check(authorization, Role.CLIENT)
             if caller is not None:
                 client = f"{host or 'unknown'} key:{caller.label}"
-                limiter.admit(caller.key)
+                await limiter.admit(caller.key)
             limits = mcp.gateway.holder.current.policy.proxy
             raw = await read_body(request, limits.max_body_bytes, limits.body_read_timeout_s)
             value = _decode(decode, raw)

@@ -237,6 +237,11 @@ class Chain:
         starts = [found for h in self.holdbacks if (found := h.unfinished_from(text)) is not None]
         return min(starts, default=len(text))
 
+    @property
+    def anonymizes(self) -> bool:
+        """Whether a step may anonymize (then the request's placeholders belong to its conversation's vault)."""
+        return any(s.action == "anonymize" for s in self.text_steps)
+
     async def check(self, text: str, ctx: Context) -> Verdict:
         if not self.text_steps or not text:
             return ALLOW

@@ -185,6 +185,33 @@ class AuthConfig(StrictModel):
     )
 
 
+class StateConfig(StrictModel):
+    """State that replicas share: per-key rate-limit counters and the conversation-scoped anonymize vault.
+    Without `url` it lives in the proxy's memory (one process); with `url`, in Redis (every replica)."""
+
+    url: str | None = Field(
+        None,
+        description="`redis://[:password@]host:port/db` (or `rediss://`; needs the `redis` extra): rate limits and "
+        "anonymize placeholders shared by every replica. Unset: in-process (each replica on its own). Read at "
+        "start-up.",
+        pattern=r"^rediss?://",
+    )
+    on_error: Literal["fail_closed", "fail_open"] = Field(
+        "fail_closed",
+        description="Redis unreachable: `fail_closed` answers 503 `state_unavailable` to requests that need it "
+        "(keyed requests; anonymize steps); `fail_open` serves them with rate limits unchecked and placeholders "
+        "kept to the request (logged `state_unavailable`).",
+    )
+    timeout_s: float = Field(
+        0.5, gt=0, le=30, description="Connect and read timeout of one Redis call: a down Redis fails fast."
+    )
+    conversation_ttl_s: float = Field(
+        3600.0,
+        gt=0,
+        description="Seconds a conversation's placeholders are kept after its last turn (in Redis or in memory).",
+    )
+
+
 class StreamSettings(StrictModel):
     holdback_chars: int = Field(
         256, ge=1, description="Max characters held back when no sentence boundary is found; bounds span length."
@@ -340,6 +367,10 @@ class Policy(StrictModel):
     audit: AuditConfig = Field(default_factory=AuditConfig)
     proxy: ProxySettings = Field(default_factory=ProxySettings)
     auth: AuthConfig = Field(default_factory=AuthConfig, description="API keys and roles. See `auth:`.")
+    state: StateConfig = Field(
+        default_factory=StateConfig,
+        description="Rate limits and anonymize placeholders shared by replicas. See `state:`.",
+    )
     learning: LearningConfig = Field(
         default_factory=LearningConfig, description="Training signals for the sidecar trainer. See its table."
     )

@@ -28,7 +28,6 @@ from guardproxy.audit.sink import AuditSink
 from guardproxy.audit.store import open_store
 from guardproxy.auth.access import Access
 from guardproxy.auth.keys import Role
-from guardproxy.auth.limits import MemoryRateLimiter
 from guardproxy.core import JSON
 from guardproxy.detectors.model_files import detector_model_dirs
 from guardproxy.detectors.pii_regex import scrub_pii
@@ -46,6 +45,8 @@ from guardproxy.proxy.request_body import read_body
 from guardproxy.proxy.responses import handle_responses
 from guardproxy.proxy.runtime import RuntimeBuilder, RuntimeHolder, build_runtime
 from guardproxy.proxy.settings import Settings
+from guardproxy.state import open_state
+from guardproxy.state.conversation import CONVERSATION_HEADER, ConversationKey, tenant_of
 
 log = structlog.get_logger(__name__)
 AnyRequest = Request[Any, Any, Any]
@@ -71,8 +72,10 @@ def create_app(settings: Settings, *, runtime_builder: RuntimeBuilder = build_ru
     )
     metrics = Metrics()
     access = Access.open(lambda: holder.current.policy.auth)
-    limiter = MemoryRateLimiter()  # per-key rpm/tpm/budget (auth/limits.py); only used when keys are on
-    gateway = Gateway(holder, sink, metrics)  # the sink scrubs and stores records, feedback and triples
+    # Per-key rpm/tpm/budget (used when keys are on) and the anonymize vault: in-process, or Redis (`state.url`).
+    shared = open_state(policy.state, clock=settings.clock)
+    limiter = shared.limiter
+    gateway = Gateway(holder, sink, metrics, shared.conversations)  # the sink scrubs and stores records
     mcp = McpGateway(gateway)  # /mcp/<server>: MCP servers of the policy's `mcp_servers:`
     state = {"fingerprint": policy_fingerprint(policy)}
 
@@ -95,7 +98,7 @@ def create_app(settings: Settings, *, runtime_builder: RuntimeBuilder = build_ru
             caller = access.check(authorization, Role.CLIENT)
             if caller is not None:  # keys on: records name the key, never a hash of the header
                 client = f"{host or 'unknown'} key:{caller.label}"
-                request.state.ratelimit_headers = limiter.admit(caller.key).headers()
+                request.state.ratelimit_headers = (await limiter.admit(caller.key)).headers()
                 if kind != "moderation":  # answered by the policy's detectors: no upstream tokens spent
                     charge = functools.partial(limiter.charge, caller.key)
             limits = holder.current.policy.proxy
@@ -109,14 +112,18 @@ def create_app(settings: Settings, *, runtime_builder: RuntimeBuilder = build_ru
             raise
         profile = caller.key.profile if caller is not None else None
         identity = caller.key.name if caller is not None else None
+        tenant = tenant_of(caller.key.key_hash if caller is not None else None, authorization)
+        conversation = ConversationKey(tenant, request.headers.get(CONVERSATION_HEADER))
         if kind == "responses":  # translated to chat completions and back (proxy/responses/)
             result = await handle_responses(
-                gateway, body, request_id=request_id, client=client, charge=charge, profile=profile, identity=identity
-            )
+                gateway, body, request_id=request_id, client=client, charge=charge, profile=profile,
+                identity=identity, conversation=conversation,
+            )  # fmt: skip
         else:
             result = await gateway.handle(
-                kind, body, request_id=request_id, client=client, charge=charge, profile=profile, identity=identity
-            )
+                kind, body, request_id=request_id, client=client, charge=charge, profile=profile,
+                identity=identity, conversation=conversation,
+            )  # fmt: skip
         headers = {REQUEST_ID_HEADER: request_id, **getattr(request.state, "ratelimit_headers", {})}
         if isinstance(result, JSONResult):
             return Response(
@@ -200,6 +207,7 @@ def create_app(settings: Settings, *, runtime_builder: RuntimeBuilder = build_ru
             await mcp.aclose()
             await holder.aclose()
             await sink.aclose()
+            await shared.aclose()
             access.close()
 
     return Litestar(

@@ -24,7 +24,7 @@ from guardproxy.detectors.response_schema import requested_schema
 from guardproxy.errors import Blocked, GuardproxyError
 from guardproxy.policies.chain import Chain, CompiledStep, StepResult, Verdict, fold, run_inline, run_step
 from guardproxy.policies.conversation import check_conversation
-from guardproxy.policies.operators import MemoryVault, Vault, apply_edits, redact_all, restore
+from guardproxy.policies.operators import MemoryScope, apply_edits, redact_all, restore
 from guardproxy.proxy.admission import admit
 from guardproxy.proxy.exchange import Exchange, TokenCharge, segment
 from guardproxy.proxy.failover import failover
@@ -46,6 +46,9 @@ from guardproxy.proxy.walker import (
     walk_choice,
     walk_request,
 )
+from guardproxy.state.conversation import ConversationKey, conversation_of
+from guardproxy.state.failure import StateFailures
+from guardproxy.state.vault import Conversations, MemoryVault, OpenConversation, Sensitive
 
 log = structlog.get_logger(__name__)
 
@@ -90,12 +93,15 @@ class Gateway:
         holder: RuntimeHolder,
         sink: AuditSink,
         metrics: Metrics,
-        vault: Vault | None = None,
+        conversations: Conversations | None = None,
     ) -> None:
         self.holder = holder
         self.sink = sink
         self.metrics = metrics
-        self.vault: Vault = vault or MemoryVault()
+        # Where anonymize placeholders live between turns (guardproxy/state): in-process unless `state.url`.
+        self.conversations = conversations or Conversations(
+            MemoryVault(holder.current.policy.state.conversation_ttl_s), StateFailures("fail_closed")
+        )
         # `revise` steps store their triples through the sink: scrubbed there, like every audit row.
         self.preferences = PreferenceRecorder(sink)
         # Finishing a request (runtime release, audit record) outlives a client that hangs up.
@@ -113,12 +119,14 @@ class Gateway:
         api: Api | None = None,
         wire: StreamFormat | None = None,
         identity: str | None = None,
+        conversation: ConversationKey | None = None,
     ) -> JSONResult | StreamResult:
         """`charge` receives the tokens the request spent once they are known (the key's rate limits);
         `profile`: the caller's policy profile (its key's), None for the default. `api` names the API the
         client called when the body was translated into `kind` (the Responses API), and `wire` writes a
         stream in that API's format. `identity`: who the caller is across requests (the key's name), None
-        for `client`."""
+        for `client`. `conversation`: the caller and the conversation header, to find the conversation whose
+        placeholders the request shares (guardproxy/state/conversation.py); None: the request keeps its own."""
         try:
             admit(body, self.holder.current.policy.proxy)  # size limits, before any detector runs
             validate(kind, body)
@@ -132,8 +140,8 @@ class Gateway:
             self.holder.release(rt)
             await self.record_rejected(request_id, api or kind, client, exc)
             raise
-        vault = self.vault.open(request_id)
-        ex = Exchange(request_id, kind, ENDPOINTS[kind], client, body, rt, vault, self.metrics, chains)
+        own = OpenConversation(MemoryScope(), None)
+        ex = Exchange(request_id, kind, ENDPOINTS[kind], client, body, rt, own, self.metrics, chains)
         ex.model = str(body.get("model") or "")
         ex.stream = bool(body.get("stream")) and kind in ("chat", "completion")
         ex.charge = charge
@@ -141,6 +149,10 @@ class Gateway:
         ex.identity = identity or client
         handed_over = False
         try:
+            if chains.input.anonymizes and conversation is not None:  # else no turn needs another's placeholders
+                # Read before anything rewrites the body (the canary below, anonymize).
+                ref = conversation_of(kind, body, conversation.header, conversation.tenant)
+                ex.conversation = await self.conversations.open(ref, request_id)
             if kind == "moderation":
                 return JSONResult(200, await self._moderate(ex))
             targets = rt.targets(ex.model)
@@ -198,10 +210,11 @@ class Gateway:
         await self.cleanups.drain()
 
     async def _finish(self, ex: Exchange) -> None:
-        self.vault.close(ex.request_id)
         self.holder.release(ex.rt)
+        if ex.status == 200 and ex.outcome not in (Outcome.BLOCKED_OUTPUT, Outcome.ERROR):
+            await self.conversations.finish(ex.conversation, "".join(ex.answer_parts))
         if ex.charge is not None and ex.status == 200:  # refused or failed requests spent no upstream tokens
-            ex.charge(ex.tokens_spent())
+            await ex.charge(ex.tokens_spent())
         # Only policy model names become label values: client-chosen names would grow metrics without bound.
         model = ex.model if ex.rt.policy.route(ex.model) is not None else "unknown"
         self.metrics.requests.labels(ex.served_as, model, ex.outcome).inc()
@@ -255,6 +268,9 @@ class Gateway:
         blocked = next((v.blocked_by for v in [*whole, *verdicts] if v.blocked_by), None)
         if blocked is not None:
             raise _blocked_error(blocked, ex.rt.policy.proxy.block_error_code)
+        # The conversation's vault issues the placeholders (one round trip), then `apply` finds them in the scope.
+        values = [Sensitive(*value) for s, v in zip(texts, verdicts, strict=True) for value in s.anonymized(v.edits)]
+        await self.conversations.issue(ex.conversation, values)
         for s, v in zip(texts, verdicts, strict=True):
             if v.edits and s.role == TextRole.IMAGE_TEXT:
                 raise _image_not_editable(v, ex.rt.policy.proxy.block_error_code)
@@ -301,6 +317,11 @@ class Gateway:
             if not await self._follows_schema(ex, choice):
                 _block_choice(ex.kind, choice, refusal, i)
                 ex.outcome = Outcome.BLOCKED_OUTPUT
+                continue
+            if i == 0 and ex.kind == "chat":  # what the client will send back as this turn's answer
+                message = choice.get("message")
+                content = message.get("content") if isinstance(message, dict) else None
+                ex.answer_parts.append(content if isinstance(content, str) else "")
         ex.output_segments = tuple(audit)
         ex.raw_output_segments = tuple(raw)
 

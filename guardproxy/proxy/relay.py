@@ -195,6 +195,8 @@ class StreamRelay:
                 self.delivered.setdefault(index, []).append(released)
             if released or tools or finish is not None or delta.get("role"):
                 out.append(self.wire.chunk(self._chunk(chunk, index, released, tools, finish, delta.get("role"))))
+            if index == 0 and released and chat:
+                self.ex.answer_parts.append(released)
         return out
 
     async def _flush(self) -> list[bytes]:
@@ -209,6 +211,8 @@ class StreamRelay:
             tools = await self._release_tools(index, guard)
             if released or tools:
                 out.append(self.wire.chunk(self._chunk(template, index, released, tools, None, None)))
+            if index == 0 and released and self.ex.kind == "chat":
+                self.ex.answer_parts.append(released)
         return out
 
     async def _check_schema(self, index: int, last: str, guard: StreamGuard) -> None:

@@ -70,6 +70,10 @@ class Slot:
     def apply(self, edits: Sequence[Edit], scope: VaultScope | None) -> None:
         self.set(apply_edits(self.text, edits, scope))
 
+    def anonymized(self, edits: Sequence[Edit]) -> list[tuple[str, str]]:
+        """(label, original) of each `anonymize` edit, as `apply` will ask the scope for them."""
+        return [(e.label, self.text[e.start : e.end]) for e in edits if e.action == "anonymize"]
+
 
 @dataclass(slots=True)
 class JoinedSlot:
@@ -89,6 +93,15 @@ class JoinedSlot:
         return "\n".join(p.text for p in self.parts)
 
     def apply(self, edits: Sequence[Edit], scope: VaultScope | None) -> None:
+        for part, mine in self._split(edits):
+            part.apply(mine, scope)
+
+    def anonymized(self, edits: Sequence[Edit]) -> list[tuple[str, str]]:
+        return [value for part, mine in self._split(edits) for value in part.anonymized(mine)]
+
+    def _split(self, edits: Sequence[Edit]) -> list[tuple[Slot, list[Edit]]]:
+        """Each part with the edits (or pieces of edits) that fall in it, in its own offsets."""
+        out = []
         start = 0
         for part in self.parts:
             end = start + len(part.text)
@@ -97,8 +110,9 @@ class JoinedSlot:
                 for e in edits
                 if e.start < end and e.end > start
             ]
-            part.apply(mine, scope)
+            out.append((part, mine))
             start = end + 1
+        return out
 
 
 CheckedText = Slot | JoinedSlot

@@ -10,6 +10,7 @@ from guardproxy.proxy.gateway import Gateway, JSONResult, StreamResult
 from guardproxy.proxy.responses.answer import from_chat
 from guardproxy.proxy.responses.events import ResponsesStreamFormat
 from guardproxy.proxy.responses.request import to_chat
+from guardproxy.state.conversation import ConversationKey
 
 
 async def handle_responses(
@@ -21,6 +22,7 @@ async def handle_responses(
     charge: TokenCharge | None = None,
     profile: str | None = None,
     identity: str | None = None,
+    conversation: ConversationKey | None = None,
 ) -> JSONResult | StreamResult:
     """Errors before the first byte are the gateway's OpenAI-shaped errors; a blocked stream ends in
     `response.incomplete` (reason `content_filter`), a blocked answer has that status and reason."""
@@ -39,6 +41,7 @@ async def handle_responses(
         profile=profile,
         api="responses",
         identity=identity,
+        conversation=conversation,
         wire=ResponsesStreamFormat(request_id, model, request.echo),
     )
     if isinstance(result, StreamResult):
