@@ -6,13 +6,16 @@ ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 PIP_NO_CACHE_DIR=1
 WORKDIR /app
 COPY pyproject.toml README.md ./
 COPY guardproxy ./guardproxy
-RUN pip install .
+# Optional extras, e.g. --build-arg EXTRAS=postgres,redis for replicas (docker-compose.yml sets it).
+ARG EXTRAS=""
+RUN if [ -n "$EXTRAS" ]; then pip install ".[$EXTRAS]"; else pip install .; fi
 COPY policy.yaml ./policy.yaml
+COPY deploy ./deploy
 # The shipped detector models (int8 ONNX classifier, spaCy NER); a non-editable install finds them here.
 COPY models ./models
 ENV GUARDPROXY_MODELS_DIR=/app/models
 
-RUN useradd --system --uid 10001 guardproxy && mkdir -p /data && chown guardproxy /data
+RUN useradd --system --uid 10001 guardproxy && mkdir -p /data /keys && chown guardproxy /data /keys
 USER guardproxy
 # The audit database lives on a volume so records survive the container.
 WORKDIR /data

@@ -172,6 +172,7 @@ def session_without_spinning(detector: OnnxClassifierDetector, threads: int) -> 
     opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
     opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    opts.add_session_config_entry("session.x64quantprecision", "1")  # as the detector (onnx_classifier.py)
     assert clf.card.serving is not None  # the classifier refuses a card without one
     onnx_file = clf.model_dir / clf.card.serving.onnx_file
     return ort.InferenceSession(str(onnx_file), opts, providers=["CPUExecutionProvider"])

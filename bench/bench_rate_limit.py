@@ -1,6 +1,6 @@
 """Per-request cost of the rate-limit check (issue 13, item 4).
 
-Times what `serve` adds for a keyed request: `MemoryRateLimiter.admit(key).headers()` (count the request,
+Times what `serve` adds for a keyed request: `(await MemoryRateLimiter.admit(key)).headers()` (count the request,
 build the `x-ratelimit-*` headers) and, separately, `charge(key, tokens)` (once the answer's usage is known).
 The key has rpm, tpm and a budget set (every header built); its limits are high enough never to refuse.
 `--keys` other keys are active in the same window. Timed in-process with perf_counter_ns; p50/p99 in µs.
@@ -11,11 +11,12 @@ The key has rpm, tpm and a budget set (every header built); its limits are high 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
 import platform
 import statistics
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 from guardproxy.auth.keys import ApiKey, Role
@@ -31,14 +32,30 @@ def api_key(i: int) -> ApiKey:
     )  # fmt: skip
 
 
-def timed(call: Callable[[], object], n: int) -> dict[str, float]:
+async def timed(call: Callable[[], Awaitable[object]], n: int) -> dict[str, float]:
+    """Timed inside one coroutine, as the app awaits the limiter on its event loop."""
     samples = []
     for _ in range(n):
         start = time.perf_counter_ns()
-        call()
+        await call()
         samples.append((time.perf_counter_ns() - start) / 1000)
     samples.sort()
     return {"p50_us": round(statistics.median(samples), 2), "p99_us": round(samples[int(n * 0.99)], 2), "n": n}
+
+
+async def measure(keys: int, n: int) -> dict[str, object]:
+    limiter = MemoryRateLimiter()
+    for i in range(keys):
+        await limiter.admit(api_key(i))
+    key = api_key(keys)
+
+    async def admit_and_headers() -> object:
+        return (await limiter.admit(key)).headers()
+
+    results: dict[str, object] = {"python": platform.python_version(), "machine": platform.machine(), "keys": keys}
+    results["admit_and_headers"] = await timed(admit_and_headers, n)
+    results["charge"] = await timed(lambda: limiter.charge(key, 100), n)
+    return results
 
 
 def main() -> None:
@@ -47,13 +64,7 @@ def main() -> None:
     parser.add_argument("--n", type=int, default=50_000, help="Calls timed per case.")
     parser.add_argument("--output", type=Path, default=Path(__file__).parent / "results" / "rate_limit.json")
     args = parser.parse_args()
-    limiter = MemoryRateLimiter()
-    for i in range(args.keys):
-        limiter.admit(api_key(i))
-    key = api_key(args.keys)
-    results: dict[str, object] = {"python": platform.python_version(), "machine": platform.machine(), "keys": args.keys}
-    results["admit_and_headers"] = timed(lambda: limiter.admit(key).headers(), args.n)
-    results["charge"] = timed(lambda: limiter.charge(key, 100), args.n)
+    results = asyncio.run(measure(args.keys, args.n))
     print(json.dumps(results, indent=2))
     args.output.parent.mkdir(parents=True, exist_ok=True)
     args.output.write_text(json.dumps(results, indent=2) + "\n")

@@ -1,7 +1,8 @@
 """A deliberately fast OpenAI-compatible upstream for the gateway benchmark.
 
 Plain asyncio protocol, standard library only: it answers every ``POST .../chat/completions`` with one fixed,
-small, non-streaming completion and ``GET /healthz`` with ``ok``. Being far cheaper per request than any gateway
+small completion (as one server-sent-event stream of word chunks when the request asks ``"stream": true``)
+and ``GET /healthz`` with ``ok``. Being far cheaper per request than any gateway
 under test, it keeps the measured differences about the gateways rather than about the upstream. It lives in
 ``bench/`` (not ``tests/``) so the benchmark depends on no test code.
 
@@ -39,12 +40,35 @@ _COMPLETION = json.dumps(
 _MAX_HEADER_BYTES = 64 * 1024
 
 
+def _stream_body() -> bytes:
+    """The same completion as a chat.completion.chunk stream: a role chunk, word pieces, a finish chunk, [DONE]."""
+    content = json.loads(_COMPLETION)["choices"][0]["message"]["content"]
+    words = content.split(" ")
+    pieces = [w if i == 0 else " " + w for i, w in enumerate(words)]
+
+    def chunk(delta: dict[str, str], finish: str | None) -> bytes:
+        event = {
+            "id": "chatcmpl-bench",
+            "object": "chat.completion.chunk",
+            "created": int(time.time()),
+            "model": "gpt-4o-mini",
+            "choices": [{"index": 0, "delta": delta, "finish_reason": finish, "logprobs": None}],
+        }
+        return b"data: " + json.dumps(event, separators=(",", ":")).encode() + b"\n\n"
+
+    events = [chunk({"role": "assistant", "content": ""}, None)]
+    events += [chunk({"content": piece}, None) for piece in pieces]
+    events += [chunk({}, "stop"), b"data: [DONE]\n\n"]
+    return b"".join(events)
+
+
 def _response(status: str, body: bytes, content_type: str = "application/json") -> bytes:
     head = f"HTTP/1.1 {status}\r\ncontent-type: {content_type}\r\ncontent-length: {len(body)}\r\n"
     return head.encode() + b"connection: keep-alive\r\n\r\n" + body
 
 
 _COMPLETION_RESPONSE = _response("200 OK", _COMPLETION)
+_STREAM_RESPONSE = _response("200 OK", _stream_body(), "text/event-stream")
 _HEALTH_RESPONSE = _response("200 OK", b"ok", "text/plain")
 _NOT_FOUND_RESPONSE = _response("404 Not Found", b'{"error":{"message":"not found","type":"invalid_request_error"}}')
 _BAD_REQUEST_RESPONSE = _response(
@@ -121,16 +145,19 @@ class _UpstreamProtocol(asyncio.Protocol):
             return False
         if len(self._buffer) < request_end:
             return False
+        body = self._buffer[body_start:request_end]
         self._buffer = self._buffer[request_end:]
         method, _, rest = request_line.partition(" ")
         path = rest.partition(" ")[0].partition("?")[0]
-        self._transport.write(self._route(method, path))
+        self._transport.write(self._route(method, path, body))
         return True
 
     @staticmethod
-    def _route(method: str, path: str) -> bytes:
+    def _route(method: str, path: str, body: bytes) -> bytes:
         if method == "POST" and path.endswith("/chat/completions"):
-            return _COMPLETION_RESPONSE
+            # A byte test, not a JSON parse: this server must stay far cheaper than what it serves.
+            streamed = b'"stream":true' in body.replace(b" ", b"")
+            return _STREAM_RESPONSE if streamed else _COMPLETION_RESPONSE
         if method == "GET" and path == "/healthz":
             return _HEALTH_RESPONSE
         return _NOT_FOUND_RESPONSE

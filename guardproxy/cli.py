@@ -30,6 +30,14 @@ def _parser() -> argparse.ArgumentParser:
         help="Seconds a client has to send a request's headers (after connecting, or after the previous response) "
         "before it gets 408; the body's deadline is the policy's proxy.body_read_timeout_s.",
     )
+    serve.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        help="Processes serving the one port (SO_REUSEPORT), each with its own runtime. In-process rate limits and "
+        "anonymize conversations are per worker: set state.url (Redis) to share them.",
+    )
+    serve.add_argument("--reuse-port", action="store_true", help=argparse.SUPPRESS)  # a worker of --workers
 
     policy = sub.add_parser("policy", help="Policy file tools.").add_subparsers(dest="policy_command", required=True)
     validate = policy.add_parser("validate", help="Exit 0 when valid; else print file:line: field: problem; exit 2.")
@@ -220,15 +228,30 @@ def _serve(args: argparse.Namespace) -> int:
     from guardproxy.proxy.app import create_app
     from guardproxy.proxy.settings import Settings
     from guardproxy.proxy.slow_clients import http_protocol
+    from guardproxy.proxy.workers import reuse_port_socket, supervise
 
     configure_logging()
+    if args.workers < 1:
+        print(f"guardproxy: --workers must be 1 or more, got {args.workers}", file=sys.stderr)
+        return 2
+    if args.workers > 1:
+        try:
+            policy = load_policy(args.policy)  # refuse a bad policy once, before starting any worker
+        except PolicyInvalid as exc:
+            print(f"guardproxy: {exc}", file=sys.stderr)
+            return 2
+        warn_if_open(args.host, policy.auth)
+        worker_args = ["--policy", str(args.policy), "--host", args.host, "--port", str(args.port)]
+        worker_args += ["--log-level", args.log_level, "--header-timeout-s", str(args.header_timeout_s)]
+        return supervise([*worker_args, *(["--no-watch"] if args.no_watch else [])], args.workers)
     try:
         app = create_app(Settings(policy_path=args.policy, watch_policy=not args.no_watch))
     except PolicyInvalid as exc:
         print(f"guardproxy: {exc}", file=sys.stderr)
         return 2
-    warn_if_open(args.host, load_policy(args.policy).auth)
-    uvicorn.run(
+    if not args.reuse_port:  # a worker: its supervisor warned once
+        warn_if_open(args.host, load_policy(args.policy).auth)
+    config = uvicorn.Config(
         app,
         host=args.host,
         port=args.port,
@@ -236,7 +259,10 @@ def _serve(args: argparse.Namespace) -> int:
         access_log=False,
         http=http_protocol(args.header_timeout_s),
     )
-    return 0
+    sockets = [reuse_port_socket(args.host, args.port)] if args.reuse_port else None
+    server = uvicorn.Server(config)
+    server.run(sockets=sockets)
+    return 0 if server.started else 3  # 3: uvicorn's start-up failure code (port taken, lifespan failed)
 
 
 async def _check(policy_path: Path, stage: str, text: str) -> int:

@@ -22,6 +22,7 @@ class TextRole(StrEnum):
     TOOL_CALL = "tool_call"  # a call the model made: function name and arguments
     TOOL_DEFINITION = "tool_definition"  # what the request declares: tools, functions, response_format schemas
     METADATA = "metadata"  # forwarded fields the model may not read but the upstream receives: user, metadata...
+    IMAGE_TEXT = "image_text"  # text read from an image of the request by OCR (`proxy.images.ocr`)
 
 
 @dataclass(frozen=True, slots=True)

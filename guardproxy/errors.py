@@ -172,6 +172,15 @@ class AuditUnavailable(GuardproxyError):
     code = "audit_unavailable"
 
 
+class StateUnavailable(GuardproxyError):
+    """The shared state store (Redis, `state.url`) did not answer and `state.on_error` is `fail_closed`: a
+    request that needs rate limits or anonymize placeholders is refused rather than served unchecked."""
+
+    status = 503
+    type = "server_error"
+    code = "state_unavailable"
+
+
 class InvalidApiKey(GuardproxyError):
     """Missing, unknown, revoked or expired API key (when `auth.mode: keys`)."""
 

@@ -9,6 +9,7 @@ import pytest
 # --- fake OpenAI-compatible upstream (owner: backend helper) -------------------------------------------
 from tests.fake_upstream import FakeUpstream
 from tests.pg_server import PgServer
+from tests.redis_server import RedisServer
 
 
 @pytest.fixture(scope="session")
@@ -53,3 +54,21 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
     outcome = yield
     report = outcome.get_result()  # type: ignore[attr-defined]
     setattr(item, f"rep_{report.when}", report)
+
+
+@pytest.fixture(scope="session")
+def redis_server() -> Iterator[RedisServer]:
+    """One real Redis server for the session (tests/redis_server.py); `redis_url` empties it per test."""
+    server = RedisServer()
+    try:
+        server.start()
+        yield server
+    finally:
+        server.remove()
+
+
+@pytest.fixture
+def redis_url(redis_server: RedisServer) -> str:
+    """The URL of the session's Redis server, emptied for this test."""
+    redis_server.flush()
+    return redis_server.url

@@ -227,6 +227,32 @@ def check_guarded_proxy(tmp_path: Path, backend_yaml: str, greedy_text: str) -> 
         assert injection.status_code == 400 and injection.json()["error"]["code"] == "content_filter"
 
 
+def check_responses_api(tmp_path: Path, backend_yaml: str, greedy_text: str) -> None:
+    """`client.responses.create` on a local backend: translated to chat, guarded as chat, answered as Responses."""
+    banned = late_word(greedy_text)
+    policy = tmp_path / "policy-responses.yaml"
+    policy.write_text(GUARDED_POLICY.format(backend=backend_yaml, banned=banned, audit=tmp_path / "audit3.db"))
+    pattern = re.compile(rf"\b{re.escape(banned)}\b", re.IGNORECASE)
+    [system, user] = GREEDY["messages"]
+    args: dict[str, Any] = {"model": "tiny", "instructions": system["content"], "input": user["content"]}
+    with ProxyServer(policy) as proxy, OpenAI(base_url=proxy.url + "/v1", api_key="unused", max_retries=0) as client:
+        short = client.responses.create(**args, temperature=0, max_output_tokens=2)
+        assert short.output_text and short.usage is not None and short.usage.output_tokens == 2
+        assert short.status == "incomplete"  # cut at max_output_tokens, as the Responses API says it
+        assert short.incomplete_details is not None and short.incomplete_details.reason == "max_output_tokens"
+
+        blocked = client.responses.create(**args, temperature=0, max_output_tokens=24)
+        assert blocked.status == "incomplete"
+        assert blocked.incomplete_details is not None and blocked.incomplete_details.reason == "content_filter"
+        assert not pattern.search(blocked.model_dump_json())
+
+        events = list(client.responses.create(**args, temperature=0, max_output_tokens=24, stream=True))
+        streamed = "".join(e.delta for e in events if e.type == "response.output_text.delta")
+        assert events[-1].type == "response.incomplete"
+        assert not pattern.search(streamed)
+        assert greedy_text.startswith(streamed)
+
+
 def check_proxy_disconnect(tmp_path: Path, backend_yaml: str) -> None:
     """A client that hangs up mid-stream stops the model (seen in the worker's log of the run)."""
     policy = tmp_path / "policy-disconnect.yaml"

@@ -65,3 +65,25 @@ def write_policy(
         )
     )
     return path
+
+
+def write_policy_with(
+    directory: Path,
+    upstream: str,
+    *,
+    detectors: str = "",
+    input_steps: str = "",
+    output_steps: str = "",
+    proxy: str = "",
+    extra: str = "",
+    name: str = "policy.yaml",
+) -> Path:
+    """`STANDARD` with more detectors, steps (prepended to each chain) and `proxy:` settings, as YAML lines
+    indented by two spaces."""
+    path = write_policy(directory, upstream, extra=extra, name=name)
+    text = path.read_text()
+    for section, lines in (("detectors", detectors), ("input", input_steps), ("output", output_steps)):
+        text = text.replace(f"\n{section}:\n", f"\n{section}:\n{lines}", 1)
+    text = text.replace("\nproxy:\n", f"\nproxy:\n{proxy}", 1)
+    path.write_text(text)
+    return path

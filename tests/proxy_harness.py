@@ -5,6 +5,7 @@ from __future__ import annotations
 import socket
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from types import TracebackType
 
@@ -25,12 +26,18 @@ def free_port() -> int:
 
 class ProxyServer:
     def __init__(
-        self, policy_path: Path, *, watch: bool = False, watch_interval_s: float = 0.1, header_timeout_s: float = 10.0
+        self,
+        policy_path: Path,
+        *,
+        watch: bool = False,
+        watch_interval_s: float = 0.1,
+        header_timeout_s: float = 10.0,
+        clock: Callable[[], float] = time.time,
     ) -> None:
         self.policy_path = policy_path
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
-        app = create_app(Settings(policy_path, watch_policy=watch, watch_interval_s=watch_interval_s))
+        app = create_app(Settings(policy_path, watch_policy=watch, watch_interval_s=watch_interval_s, clock=clock))
         config = uvicorn.Config(
             app,
             host="127.0.0.1",

@@ -140,6 +140,10 @@ def test_full_policy_chain_through_the_proxy(gguf_path: Path, tmp_path: Path) ->
     checks.check_guarded_proxy(tmp_path, _yaml(gguf_path), _greedy_text(gguf_path))
 
 
+def test_responses_api_through_the_proxy(gguf_path: Path, tmp_path: Path) -> None:
+    checks.check_responses_api(tmp_path, _yaml(gguf_path), _greedy_text(gguf_path))
+
+
 def test_proxy_client_disconnect_stops_generation(gguf_path: Path, tmp_path: Path) -> None:
     checks.check_proxy_disconnect(tmp_path, _yaml(gguf_path))
 

@@ -95,6 +95,10 @@ def test_full_policy_chain_through_the_proxy(model_dir: Path, tmp_path: Path) ->
     checks.check_guarded_proxy(tmp_path, _yaml(model_dir), greedy)
 
 
+def test_responses_api_through_the_proxy(model_dir: Path, tmp_path: Path) -> None:
+    checks.check_responses_api(tmp_path, _yaml(model_dir), _greedy_text(model_dir))
+
+
 def test_proxy_client_disconnect_stops_generation(model_dir: Path, tmp_path: Path) -> None:
     checks.check_proxy_disconnect(tmp_path, _yaml(model_dir))
 

@@ -379,3 +379,31 @@ def test_output_step_redacts_pii_the_model_wrote(client: openai.OpenAI, upstream
     upstream.enqueue(Reply(content="You could ask Thomas Müller at thomas@example.de."))
     completion = client.chat.completions.create(model="gpt-4o-mini", messages=user("Who knows?"))
     assert completion.choices[0].message.content == "You could ask [PERSON] at [EMAIL_ADDRESS]."
+
+
+async def test_identifiers_and_code_are_not_names(detector: PresidioDetector) -> None:
+    text = (
+        "Filter with `Model.objects.filter(name=term)`:\n\n```python\nclass UserRepository:\n"
+        "    def find(self, email):\n        return self.session.query(User).filter_by(email=email).first()\n```"
+    )
+    assert not [s for s in (await detector.detect(text, CTX)).spans if s.label in {"PERSON", "LOCATION"}]
+
+
+async def test_names_around_code_and_in_its_string_literals_still_count(detector: PresidioDetector) -> None:
+    text = (
+        'Maria Gonzalez asked for this:\n\n```python\nauthor = "Jane Doe"\nsend(to=author)\n```\n'
+        "Run it with `python send.py`; mail jane.doe@example.com if it fails."
+    )
+    detection = await detector.detect(text, CTX)
+    assert {("PERSON", "Maria Gonzalez"), ("EMAIL_ADDRESS", "jane.doe@example.com")} <= found(detection, text)
+    literal = text.index('"Jane Doe"')
+    assert any(s.label == "PERSON" and literal < s.start < literal + 9 for s in detection.spans)  # NER finds "Jane"
+
+
+async def test_code_aware_off_reports_what_ner_finds_in_code() -> None:
+    text = "```python\nreturn self.session.query(User).filter_by(email=email).first()\n```"
+    plain = PresidioDetector("pii", PresidioConfig(type="presidio", code_aware=False), DetectorDeps())
+    try:
+        assert (await plain.detect(text, CTX)).spans  # what the default's code rule removes
+    finally:
+        await plain.aclose()

@@ -28,11 +28,16 @@ from guardproxy.policies.schema import (
     AuditConfig,
     AuthConfig,
     BlockStep,
+    ImageSettings,
+    McpServer,
     ModelRoute,
     Policy,
     Profile,
     ProxySettings,
+    StateConfig,
     StreamSettings,
+    ToolAccess,
+    ToolPinningConfig,
 )
 
 REPO = Path(__file__).resolve().parents[1]
@@ -70,7 +75,7 @@ def test_unknown_key_lists_allowed_fields_and_suggests(tmp_path: Path, monkeypat
     text = HEAD + "input:\n  - detector: inj\n    action: block\n    treshold: 0.9\n"
     assert problems(tmp_path, monkeypatch, text) == (
         "policy.yaml:10:5: input[0].treshold: extra field 'treshold' not allowed; allowed fields: "
-        "detector, threshold, timeout_ms, on_error, name, roles, action (did you mean 'threshold'?)"
+        "detector, threshold, timeout_ms, on_error, name, roles, scope, window_turns, window_chars, action (did you mean 'threshold'?)"
     )
 
 
@@ -84,7 +89,7 @@ def test_wrong_type_says_what_is_expected(tmp_path: Path, monkeypatch: pytest.Mo
 def test_bad_action_lists_the_actions(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     text = HEAD + "input:\n  - detector: inj\n    action: block\n  - detector: inj\n    action: blok\n"
     assert problems(tmp_path, monkeypatch, text) == (
-        "policy.yaml:11:13: input[1].action: 'blok' is not allowed; allowed: block, redact, anonymize, flag, revise "
+        "policy.yaml:11:13: input[1].action: 'blok' is not allowed; allowed: block, redact, anonymize, flag, strip, escape, revise "
         "(did you mean 'block'?)"
     )
 
@@ -214,10 +219,13 @@ def test_shipped_policy_loads_with_every_section() -> None:
         "pii_regex",
         "blocklist",
         "template",
+        "url_guard",
+        "control_chars",
     }
     assert [(s.detector, s.action) for s in policy.input] == [
         ("injection_model", "block"),
         ("injection_rules", "block"),
+        ("injection_rules", "block"),  # scope: conversation
         ("moderation", "block"),
         ("secrets", "block"),
         ("shape", "flag"),
@@ -228,7 +236,12 @@ def test_shipped_policy_loads_with_every_section() -> None:
         ("moderation", "block"),
         ("secrets", "block"),
         ("pii", "redact"),
+        ("exfil_images", "redact"),
+        ("exfil_links", "redact"),
+        ("terminal", "strip"),
     ]
+    assert [s.scope for s in policy.input].count("conversation") == 1
+    assert policy.tool_pinning.mode == "flag"
     assert policy.backends["upstream"].base_url == "https://api.openai.com/v1"
 
 
@@ -245,7 +258,7 @@ def test_validate_cmd(tmp_path: Path) -> None:
     out, err = io.StringIO(), io.StringIO()
     assert validate_cmd(str(REPO / "policy.yaml"), out, err) == 0
     assert re.fullmatch(
-        r".*policy\.yaml: OK: 3 models, 1 backend, 7 detectors, 6 input steps, 4 output steps "
+        r".*policy\.yaml: OK: 3 models, 1 backend, 10 detectors, 7 input steps, 7 output steps "
         r"\(fingerprint [0-9a-f]{16}\)\n",
         out.getvalue(),
     )
@@ -285,7 +298,12 @@ DOCUMENTED: dict[str, type[BaseModel]] = {
     "AuthConfig": AuthConfig,
     "ProxySettings": ProxySettings,
     "StreamSettings": StreamSettings,
+    "ImageSettings": ImageSettings,
+    "ToolPinningConfig": ToolPinningConfig,
     "Profile": Profile,
+    "McpServer": McpServer,
+    "ToolAccess": ToolAccess,
+    "StateConfig": StateConfig,
 }
 DOCUMENTED.update({m.__name__: m for m in (*_members(BackendConfig), *_members(DetectorConfig))})
 # Meanings for fields whose model has no `description=` yet; a model description wins.

@@ -3,14 +3,14 @@
 The window is a **fixed 60 s window that opens at a key's first request** and closes 60 s later: one
 counter pair per key, reset when the window closes. It lets a key burst up to 2x its limit across two
 adjacent windows; a sliding window would not, but needs a timestamp per request. This is exactly the
-semantics of a Redis `INCR` + `EXPIRE 60` set on the first increment, for replicas later.
+semantics the Redis limiter (`state/redis_limits.py`) keeps in one Lua script, on the Redis server's clock.
 
 Requests are counted at admission. Tokens are charged when known (after the answer, or at the end of a
 stream), so a request is admitted while the key is under its limit and the answer that crosses it is charged
-in full: the *next* request is refused. `budget_tokens` is the total over the key's lifetime, kept in memory
-(it starts over when the proxy restarts; a persistent or shared store comes with the Redis limiter).
+in full: the *next* request is refused. `budget_tokens` is the total over the key's lifetime: in memory it
+starts over when the proxy restarts; in Redis (`state.url`) it persists and every replica shares it.
 
-`RateLimiter` is the seam for that networked implementation; `MemoryRateLimiter` is the in-process default.
+`RateLimiter` is the seam; `MemoryRateLimiter` is the in-process default, `RedisRateLimiter` the shared one.
 """
 
 from __future__ import annotations
@@ -59,13 +59,42 @@ class LimitState:
 
 
 class RateLimiter(Protocol):
-    def admit(self, key: ApiKey) -> LimitState:
-        """Counts one request; RateLimitExceeded / BudgetExhausted (429) when the key is over a limit."""
+    async def admit(self, key: ApiKey) -> LimitState:
+        """Counts one request; RateLimitExceeded / BudgetExhausted (429) when the key is over a limit
+        (`refusal`), StateUnavailable (503) when a shared store does not answer and the policy fails closed."""
         ...
 
-    def charge(self, key: ApiKey, tokens: int) -> None:
-        """Adds the tokens of an answer to the key's window and budget."""
+    async def charge(self, key: ApiKey, tokens: int) -> None:
+        """Adds the tokens of an answer to the key's window and budget. Never raises: the answer is delivered."""
         ...
+
+    async def aclose(self) -> None: ...
+
+
+def refusal(key: ApiKey, state: LimitState) -> RateLimitExceeded | BudgetExhausted | None:
+    """The one rule for every limiter: the error for a key whose usage (before this request) is at a limit.
+    The Redis limiter's Lua script tests the same three conditions atomically before it counts a request."""
+    if key.budget_tokens is not None and state.budget_used >= key.budget_tokens:
+        return BudgetExhausted(
+            f"The key '{key.name}' has used its token budget ({key.budget_tokens} tokens); "
+            "ask the proxy's operator for a new key or a larger budget.",
+            headers=state.headers(),
+        )
+    if key.rpm is not None and state.requests_used >= key.rpm:
+        return RateLimitExceeded(
+            f"Rate limit reached for the key '{key.name}': {key.rpm} requests per minute. "
+            f"Try again in {math.ceil(state.reset_s)}s.",
+            retry_after_s=state.reset_s,
+            headers=state.headers(),
+        )
+    if key.tpm is not None and state.tokens_used >= key.tpm:
+        return RateLimitExceeded(
+            f"Rate limit reached for the key '{key.name}': {key.tpm} tokens per minute "
+            f"(used {state.tokens_used}). Try again in {math.ceil(state.reset_s)}s.",
+            retry_after_s=state.reset_s,
+            headers=state.headers(),
+        )
+    return None
 
 
 @dataclass(slots=True)
@@ -83,41 +112,27 @@ class MemoryRateLimiter:
         self._windows: dict[str, _Usage] = {}
         self._spent: dict[str, int] = {}  # lifetime tokens per key hash
 
-    def admit(self, key: ApiKey) -> LimitState:
+    async def admit(self, key: ApiKey) -> LimitState:
         now = self._clock()
         usage = self._current(key.key_hash, now)
         spent = self._spent.get(key.key_hash, 0)
         reset_s = usage.opened + WINDOW_S - now
         state = LimitState(key.rpm, usage.requests, key.tpm, usage.tokens, key.budget_tokens, spent, reset_s)
-        if key.budget_tokens is not None and spent >= key.budget_tokens:
-            raise BudgetExhausted(
-                f"The key '{key.name}' has used its token budget ({key.budget_tokens} tokens); "
-                "ask the proxy's operator for a new key or a larger budget.",
-                headers=state.headers(),
-            )
-        if key.rpm is not None and usage.requests >= key.rpm:
-            raise RateLimitExceeded(
-                f"Rate limit reached for the key '{key.name}': {key.rpm} requests per minute. "
-                f"Try again in {math.ceil(reset_s)}s.",
-                retry_after_s=reset_s,
-                headers=state.headers(),
-            )
-        if key.tpm is not None and usage.tokens >= key.tpm:
-            raise RateLimitExceeded(
-                f"Rate limit reached for the key '{key.name}': {key.tpm} tokens per minute "
-                f"(used {usage.tokens}). Try again in {math.ceil(reset_s)}s.",
-                retry_after_s=reset_s,
-                headers=state.headers(),
-            )
+        refused = refusal(key, state)
+        if refused is not None:
+            raise refused
         usage.requests += 1
         return LimitState(key.rpm, usage.requests, key.tpm, usage.tokens, key.budget_tokens, spent, reset_s)
 
-    def charge(self, key: ApiKey, tokens: int) -> None:
+    async def charge(self, key: ApiKey, tokens: int) -> None:
         if tokens <= 0:
             return
         self._current(key.key_hash, self._clock()).tokens += tokens
         if key.budget_tokens is not None:
             self._spent[key.key_hash] = self._spent.get(key.key_hash, 0) + tokens
+
+    async def aclose(self) -> None:
+        self._windows.clear()
 
     def _current(self, key_hash: str, now: float) -> _Usage:
         usage = self._windows.get(key_hash)

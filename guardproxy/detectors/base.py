@@ -80,6 +80,16 @@ def is_inline(detector: Detector) -> bool:
 
 
 @runtime_checkable
+class StreamHoldback(Protocol):
+    """A detector whose matches can be judged only whole (a link: its host and data come at the end).
+
+    `unfinished_from(text)` is where a match that may still be growing begins at the end of `text`, or None;
+    the stream guard releases nothing from there on until more text (or the end of the answer) arrives."""
+
+    def unfinished_from(self, text: str) -> int | None: ...
+
+
+@runtime_checkable
 class RequestInstrumenter(Protocol):
     """Marks a chat request before anything reads it (the canary's sentence in the system prompt).
 

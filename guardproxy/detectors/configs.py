@@ -86,6 +86,33 @@ class TemplateConfig(StrictModel):
     )
 
 
+class UrlGuardConfig(StrictModel):
+    """Links and markdown images in answers that point outside an allow-list or carry encoded data."""
+
+    type: Literal["url_guard"]
+    allow_hosts: list[str] | None = Field(
+        None,
+        description="Hosts links may point to (each also allows its subdomains); null = hosts are not checked, "
+        "[] = every absolute link fires `URL_HOST`.",
+    )
+    images_only: bool = Field(
+        False, description="Only images (markdown `![..](..)`, HTML `<img>`): what a renderer fetches unclicked."
+    )
+    max_encoded_chars: int = Field(
+        48,
+        ge=8,
+        description="A base64/hex-looking run this long in a URL's path, query or fragment fires `URL_DATA` "
+        "(48: a 40-character git hash passes, 36 bytes of base64 do not).",
+    )
+    max_query_chars: int = Field(200, ge=1, description="A longer query string fires `URL_DATA`.")
+
+
+class ControlCharsConfig(StrictModel):
+    """Terminal control sequences (ANSI escapes, OSC 8 hyperlinks) and other control characters."""
+
+    type: Literal["control_chars"]
+
+
 class CustomDetectorConfig(StrictModel):
     """Your own detector class: `module.path:ClassName`, constructed as `Class(name, config=..., deps=...)`."""
 
@@ -168,6 +195,8 @@ DetectorConfig = Annotated[
     InjectionHeuristicConfig
     | PiiRegexConfig
     | BlocklistConfig
+    | UrlGuardConfig
+    | ControlCharsConfig
     | TemplateConfig
     | CustomDetectorConfig
     | LlamaGuardConfig

@@ -54,6 +54,7 @@ from spacy.tokens import Doc
 
 from guardproxy.core import Context, Detection, Span
 from guardproxy.detectors.base import DetectorDeps
+from guardproxy.detectors.code_regions import CODE_SENSITIVE_LABELS, code_regions, is_code_reference
 from guardproxy.detectors.configs import ALL_PII_ENTITIES, CustomDetectorConfig
 from guardproxy.detectors.greedy_ner import GreedyNer
 from guardproxy.detectors.model_files import ModelDir, default_models_root, resolve_model_dir
@@ -369,10 +370,15 @@ class PresidioAnalysis:
             )
             found = [(_is_ner(r), Span(r.start, r.end, r.entity_type, round(float(r.score), 4))) for r in results]
         marks = [m.span() for m in _MARK.finditer(text)] if "[" in text else []
-        return _resolve_overlaps(
-            text,
-            [(ner, s) for ner, s in found if not any(s.start < end and start < s.end for start, end in marks)],
-        )
+        found = [(ner, s) for ner, s in found if not any(s.start < end and start < s.end for start, end in marks)]
+        if self.config.code_aware and any(ner for ner, _ in found):
+            regions = code_regions(text)
+            found = [
+                (ner, s)
+                for ner, s in found
+                if not (ner and s.label in CODE_SENSITIVE_LABELS and is_code_reference(text, s.start, s.end, regions))
+            ]
+        return _resolve_overlaps(text, found)
 
 
 def _is_ner(result: RecognizerResult) -> bool:

@@ -80,6 +80,13 @@ class PresidioConfig(StrictModel):
         "For the default `ner`-only pipeline.",
     )
 
+    code_aware: bool = Field(
+        True,
+        description="Names and places that NER finds inside code (fenced blocks, inline code, lines that read as "
+        "code, outside string literals) or that are identifiers (`os.kill`, `f(x)`) are not reported, so output "
+        "redaction leaves code answers intact. Emails, phones, cards and your recognizers still count there.",
+    )
+
     @model_validator(mode="after")
     def _unique_recognizer_names(self) -> PresidioConfig:
         names = [r.name for r in self.recognizers]

@@ -24,6 +24,8 @@ DETECTOR_TYPES: Mapping[str, tuple[str, str]] = MappingProxyType(
         "pii_regex": ("guardproxy.detectors.pii_regex", "PiiRegexDetector"),
         "blocklist": ("guardproxy.detectors.blocklist", "BlocklistDetector"),
         "template": ("guardproxy.detectors.template", "TemplateDetector"),
+        "url_guard": ("guardproxy.detectors.url_guard", "UrlGuardDetector"),
+        "control_chars": ("guardproxy.detectors.control_chars", "ControlCharsDetector"),
         "presidio": ("guardproxy.detectors.presidio", "PresidioDetector"),
         "llama_guard": ("guardproxy.detectors.llama_guard", "LlamaGuardDetector"),
         "openai_moderation": ("guardproxy.detectors.openai_moderation", "OpenAIModerationDetector"),

@@ -16,9 +16,10 @@ from typing import Literal
 import structlog
 
 from guardproxy.core import Context, Detection, Span, Stage
-from guardproxy.detectors.base import Detector, is_inline
+from guardproxy.detectors.base import Detector, StreamHoldback, is_inline
 from guardproxy.detectors.unscanned import UnscannedParts
-from guardproxy.policies.schema import Action, Step
+from guardproxy.errors import PolicyInvalid
+from guardproxy.policies.schema import Action, EditAction, Step
 
 log = structlog.get_logger(__name__)
 
@@ -34,6 +35,10 @@ class CompiledStep:
     timeout_s: float
     on_error: Literal["block", "allow"]
     roles: frozenset[str] | None = None
+    # `conversation`: the step reads windows of several messages (policies/conversation.py), not single texts.
+    scope: Literal["message", "conversation"] = "message"
+    window_turns: int = 4
+    window_chars: int = 4000
     # The detector declares `InlineDetector`: run in the caller's task, without a task or timeout (read once here).
     inline: bool = field(init=False)
 
@@ -64,12 +69,13 @@ class StepResult:
 
 @dataclass(frozen=True, slots=True)
 class Edit:
-    """A span of the checked text to replace: `redact` -> `[LABEL]`, `anonymize` -> a placeholder."""
+    """A span of the checked text to replace: `redact` -> `[LABEL]`, `anonymize` -> a placeholder,
+    `strip` -> nothing, `escape` -> its control characters spelt out (`\\x1b`)."""
 
     start: int
     end: int
     label: str
-    action: Literal["redact", "anonymize"]
+    action: EditAction
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,6 +90,13 @@ class Verdict:
     def flagged(self) -> bool:
         return any(r.fired for r in self.results)
 
+
+_EDIT_ACTIONS: Mapping[str, EditAction] = {
+    "redact": "redact",
+    "anonymize": "anonymize",
+    "strip": "strip",
+    "escape": "escape",
+}
 
 ALLOW = Verdict(results=(), blocked_by=None, edits=(), sensitive=())
 
@@ -100,21 +113,31 @@ def compile_steps(stage: Stage, steps: Sequence[Step], detectors: dict[str, Dete
             timeout_s=s.timeout_ms / 1000.0,
             on_error=s.on_error,
             roles=None if s.roles is None else frozenset(s.roles),
+            scope=s.scope,
+            window_turns=s.window_turns,
+            window_chars=s.window_chars,
         )
         for i, s in enumerate(steps)
     )
 
 
 def compile_unscanned(stage: Stage, mode: Literal["allow", "flag", "block"]) -> CompiledStep:
-    """The step that records parts no detector can read; `proxy.unscanned` decides its action.
+    """The step that records parts no detector can read; `proxy.unscanned` decides its action."""
+    return compile_builtin(f"{stage}.unscanned", stage, UnscannedParts(), mode)
 
-    `allow` still records the step (score 1) but never fires it: its threshold is out of reach.
+
+def compile_builtin(
+    name: str, stage: Stage, detector: Detector, mode: Literal["allow", "flag", "block"]
+) -> CompiledStep:
+    """A check the proxy runs itself, whose action one `proxy:` setting decides (`unscanned`, `response_schema`).
+
+    `allow` still records the step (its score) but never fires it: its threshold is out of reach.
     """
     return CompiledStep(
-        name=f"{stage}.unscanned",
+        name=name,
         stage=stage,
-        detector_name="unscanned",
-        detector=UnscannedParts(),
+        detector_name=detector.name,
+        detector=detector,
         action="block" if mode == "block" else "flag",
         threshold=2.0 if mode == "allow" else 0.5,
         timeout_s=1.0,
@@ -156,8 +179,8 @@ def fold(results: Sequence[StepResult]) -> Verdict:
     # Edits are kept even when blocked: the audit log still needs the redacted view of the text.
     edits: list[Edit] = []
     for r in results:
-        if r.fired and r.step.action in ("redact", "anonymize"):
-            action: Literal["redact", "anonymize"] = "redact" if r.step.action == "redact" else "anonymize"
+        action = _EDIT_ACTIONS.get(r.step.action)
+        if r.fired and action is not None:
             edits.extend(Edit(s.start, s.end, s.label, action) for s in r.spans)
     sensitive = [Edit(s.start, s.end, s.label, "redact") for r in results if r.fired for s in r.spans]
     return Verdict(tuple(results), blocked_by, _non_overlapping(edits), _non_overlapping(sensitive))
@@ -188,16 +211,36 @@ class Chain:
     text_steps: tuple[CompiledStep, ...]
     request_steps: tuple[CompiledStep, ...]
     inline_only: bool
+    # Steps of `scope: conversation`: run over windows of messages by `policies/conversation.py`.
+    conversation_steps: tuple[CompiledStep, ...] = ()
+    # Detectors of text steps that declare `StreamHoldback` (read once, here): streams hold unfinished matches.
+    holdbacks: tuple[StreamHoldback, ...] = ()
 
     @classmethod
     def build(cls, stage: Stage, steps: tuple[CompiledStep, ...]) -> Chain:
-        text_steps = tuple(s for s in steps if s.detector.scope == "text")
+        for s in steps:
+            if s.scope == "conversation" and s.detector.scope != "text":
+                raise PolicyInvalid(f"{s.name}: detector {s.detector_name!r} checks whole requests, not conversations")
+        text_steps = tuple(s for s in steps if s.detector.scope == "text" and s.scope == "message")
+        detectors = {id(s.detector): s.detector for s in text_steps}.values()
         return cls(
             stage,
             text_steps,
             tuple(s for s in steps if s.detector.scope == "request"),
             inline_only=all(s.inline for s in text_steps),
+            conversation_steps=tuple(s for s in steps if s.scope == "conversation"),
+            holdbacks=tuple(d for d in detectors if isinstance(d, StreamHoldback)),
         )
+
+    def unfinished_from(self, text: str) -> int:
+        """Where the earliest match some detector cannot judge yet begins (len(text): none)."""
+        starts = [found for h in self.holdbacks if (found := h.unfinished_from(text)) is not None]
+        return min(starts, default=len(text))
+
+    @property
+    def anonymizes(self) -> bool:
+        """Whether a step may anonymize (then the request's placeholders belong to its conversation's vault)."""
+        return any(s.action == "anonymize" for s in self.text_steps)
 
     async def check(self, text: str, ctx: Context) -> Verdict:
         if not self.text_steps or not text:

@@ -1,11 +1,11 @@
 """Operators turn a verdict's edits into new text (presidio's split of detection from action).
 
 `redact` replaces a span with `[LABEL]`. `anonymize` replaces it with a reversible placeholder
-`[LABEL_n]` held in a vault scope that lives as long as the request; `restore` puts the
-originals back into the answer after the output chain has passed it.
+`[LABEL_n]` held in a scope (the placeholders of one conversation, as this request sees them); `restore`
+puts the originals back into the answer after the output chain has passed it.
 
-The vault is a protocol so a networked store (e.g. Redis, for placeholders that must survive
-across replicas or conversation turns) can replace the in-process default.
+Where a conversation's placeholders live between turns (in-process, or Redis for replicas) is the `Vault`
+of `guardproxy/state/vault.py`; a request works on a `MemoryScope` filled from it.
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ from guardproxy.policies.chain import Edit
 _PLACEHOLDER = re.compile(r"\[([A-Z][A-Z0-9_]*?)_\d+\]")
 # A possibly unfinished placeholder at the very end of a text: held back in streams.
 _PARTIAL_PLACEHOLDER = re.compile(r"\[[A-Z0-9_]{0,40}$")
+_NUMBER = re.compile(r"_(\d+)\]$")
 
 
 class VaultScope(Protocol):
@@ -33,14 +34,10 @@ class VaultScope(Protocol):
     def __len__(self) -> int: ...
 
 
-class Vault(Protocol):
-    def open(self, scope_id: str) -> VaultScope: ...
-
-    def close(self, scope_id: str) -> None: ...
-
-
 class MemoryScope:
-    """Placeholders of one request. The same original value always gets the same placeholder."""
+    """Placeholders of one scope. The same original value always gets the same placeholder; a new value of a
+    label gets the next number: `[EMAIL_ADDRESS_1]`, `[EMAIL_ADDRESS_2]`. (The Redis vault applies this
+    rule atomically in Lua, `state/redis_vault.py`; tests/test_state.py holds both to the same cases.)"""
 
     __slots__ = ("_by_original", "_by_placeholder", "_counts")
 
@@ -61,30 +58,26 @@ class MemoryScope:
         self._by_placeholder[placeholder] = original
         return placeholder
 
+    def learn(self, placeholder: str, label: str, original: str) -> None:
+        """Adopt a placeholder issued elsewhere (an earlier turn, another replica); later numbers follow it."""
+        self._by_original[(label, original)] = placeholder
+        self._by_placeholder[placeholder] = original
+        number = _NUMBER.search(placeholder)
+        n = int(number.group(1)) if number else 0
+        self._counts[label] = max(self._counts.get(label, 0), n)
+
     def original_of(self, placeholder: str) -> str | None:
         return self._by_placeholder.get(placeholder)
+
+    def entries(self) -> list[tuple[str, str, str]]:
+        """(placeholder, label, original) of every value, in the order they were issued."""
+        return [(p, label, original) for (label, original), p in self._by_original.items()]
 
     def issued(self, label: str) -> bool:
         return label in self._counts
 
     def __len__(self) -> int:
         return len(self._by_placeholder)
-
-
-class MemoryVault:
-    """In-process vault: a scope per request, dropped when the request ends."""
-
-    def __init__(self) -> None:
-        self._scopes: dict[str, MemoryScope] = {}
-
-    def open(self, scope_id: str) -> MemoryScope:
-        scope = self._scopes.get(scope_id)
-        if scope is None:
-            scope = self._scopes[scope_id] = MemoryScope()
-        return scope
-
-    def close(self, scope_id: str) -> None:
-        self._scopes.pop(scope_id, None)
 
 
 def apply_edits(text: str, edits: Sequence[Edit], scope: VaultScope | None) -> str:
@@ -97,11 +90,24 @@ def apply_edits(text: str, edits: Sequence[Edit], scope: VaultScope | None) -> s
         out.append(text[pos : e.start])
         if e.action == "anonymize" and scope is not None:
             out.append(scope.placeholder_for(e.label, text[e.start : e.end]))
+        elif e.action == "escape":
+            out.append(escape_controls(text[e.start : e.end]))
+        elif e.action == "strip":
+            pass
         else:
             out.append(f"[{e.label}]")
         pos = e.end
     out.append(text[pos:])
     return "".join(out)
+
+
+# C0 controls but tab and newline, DEL and the C1 range: what a terminal may act on instead of showing.
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+
+
+def escape_controls(text: str) -> str:
+    """Control characters spelt out as `\\xNN`: a terminal or log viewer shows the sequence, never runs it."""
+    return _CONTROL.sub(lambda m: f"\\x{ord(m.group(0)):02x}", text)
 
 
 def redact_all(text: str, edits: Sequence[Edit]) -> str:

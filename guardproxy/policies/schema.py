@@ -32,8 +32,23 @@ class _StepBase(StrictModel):
         description=(
             "Only texts of these roles; null = all. tool = tool results (and the legacy function role), "
             "tool_call = calls the model made, tool_definition = tools/functions/response_format schemas, "
-            "metadata = other forwarded fields (user, metadata, vendor fields)."
+            "metadata = other forwarded fields (user, metadata, vendor fields), image_text = text read from "
+            "request images by OCR (`proxy.images`)."
         ),
+    )
+    scope: Literal["message", "conversation"] = Field(
+        "message",
+        description="`message`: each text on its own. `conversation` (input, `block`/`flag` only): windows of the "
+        "last `window_turns` messages of the step's roles, joined, so an instruction split across turns is "
+        "read whole; windows already judged are remembered by their messages' hashes, so a growing "
+        "conversation costs one new window per request.",
+    )
+    window_turns: int = Field(4, ge=2, le=50, description="Messages per conversation window.")
+    window_chars: int = Field(
+        4000,
+        ge=100,
+        description="Most characters of one window: a longer message keeps its start and end (where a split "
+        "instruction continues), each message getting an equal share.",
     )
 
 
@@ -53,14 +68,32 @@ class FlagStep(_StepBase):
     action: Literal["flag"]
 
 
+class StripStep(_StepBase):
+    """Removes the spans the detector found (terminal control sequences in answers: `control_chars`)."""
+
+    action: Literal["strip"]
+
+
+class EscapeStep(_StepBase):
+    """Keeps the spans but spells their control characters out (`\\x1b[31m`), so a terminal or log shows them
+    instead of obeying them."""
+
+    action: Literal["escape"]
+
+
 class ReviseStep(_StepBase):
     """Output only: the backend critiques and rewrites its answer against `constitution:` (blocks in streams)."""
 
     action: Literal["revise"]
 
 
-Step = Annotated[BlockStep | RedactStep | AnonymizeStep | FlagStep | ReviseStep, Field(discriminator="action")]
-Action = Literal["block", "redact", "anonymize", "flag", "revise"]
+Step = Annotated[
+    BlockStep | RedactStep | AnonymizeStep | FlagStep | StripStep | EscapeStep | ReviseStep,
+    Field(discriminator="action"),
+]
+Action = Literal["block", "redact", "anonymize", "flag", "strip", "escape", "revise"]
+# The actions that rewrite the spans a detector found (`Edit.action`).
+EditAction = Literal["redact", "anonymize", "strip", "escape"]
 
 PRINCIPLES_PLACEHOLDER = "{principles}"
 DEFAULT_CRITIQUE_PROMPT = (
@@ -152,11 +185,72 @@ class AuthConfig(StrictModel):
     )
 
 
+class StateConfig(StrictModel):
+    """State that replicas share: per-key rate-limit counters and the conversation-scoped anonymize vault.
+    Without `url` it lives in the proxy's memory (one process); with `url`, in Redis (every replica)."""
+
+    url: str | None = Field(
+        None,
+        description="`redis://[:password@]host:port/db` (or `rediss://`; needs the `redis` extra): rate limits and "
+        "anonymize placeholders shared by every replica. Unset: in-process (each replica on its own). Read at "
+        "start-up.",
+        pattern=r"^rediss?://",
+    )
+    on_error: Literal["fail_closed", "fail_open"] = Field(
+        "fail_closed",
+        description="Redis unreachable: `fail_closed` answers 503 `state_unavailable` to requests that need it "
+        "(keyed requests; anonymize steps); `fail_open` serves them with rate limits unchecked and placeholders "
+        "kept to the request (logged `state_unavailable`).",
+    )
+    timeout_s: float = Field(
+        0.5, gt=0, le=30, description="Connect and read timeout of one Redis call: a down Redis fails fast."
+    )
+    conversation_ttl_s: float = Field(
+        3600.0,
+        gt=0,
+        description="Seconds a conversation's placeholders are kept after its last turn (in Redis or in memory).",
+    )
+
+
 class StreamSettings(StrictModel):
     holdback_chars: int = Field(
         256, ge=1, description="Max characters held back when no sentence boundary is found; bounds span length."
     )
     context_chars: int = Field(200, ge=0, description="Released text re-shown to output steps as context.")
+
+
+class ImageSettings(StrictModel):
+    """Reading the text inside request images (chat `image_url` parts) with Tesseract OCR.
+
+    An image read this way is checked as its text (role `image_text`) and forwarded when the chain passes it;
+    an image that is not read (OCR off, a remote URL whose host is not in `fetch_hosts`, a failed read) stays
+    unscanned and `proxy.unscanned` decides. OCR reads printed text, not handwriting or text drawn to fool it:
+    a vision model may read more than OCR does."""
+
+    ocr: bool = Field(False, description="Read `data:` images (and remote ones from `fetch_hosts`) with Tesseract.")
+    languages: str = Field("eng", pattern=r"^[a-z_]+(\+[a-z_]+)*$", description="Tesseract `-l` languages.")
+    max_bytes: int = Field(
+        8 * 1024 * 1024, ge=1024, description="Largest image (decoded bytes); larger gets 413 before any OCR."
+    )
+    max_pixels: int = Field(
+        25_000_000, ge=10_000, description="Largest width x height; larger gets 413 before it is decoded."
+    )
+    max_images: int = Field(8, ge=1, description="Most images OCRed per request; more gets 413.")
+    timeout_s: float = Field(
+        10.0, gt=0, description="Time for one image's OCR; slower stays unscanned (`image_ocr_timeout`)."
+    )
+    concurrency: int = Field(2, ge=1, description="Tesseract processes at once across all requests.")
+    fetch_hosts: list[str] = Field(
+        default_factory=list,
+        description="Hosts (and their subdomains) whose `http(s)://` images are fetched and read; the read bytes "
+        "are forwarded inline. Empty: remote images are never fetched.",
+    )
+    fetch_private: bool = Field(
+        False,
+        description="Allow fetching from private, loopback and link-local addresses (an intranet image host). "
+        "Off: such addresses are refused after DNS resolution, whatever the host name.",
+    )
+    fetch_timeout_s: float = Field(5.0, gt=0, description="Time for one remote image's download.")
 
 
 class ProxySettings(StrictModel):
@@ -172,6 +266,13 @@ class ProxySettings(StrictModel):
             "`block` refuses the request (400) or the answer (content_filter); `flag` forwards it and marks the "
             "audit record; `allow` forwards it. Every case is recorded as an `unscanned` step with the part kinds."
         ),
+    )
+    response_schema: Literal["allow", "flag", "block"] = Field(
+        "flag",
+        description="A chat answer that does not follow the request's `response_format` (`json_schema`: invalid "
+        "against the schema; `json_object`: not a JSON object): `block` ends that choice with content_filter "
+        "(a stream is then held back whole until it can be validated), `flag` delivers it and marks the audit "
+        "record, `allow` does not check. An invalid schema in the request is a 400 unless `allow`.",
     )
     # Sized so the model work of a text fits the default 2 s step timeout on 2 cores: the guard classifier costs
     # ~66 ms per 512-token window (~1,900 characters of English), so 32,000 characters are ~17 windows, ~1.1 s.
@@ -193,9 +294,49 @@ class ProxySettings(StrictModel):
         description="Time a client has to send the whole request body; a slower one gets 408 request_timeout.",
     )
     stream: StreamSettings = Field(default_factory=StreamSettings)
+    images: ImageSettings = Field(default_factory=ImageSettings, description="OCR of request images. See its table.")
+
+
+class ToolPinningConfig(StrictModel):
+    """Pinning each caller's tool definitions: a tool whose description or schema changes after its first use
+    (a rug pull by a tool server that passed review once) is flagged or blocked."""
+
+    mode: Literal["off", "flag", "block"] = Field(
+        "off",
+        description="`off`: no pins. `flag`/`block`: the first definition a caller (API key name with "
+        "`auth.mode: keys`, else the client label) sends for a tool name is pinned; a later request whose "
+        "definition differs is flagged, or refused with 400 content_filter (`tool_changed:<name>`).",
+    )
+    path: str = Field(
+        "./guardproxy-pins.db",
+        description="SQLite file of the pins (kept across restarts); `:memory:` keeps them in this process only.",
+    )
 
 
 DEFAULT_PROFILE = "default"
+
+
+class ToolAccess(StrictModel):
+    """Which tools of an MCP server are listed and callable: names or `fnmatch` patterns (`files_*`)."""
+
+    allow: list[str] | None = Field(None, description="Only these tools; null = every tool the deny list leaves.")
+    deny: list[str] = Field(default_factory=list, description="Never these tools (wins over `allow`).")
+
+
+class McpServer(ToolAccess):
+    """An upstream MCP server (streamable HTTP) that clients reach through `/mcp/<name>`."""
+
+    url: str = Field(description="The server's streamable-HTTP endpoint, e.g. `http://127.0.0.1:9000/mcp`.")
+    headers: dict[str, str] = Field(
+        default_factory=dict, description="Sent to the server with every request (e.g. its own credentials)."
+    )
+    timeout_s: float = Field(30.0, gt=0, description="Longest wait for the server's answer; then a JSON-RPC error.")
+    max_tools: int = Field(
+        200,
+        ge=1,
+        description="A `tools/list` answer with more tools is refused (JSON-RPC error): every description is "
+        "checked, so the list's size bounds the work.",
+    )
 
 
 class Profile(StrictModel):
@@ -204,6 +345,11 @@ class Profile(StrictModel):
     input: list[Step] = Field(default_factory=list, description="Input steps of this profile, as top-level `input:`.")
     output: list[Step] = Field(
         default_factory=list, description="Output steps of this profile, as top-level `output:`."
+    )
+    mcp_tools: dict[str, ToolAccess] = Field(
+        default_factory=dict,
+        description="Per MCP server (a key of `mcp_servers:`): the tools this profile may list and call, "
+        "on top of the server's own `allow`/`deny`.",
     )
 
 
@@ -221,11 +367,23 @@ class Policy(StrictModel):
     audit: AuditConfig = Field(default_factory=AuditConfig)
     proxy: ProxySettings = Field(default_factory=ProxySettings)
     auth: AuthConfig = Field(default_factory=AuthConfig, description="API keys and roles. See `auth:`.")
+    state: StateConfig = Field(
+        default_factory=StateConfig,
+        description="Rate limits and anonymize placeholders shared by replicas. See `state:`.",
+    )
     learning: LearningConfig = Field(
         default_factory=LearningConfig, description="Training signals for the sidecar trainer. See its table."
     )
+    tool_pinning: ToolPinningConfig = Field(
+        default_factory=ToolPinningConfig, description="Pins of each caller's tool definitions. See its table."
+    )
     constitution: Constitution | None = Field(
         None, description="Principles for `revise` output steps. See Constitution; required when one is used."
+    )
+    mcp_servers: dict[str, McpServer] = Field(
+        default_factory=dict,
+        description="Upstream MCP servers proxied at `/mcp/<name>`: tool lists, calls and results pass the "
+        "chains. See McpServer.",
     )
 
     @model_validator(mode="after")
@@ -257,6 +415,12 @@ class Policy(StrictModel):
             self._check_chains(prefix, inputs, outputs)
         if self.constitution is not None:
             _check_constitution(self.constitution)
+        for name, profile in self.profiles.items():
+            for server in profile.mcp_tools:
+                if server not in self.mcp_servers:
+                    raise ValueError(
+                        f"profiles.{name}.mcp_tools.{server}: unknown MCP server; defined: {sorted(self.mcp_servers)}"
+                    )
         return self
 
     def _check_chains(self, prefix: str, inputs: list[Step], outputs: list[Step]) -> None:
@@ -269,10 +433,18 @@ class Policy(StrictModel):
                         f"defined: {sorted(self.detectors)}"
                     )
         for i, step in enumerate(inputs):
+            if step.scope == "conversation" and step.action not in ("block", "flag"):
+                raise ValueError(
+                    f"{prefix}input[{i}].scope: a conversation window is one text made of several messages, so its "
+                    f"step can `block` or `flag` but not {step.action!r} (use a message-scoped step for that)"
+                )
             if step.action == "revise":
                 raise ValueError(
                     f"{prefix}input[{i}].action: 'revise' rewrites answers, so it is allowed in output steps only"
                 )
+        for i, step in enumerate(outputs):
+            if step.scope == "conversation":
+                raise ValueError(f"{prefix}output[{i}].scope: 'conversation' applies to input steps only")
         revising = [i for i, step in enumerate(outputs) if step.action == "revise"]
         if revising and self.constitution is None:
             raise ValueError(

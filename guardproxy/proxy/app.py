@@ -28,23 +28,26 @@ from guardproxy.audit.sink import AuditSink
 from guardproxy.audit.store import open_store
 from guardproxy.auth.access import Access
 from guardproxy.auth.keys import Role
-from guardproxy.auth.limits import MemoryRateLimiter
 from guardproxy.console.routes import console_router
 from guardproxy.core import JSON
 from guardproxy.detectors.model_files import detector_model_dirs
 from guardproxy.detectors.pii_regex import scrub_pii
 from guardproxy.errors import GuardproxyError, InvalidRequest
 from guardproxy.logs import ensure_logging
+from guardproxy.mcp_gateway.gateway import McpGateway
+from guardproxy.mcp_gateway.route import mcp_routes
 from guardproxy.policies.loader import load_policy, policy_fingerprint
 from guardproxy.policies.schema import Policy
 from guardproxy.policies.watcher import PolicyWatcher
 from guardproxy.proxy.feedback import feedback_route
-from guardproxy.proxy.gateway import Gateway, JSONResult, client_label, new_request_id
+from guardproxy.proxy.gateway import Api, Gateway, JSONResult, client_label, new_request_id
 from guardproxy.proxy.metrics import Metrics
 from guardproxy.proxy.request_body import read_body
+from guardproxy.proxy.responses import handle_responses
 from guardproxy.proxy.runtime import RuntimeBuilder, RuntimeHolder, build_runtime
 from guardproxy.proxy.settings import Settings
-from guardproxy.proxy.texts import Kind
+from guardproxy.state import open_state
+from guardproxy.state.conversation import CONVERSATION_HEADER, ConversationKey, tenant_of
 
 log = structlog.get_logger(__name__)
 AnyRequest = Request[Any, Any, Any]
@@ -70,8 +73,11 @@ def create_app(settings: Settings, *, runtime_builder: RuntimeBuilder = build_ru
     )
     metrics = Metrics()
     access = Access.open(lambda: holder.current.policy.auth)
-    limiter = MemoryRateLimiter()  # per-key rpm/tpm/budget (auth/limits.py); only used when keys are on
-    gateway = Gateway(holder, sink, metrics)  # the sink scrubs and stores records, feedback and triples
+    # Per-key rpm/tpm/budget (used when keys are on) and the anonymize vault: in-process, or Redis (`state.url`).
+    shared = open_state(policy.state, clock=settings.clock)
+    limiter = shared.limiter
+    gateway = Gateway(holder, sink, metrics, shared.conversations)  # the sink scrubs and stores records
+    mcp = McpGateway(gateway)  # /mcp/<server>: MCP servers of the policy's `mcp_servers:`
     state = {"fingerprint": policy_fingerprint(policy)}
 
     async def apply_policy(new: Policy) -> None:
@@ -81,7 +87,7 @@ def create_app(settings: Settings, *, runtime_builder: RuntimeBuilder = build_ru
         metrics.policy_reloads.labels("applied").inc()
         log.info("policy_reloaded", path=str(settings.policy_path), fingerprint=state["fingerprint"])
 
-    async def serve(kind: Kind, request: AnyRequest) -> Response[bytes] | Stream:
+    async def serve(kind: Api, request: AnyRequest) -> Response[bytes] | Stream:
         started = time.perf_counter()
         request_id = new_request_id()
         request.state.request_id = request_id
@@ -93,7 +99,7 @@ def create_app(settings: Settings, *, runtime_builder: RuntimeBuilder = build_ru
             caller = access.check(authorization, Role.CLIENT)
             if caller is not None:  # keys on: records name the key, never a hash of the header
                 client = f"{host or 'unknown'} key:{caller.label}"
-                request.state.ratelimit_headers = limiter.admit(caller.key).headers()
+                request.state.ratelimit_headers = (await limiter.admit(caller.key)).headers()
                 if kind != "moderation":  # answered by the policy's detectors: no upstream tokens spent
                     charge = functools.partial(limiter.charge, caller.key)
             limits = holder.current.policy.proxy
@@ -106,7 +112,19 @@ def create_app(settings: Settings, *, runtime_builder: RuntimeBuilder = build_ru
             await gateway.record_rejected(request_id, kind, client, _as_guardproxy_error(exc), started=started)
             raise
         profile = caller.key.profile if caller is not None else None
-        result = await gateway.handle(kind, body, request_id=request_id, client=client, charge=charge, profile=profile)
+        identity = caller.key.name if caller is not None else None
+        tenant = tenant_of(caller.key.key_hash if caller is not None else None, authorization)
+        conversation = ConversationKey(tenant, request.headers.get(CONVERSATION_HEADER))
+        if kind == "responses":  # translated to chat completions and back (proxy/responses/)
+            result = await handle_responses(
+                gateway, body, request_id=request_id, client=client, charge=charge, profile=profile,
+                identity=identity, conversation=conversation,
+            )  # fmt: skip
+        else:
+            result = await gateway.handle(
+                kind, body, request_id=request_id, client=client, charge=charge, profile=profile,
+                identity=identity, conversation=conversation,
+            )  # fmt: skip
         headers = {REQUEST_ID_HEADER: request_id, **getattr(request.state, "ratelimit_headers", {})}
         if isinstance(result, JSONResult):
             return Response(
@@ -137,6 +155,10 @@ def create_app(settings: Settings, *, runtime_builder: RuntimeBuilder = build_ru
     @post("/v1/moderations", status_code=200)
     async def moderations(request: AnyRequest) -> Response[bytes] | Stream:
         return await serve("moderation", request)
+
+    @post("/v1/responses", status_code=200)
+    async def responses(request: AnyRequest) -> Response[bytes] | Stream:
+        return await serve("responses", request)
 
     @get("/v1/models")
     async def models(request: AnyRequest) -> Response[bytes]:
@@ -183,8 +205,10 @@ def create_app(settings: Settings, *, runtime_builder: RuntimeBuilder = build_ru
                 with suppress(asyncio.CancelledError):
                     await watcher_task
             await gateway.drain()  # requests whose clients left may still be writing their records
+            await mcp.aclose()
             await holder.aclose()
             await sink.aclose()
+            await shared.aclose()
             access.close()
 
     return Litestar(
@@ -193,6 +217,7 @@ def create_app(settings: Settings, *, runtime_builder: RuntimeBuilder = build_ru
             completions,
             embeddings,
             moderations,
+            responses,
             models,
             healthz,
             prometheus,
@@ -210,6 +235,7 @@ def create_app(settings: Settings, *, runtime_builder: RuntimeBuilder = build_ru
                 policy_path=settings.policy_path,
                 store_raw=policy.audit.store_raw,
             ),
+            *mcp_routes(mcp, access, limiter, request_id_header=REQUEST_ID_HEADER, decode=_decode_body),
         ],
         exception_handlers={Exception: _render_error},
         lifespan=[lifespan],

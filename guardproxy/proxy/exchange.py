@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 import re
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 
 from guardproxy.audit.records import AuditRecord, Outcome, Segment, StepRecord
@@ -16,8 +16,9 @@ from guardproxy.policies.operators import VaultScope
 from guardproxy.proxy.metrics import Metrics
 from guardproxy.proxy.runtime import Chains, Runtime
 from guardproxy.proxy.texts import Kind
+from guardproxy.state.vault import OpenConversation
 
-TokenCharge = Callable[[int], None]
+TokenCharge = Callable[[int], Awaitable[None]]
 
 
 @dataclass(slots=True)
@@ -28,7 +29,7 @@ class Exchange:
     client: str
     body: JSON
     rt: Runtime
-    scope: VaultScope
+    conversation: OpenConversation  # the request's placeholders and, when shared, the conversation they belong to
     metrics: Metrics
     chains: Chains  # the caller's profile: every chain this request runs is read from here, never from `rt`
     started: float = field(default_factory=time.perf_counter)
@@ -47,7 +48,23 @@ class Exchange:
     completion_tokens: int | None = None
     upstream_latency_ms: float | None = None
     steps: list[StepResult] = field(default_factory=list)
+    # Who the caller is for state kept across requests (tool pins): the key's name, else `client`.
+    identity: str = ""
     charge: TokenCharge | None = None  # the caller's key pays for what the request spent (auth/limits.py)
+    # The API the client called when it is not `endpoint` (`responses`, translated to chat completions).
+    api: str | None = None
+
+    @property
+    def served_as(self) -> str:
+        """The endpoint the audit record and the request metrics name: the one the client called."""
+        return self.api or self.endpoint
+
+    # Choice 0's text as the client received it: with the history, what the next turn will send back.
+    answer_parts: list[str] = field(default_factory=list)
+
+    @property
+    def scope(self) -> VaultScope:
+        return self.conversation.scope
 
     def add(self, verdicts: Iterable[Verdict]) -> None:
         for v in verdicts:
@@ -87,7 +104,7 @@ class Exchange:
             request_id=self.request_id,
             ts=self.ts,
             client=self.client,
-            endpoint=self.endpoint,
+            endpoint=self.served_as,
             model=self.model,
             backend=self.backend,
             stream=self.stream,

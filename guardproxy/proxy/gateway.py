@@ -12,22 +12,25 @@ import random
 import time
 from collections.abc import AsyncGenerator, Sequence
 from dataclasses import dataclass
+from typing import Literal
 
 import structlog
 
 from guardproxy.audit.records import AuditRecord, Outcome, Segment
 from guardproxy.audit.sink import AuditSink
 from guardproxy.backends.base import Endpoint
-from guardproxy.core import JSON, Context
+from guardproxy.core import JSON, Context, TextRole
+from guardproxy.detectors.response_schema import requested_schema
 from guardproxy.errors import Blocked, GuardproxyError
-from guardproxy.policies.chain import Chain, CompiledStep, StepResult, Verdict, fold, run_inline
-from guardproxy.policies.operators import MemoryVault, Vault, apply_edits, redact_all, restore
+from guardproxy.policies.chain import Chain, CompiledStep, StepResult, Verdict, fold, run_inline, run_step
+from guardproxy.policies.conversation import check_conversation
+from guardproxy.policies.operators import MemoryScope, apply_edits, redact_all, restore
 from guardproxy.proxy.admission import admit
 from guardproxy.proxy.exchange import Exchange, TokenCharge, segment
 from guardproxy.proxy.failover import failover
 from guardproxy.proxy.metrics import Metrics
 from guardproxy.proxy.moderation import moderation_response
-from guardproxy.proxy.relay import StreamRelay
+from guardproxy.proxy.relay import StreamFormat, StreamRelay
 from guardproxy.proxy.revise import PreferenceRecorder, revise_choice
 from guardproxy.proxy.runtime import RuntimeHolder, Target
 from guardproxy.proxy.shielded import ShieldedTasks
@@ -35,6 +38,7 @@ from guardproxy.proxy.texts import Kind, validate
 from guardproxy.proxy.upstream_errors import screen_upstream_error
 from guardproxy.proxy.walker import (
     CheckedText,
+    Slot,
     Unscanned,
     checked_texts,
     clean_envelope,
@@ -42,6 +46,9 @@ from guardproxy.proxy.walker import (
     walk_choice,
     walk_request,
 )
+from guardproxy.state.conversation import ConversationKey, conversation_of
+from guardproxy.state.failure import StateFailures
+from guardproxy.state.vault import Conversations, MemoryVault, OpenConversation, Sensitive
 
 log = structlog.get_logger(__name__)
 
@@ -51,6 +58,9 @@ ENDPOINTS: dict[Kind, Endpoint] = {
     "embedding": "embeddings",
     "moderation": "moderations",
 }
+# The APIs clients call: the kinds above, and the Responses API, served as a translated chat request.
+Api = Kind | Literal["responses"]
+API_ENDPOINTS: dict[Api, str] = {kind: endpoint for kind, endpoint in ENDPOINTS.items()} | {"responses": "responses"}
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,12 +93,15 @@ class Gateway:
         holder: RuntimeHolder,
         sink: AuditSink,
         metrics: Metrics,
-        vault: Vault | None = None,
+        conversations: Conversations | None = None,
     ) -> None:
         self.holder = holder
         self.sink = sink
         self.metrics = metrics
-        self.vault: Vault = vault or MemoryVault()
+        # Where anonymize placeholders live between turns (guardproxy/state): in-process unless `state.url`.
+        self.conversations = conversations or Conversations(
+            MemoryVault(holder.current.policy.state.conversation_ttl_s), StateFailures("fail_closed")
+        )
         # `revise` steps store their triples through the sink: scrubbed there, like every audit row.
         self.preferences = PreferenceRecorder(sink)
         # Finishing a request (runtime release, audit record) outlives a client that hangs up.
@@ -103,29 +116,43 @@ class Gateway:
         client: str,
         charge: TokenCharge | None = None,
         profile: str | None = None,
+        api: Api | None = None,
+        wire: StreamFormat | None = None,
+        identity: str | None = None,
+        conversation: ConversationKey | None = None,
     ) -> JSONResult | StreamResult:
         """`charge` receives the tokens the request spent once they are known (the key's rate limits);
-        `profile`: the caller's policy profile (its key's), None for the default."""
+        `profile`: the caller's policy profile (its key's), None for the default. `api` names the API the
+        client called when the body was translated into `kind` (the Responses API), and `wire` writes a
+        stream in that API's format. `identity`: who the caller is across requests (the key's name), None
+        for `client`. `conversation`: the caller and the conversation header, to find the conversation whose
+        placeholders the request shares (guardproxy/state/conversation.py); None: the request keeps its own."""
         try:
             admit(body, self.holder.current.policy.proxy)  # size limits, before any detector runs
             validate(kind, body)
         except GuardproxyError as exc:
-            await self.record_rejected(request_id, kind, client, exc)
+            await self.record_rejected(request_id, api or kind, client, exc)
             raise
         rt = self.holder.acquire()
         try:
             chains = rt.chains(profile)
         except GuardproxyError as exc:  # a profile the policy lacks fails closed (403), never the default's rules
             self.holder.release(rt)
-            await self.record_rejected(request_id, kind, client, exc)
+            await self.record_rejected(request_id, api or kind, client, exc)
             raise
-        vault = self.vault.open(request_id)
-        ex = Exchange(request_id, kind, ENDPOINTS[kind], client, body, rt, vault, self.metrics, chains)
+        own = OpenConversation(MemoryScope(), None)
+        ex = Exchange(request_id, kind, ENDPOINTS[kind], client, body, rt, own, self.metrics, chains)
         ex.model = str(body.get("model") or "")
         ex.stream = bool(body.get("stream")) and kind in ("chat", "completion")
         ex.charge = charge
+        ex.api = API_ENDPOINTS[api] if api is not None else None
+        ex.identity = identity or client
         handed_over = False
         try:
+            if chains.input.anonymizes and conversation is not None:  # else no turn needs another's placeholders
+                # Read before anything rewrites the body (the canary below, anonymize).
+                ref = conversation_of(kind, body, conversation.header, conversation.tenant)
+                ex.conversation = await self.conversations.open(ref, request_id)
             if kind == "moderation":
                 return JSONResult(200, await self._moderate(ex))
             targets = rt.targets(ex.model)
@@ -134,7 +161,7 @@ class Gateway:
                     instrumenter.instrument(ex.body, ex.request_id)
             await self._guard_input(ex)
             if ex.stream:
-                relay = await StreamRelay.open(ex, targets, on_done=self._finish, cleanups=self.cleanups)
+                relay = await StreamRelay.open(ex, targets, on_done=self._finish, cleanups=self.cleanups, wire=wire)
                 handed_over = True
                 return StreamResult(relay.run())
             response = await self._complete(ex, targets)
@@ -153,13 +180,13 @@ class Gateway:
                 await self.cleanups.run(self._finish(ex), what="request_finish")
 
     async def record_rejected(
-        self, request_id: str, kind: Kind, client: str, error: GuardproxyError, *, started: float | None = None
+        self, request_id: str, kind: Api, client: str, error: GuardproxyError, *, started: float | None = None
     ) -> None:
         """The audit row of a request refused before it became an exchange (unreadable, too large, invalid).
 
         Keeps the error's class and code, never its message: parse and validation messages can quote the body.
         """
-        endpoint = ENDPOINTS[kind]
+        endpoint = API_ENDPOINTS[kind]
         self.metrics.requests.labels(endpoint, "unknown", Outcome.ERROR).inc()
         latency_s = 0.0 if started is None else time.perf_counter() - started
         self.metrics.request_latency.labels(endpoint).observe(latency_s)
@@ -183,23 +210,24 @@ class Gateway:
         await self.cleanups.drain()
 
     async def _finish(self, ex: Exchange) -> None:
-        self.vault.close(ex.request_id)
         self.holder.release(ex.rt)
+        if ex.status == 200 and ex.outcome not in (Outcome.BLOCKED_OUTPUT, Outcome.ERROR):
+            await self.conversations.finish(ex.conversation, "".join(ex.answer_parts))
         if ex.charge is not None and ex.status == 200:  # refused or failed requests spent no upstream tokens
-            ex.charge(ex.tokens_spent())
+            await ex.charge(ex.tokens_spent())
         # Only policy model names become label values: client-chosen names would grow metrics without bound.
         model = ex.model if ex.rt.policy.route(ex.model) is not None else "unknown"
-        self.metrics.requests.labels(ex.endpoint, model, ex.outcome).inc()
-        self.metrics.request_latency.labels(ex.endpoint).observe(time.perf_counter() - ex.started)
+        self.metrics.requests.labels(ex.served_as, model, ex.outcome).inc()
+        self.metrics.request_latency.labels(ex.served_as).observe(time.perf_counter() - ex.started)
         await self.sink.submit(ex.record(store_raw=ex.rt.policy.audit.store_raw))
 
-    async def _check_slots(self, ex: Exchange, chain: Chain, slots: Sequence[CheckedText]) -> list[Verdict]:
+    async def check_slots(self, ex: Exchange, chain: Chain, slots: Sequence[CheckedText]) -> list[Verdict]:
         ctxs = [Context(ex.request_id, chain.stage, s.role, ex.model, ex.body, ex.client) for s in slots]
         if len(slots) == 1 or chain.inline_only:
             return [await chain.check(s.text, c) for s, c in zip(slots, ctxs, strict=True)]
         return list(await asyncio.gather(*(chain.check(s.text, c) for s, c in zip(slots, ctxs, strict=True))))
 
-    async def _check_unscanned(self, ex: Exchange, step: CompiledStep, parts: list[Unscanned]) -> list[Verdict]:
+    async def check_unscanned(self, ex: Exchange, step: CompiledStep, parts: list[Unscanned]) -> list[Verdict]:
         """Parts no detector can read are recorded, counted, and decided by `proxy.unscanned`."""
         if not parts:
             return []
@@ -209,23 +237,43 @@ class Gateway:
         return [fold([await run_inline(step, "\n".join(p.kind for p in parts), ctx)])]
 
     async def _guard_input(self, ex: Exchange) -> None:
+        if ex.kind == "chat" and ex.rt.response_schema is not None:
+            requested_schema(ex.body)  # a schema that cannot check the answer is the client's error: 400 now
         walk = walk_request(ex.kind, ex.body)
-        texts = checked_texts(walk.slots)
+        texts: list[CheckedText] = checked_texts(walk.slots)
+        parts = walk.unscanned
+        if ex.rt.images is not None and any(p.image is not None for p in parts):  # OCR only when there is an image
+            read = await ex.rt.images.read(parts)
+            texts, parts = [*texts, *read.slots], read.unscanned
         chain = ex.chains.input
-        verdicts = await self._check_slots(ex, chain, texts)
+        verdicts = await self.check_slots(ex, chain, texts)
         request_verdict = await chain.check_request(
             Context(ex.request_id, "input", "request", ex.model, ex.body, ex.client)
         )
-        unscanned = await self._check_unscanned(ex, ex.chains.unscanned_input, walk.unscanned)
-        ex.add([request_verdict, *unscanned, *verdicts])
+        unscanned = await self.check_unscanned(ex, ex.chains.unscanned_input, parts)
+        whole = [request_verdict, *unscanned]  # verdicts on the request as a whole, not on one text
+        if ex.kind == "chat" and ex.rt.tool_pins is not None:
+            ctx = Context(ex.request_id, "input", "request", ex.model, ex.body, ex.identity)
+            whole.append(fold([await run_step(ex.rt.tool_pins, "", ctx)]))
+        if chain.conversation_steps:
+            messages = [(t.role, t.path, t.text) for t in texts if isinstance(t, Slot)]
+            ctx = Context(ex.request_id, "input", "conversation", ex.model, ex.body, ex.client)
+            whole.append(await check_conversation(chain.conversation_steps, messages, ctx, ex.rt.windows))
+        ex.add([*whole, *verdicts])
         ex.input_segments = tuple(
             segment(s.role, s.path, redact_all(s.text, v.sensitive)) for s, v in zip(texts, verdicts, strict=True)
         )
         if ex.rt.policy.audit.store_raw:
             ex.raw_input_segments = tuple(segment(s.role, s.path, s.text) for s in texts)
-        blocked = next((v.blocked_by for v in [request_verdict, *unscanned, *verdicts] if v.blocked_by), None)
+        blocked = next((v.blocked_by for v in [*whole, *verdicts] if v.blocked_by), None)
         if blocked is not None:
             raise _blocked_error(blocked, ex.rt.policy.proxy.block_error_code)
+        # The conversation's vault issues the placeholders (one round trip), then `apply` finds them in the scope.
+        values = [Sensitive(*value) for s, v in zip(texts, verdicts, strict=True) for value in s.anonymized(v.edits)]
+        await self.conversations.issue(ex.conversation, values)
+        for s, v in zip(texts, verdicts, strict=True):
+            if v.edits and s.role == TextRole.IMAGE_TEXT:
+                raise _image_not_editable(v, ex.rt.policy.proxy.block_error_code)
         for s, v in zip(texts, verdicts, strict=True):
             if v.edits:
                 s.apply(v.edits, ex.scope)
@@ -250,8 +298,8 @@ class Gateway:
         for i, choice in enumerate(choices):
             walk = walk_choice(ex.kind, choice, f".choices[{i}]")
             slots = walk.slots
-            verdicts = await self._check_slots(ex, chain, slots)
-            unscanned = await self._check_unscanned(ex, ex.chains.unscanned_output, walk.unscanned)
+            verdicts = await self.check_slots(ex, chain, slots)
+            unscanned = await self.check_unscanned(ex, ex.chains.unscanned_output, walk.unscanned)
             ex.add([*unscanned, *verdicts])
             verdicts = await revise_choice(ex, slots, verdicts, self.preferences) or verdicts
             audit.extend(
@@ -266,13 +314,32 @@ class Gateway:
             for s, v in zip(slots, verdicts, strict=True):
                 s.set(restore(apply_edits(s.text, v.edits, None), ex.scope))
             drop_stale_logprobs(ex.kind, choice)  # token logprobs that no longer spell the delivered text
+            if not await self._follows_schema(ex, choice):
+                _block_choice(ex.kind, choice, refusal, i)
+                ex.outcome = Outcome.BLOCKED_OUTPUT
+                continue
+            if i == 0 and ex.kind == "chat":  # what the client will send back as this turn's answer
+                message = choice.get("message")
+                content = message.get("content") if isinstance(message, dict) else None
+                ex.answer_parts.append(content if isinstance(content, str) else "")
         ex.output_segments = tuple(audit)
         ex.raw_output_segments = tuple(raw)
 
+    async def _follows_schema(self, ex: Exchange, choice: JSON) -> bool:
+        """False when the delivered content breaks the request's `response_format` and the policy blocks that."""
+        step = ex.rt.response_schema
+        content = (choice.get("message") or {}).get("content")
+        if step is None or ex.kind != "chat" or not isinstance(content, str):
+            return True
+        ctx = Context(ex.request_id, "output", "assistant", ex.model, ex.body, ex.client)
+        verdict = fold([await run_inline(step, content, ctx)])
+        ex.add([verdict])
+        return verdict.blocked_by is None
+
     async def _moderate(self, ex: Exchange) -> JSON:
         walk = walk_request("moderation", ex.body)
-        verdicts = await self._check_slots(ex, ex.chains.input, walk.slots)
-        unscanned = await self._check_unscanned(ex, ex.chains.unscanned_input, walk.unscanned)
+        verdicts = await self.check_slots(ex, ex.chains.input, walk.slots)
+        unscanned = await self.check_unscanned(ex, ex.chains.unscanned_input, walk.unscanned)
         ex.add([*unscanned, *verdicts])
         ex.input_segments = tuple(
             segment(s.role, s.path, redact_all(s.text, v.sensitive)) for s, v in zip(walk.slots, verdicts, strict=True)
@@ -295,6 +362,20 @@ def _block_choice(kind: Kind, choice: JSON, refusal: str | None, index: int) -> 
         choice["text"] = refusal or ""
     else:
         choice["message"] = {"role": "assistant", "content": refusal}
+
+
+def _image_not_editable(verdict: Verdict, code: str) -> Blocked:
+    """A step would redact or anonymize text inside an image: the image cannot be edited, so it is refused."""
+    result = next(r for r in verdict.results if r.fired and r.spans)
+    step = result.step
+    return Blocked(
+        f"Request blocked by policy: step '{step.name}' ({step.detector_name}) would {step.action} "
+        f"{list(result.labels)} in the text of an image, and an image cannot be edited.",
+        code=code,
+        step=step.name,
+        detector=step.detector_name,
+        labels=result.labels,
+    )
 
 
 def _blocked_error(result: StepResult, code: str) -> Blocked:

@@ -9,14 +9,16 @@ from __future__ import annotations
 
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
 from dataclasses import replace
-from typing import Any
+from typing import Any, Protocol
 
 import msgspec
 import structlog
 
 from guardproxy.audit.records import Outcome, Segment
 from guardproxy.core import JSON, Context, TextRole
+from guardproxy.detectors.response_schema import requested_schema
 from guardproxy.errors import GuardproxyError
+from guardproxy.policies.chain import run_inline
 from guardproxy.policies.operators import apply_edits, restore
 from guardproxy.proxy.exchange import Exchange
 from guardproxy.proxy.failover import failover
@@ -35,6 +37,29 @@ def sse(obj: JSON) -> bytes:
     return b"data: " + _encode(obj) + b"\n\n"
 
 
+class StreamFormat(Protocol):
+    """How checked chat chunks go on the wire: chat's own SSE, or another API's events (Responses)."""
+
+    def chunk(self, chunk: JSON) -> bytes: ...
+
+    def done(self) -> bytes: ...
+
+    def error(self, body: JSON) -> bytes: ...
+
+
+class ChatStreamFormat:
+    """`/v1/chat/completions` and `/v1/completions`: each chunk as `data:`, then `data: [DONE]`."""
+
+    def chunk(self, chunk: JSON) -> bytes:
+        return sse(chunk)
+
+    def done(self) -> bytes:
+        return DONE
+
+    def error(self, body: JSON) -> bytes:
+        return sse(body)
+
+
 async def _aclose(it: AsyncIterator[JSON]) -> None:
     aclose = getattr(it, "aclose", None)
     if aclose is not None:
@@ -43,9 +68,16 @@ async def _aclose(it: AsyncIterator[JSON]) -> None:
 
 class StreamRelay:
     def __init__(
-        self, ex: Exchange, upstream: AsyncIterator[JSON], first: JSON | None, on_done: _Done, cleanups: ShieldedTasks
+        self,
+        ex: Exchange,
+        upstream: AsyncIterator[JSON],
+        first: JSON | None,
+        on_done: _Done,
+        cleanups: ShieldedTasks,
+        wire: StreamFormat | None = None,
     ) -> None:
         self.ex = ex
+        self.wire = wire or ChatStreamFormat()
         self.upstream = upstream
         self.first = first
         self.on_done = on_done
@@ -54,9 +86,21 @@ class StreamRelay:
         self.tools: dict[int, dict[int, JSON]] = {}
         self.finished: set[int] = set()
         self.raw: dict[int, list[str]] = {}  # by choice index
+        # The answer must follow the request's `response_format`: what each choice delivered, checked at its end.
+        self.schema_step = (
+            ex.rt.response_schema if ex.kind == "chat" and requested_schema(ex.body, validate=False) else None
+        )
+        self.delivered: dict[int, list[str]] = {}
 
     @classmethod
-    async def open(cls, ex: Exchange, targets: list[Target], on_done: _Done, cleanups: ShieldedTasks) -> StreamRelay:
+    async def open(
+        cls,
+        ex: Exchange,
+        targets: list[Target],
+        on_done: _Done,
+        cleanups: ShieldedTasks,
+        wire: StreamFormat | None = None,
+    ) -> StreamRelay:
         """The relay of the first target whose stream yields its first chunk (see `failover`)."""
 
         async def attempt(target: Target) -> tuple[AsyncIterator[JSON], JSON | None]:
@@ -68,7 +112,7 @@ class StreamRelay:
                 raise
 
         upstream, first = await failover(ex, targets, attempt)
-        return cls(ex, upstream, first, on_done, cleanups)
+        return cls(ex, upstream, first, on_done, cleanups, wire)
 
     async def run(self) -> AsyncGenerator[bytes, None]:
         ex = self.ex
@@ -82,19 +126,19 @@ class StreamRelay:
             for out in await self._flush():
                 yield out
             completed = True
-            yield DONE
+            yield self.wire.done()
         except OutputBlocked:
             completed = True
             ex.outcome = Outcome.BLOCKED_OUTPUT
             for out in self._content_filter():
                 yield out
-            yield DONE
+            yield self.wire.done()
         except GuardproxyError as exc:
             completed = True
             await screen_upstream_error(ex, exc)  # an upstream's error event passes the output chain first
             ex.outcome, ex.status = Outcome.ERROR, exc.status
             ex.error = f"{type(exc).__name__}: {exc.message}"
-            yield sse(exc.to_body())
+            yield self.wire.error(exc.to_body())
         finally:
             if not completed and ex.outcome == Outcome.ALLOWED:
                 ex.outcome, ex.error = Outcome.ERROR, "client disconnected before the end of the stream"
@@ -116,6 +160,8 @@ class StreamRelay:
             cfg = self.ex.rt.policy.proxy.stream
             ctx = Context(self.ex.request_id, "output", "assistant", self.ex.model, self.ex.body, self.ex.client)
             guard = StreamGuard(self.ex.chains.output, ctx, self.ex.scope, cfg.holdback_chars, cfg.context_chars)
+            # Blocking an answer that breaks its schema means holding it back whole: JSON is valid only at the end.
+            guard.hold_all = self.schema_step is not None and self.schema_step.action == "block"
             self.guards[index] = guard
         return guard
 
@@ -123,7 +169,7 @@ class StreamRelay:
         choices = chunk.get("choices")
         self.ex.take_usage(chunk)
         if not choices:
-            return [sse({**clean_envelope(chunk), "choices": []})]
+            return [self.wire.chunk({**clean_envelope(chunk), "choices": []})]
         chat = self.ex.kind == "chat"
         out: list[bytes] = []
         for pos, choice in enumerate(choices):
@@ -142,10 +188,15 @@ class StreamRelay:
             tools: list[JSON] = []
             if finish is not None:
                 released += await guard.finish()
+                await self._check_schema(index, released, guard)
                 tools = await self._release_tools(index, guard)
                 self.finished.add(index)
+            elif released and self.schema_step is not None:
+                self.delivered.setdefault(index, []).append(released)
             if released or tools or finish is not None or delta.get("role"):
-                out.append(sse(self._chunk(chunk, index, released, tools, finish, delta.get("role"))))
+                out.append(self.wire.chunk(self._chunk(chunk, index, released, tools, finish, delta.get("role"))))
+            if index == 0 and released and chat:
+                self.ex.answer_parts.append(released)
         return out
 
     async def _flush(self) -> list[bytes]:
@@ -156,10 +207,25 @@ class StreamRelay:
             if index in self.finished:
                 continue
             released = await guard.finish()
+            await self._check_schema(index, released, guard)
             tools = await self._release_tools(index, guard)
             if released or tools:
-                out.append(sse(self._chunk(template, index, released, tools, None, None)))
+                out.append(self.wire.chunk(self._chunk(template, index, released, tools, None, None)))
+            if index == 0 and released and self.ex.kind == "chat":
+                self.ex.answer_parts.append(released)
         return out
+
+    async def _check_schema(self, index: int, last: str, guard: StreamGuard) -> None:
+        """At a choice's end: its whole content against the request's schema (held back whole when blocking)."""
+        if self.schema_step is None:
+            return
+        content = "".join([*self.delivered.pop(index, []), last])
+        if not content and self.tools.get(index):
+            return  # a tool call, not content
+        result = await run_inline(self.schema_step, content, guard.ctx)
+        guard.results.append(result)
+        if result.blocks:
+            raise OutputBlocked(result)
 
     def _buffer_tools(self, index: int, deltas: list[Any]) -> None:
         calls = self.tools.setdefault(index, {})
@@ -206,7 +272,7 @@ class StreamRelay:
     def _content_filter(self) -> list[bytes]:
         template = self.first or {}
         indexes = [i for i in sorted(self.guards) if i not in self.finished] or [0]
-        return [sse(self._chunk(template, i, "", [], "content_filter", None)) for i in indexes]
+        return [self.wire.chunk(self._chunk(template, i, "", [], "content_filter", None)) for i in indexes]
 
     def _settle(self) -> None:
         for guard in self.guards.values():

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import structlog
 
@@ -18,10 +19,17 @@ from guardproxy.backends.configs import BackendConfig
 from guardproxy.backends.registry import build_backend
 from guardproxy.detectors.base import Detector, DetectorDeps, RequestInstrumenter
 from guardproxy.detectors.registry import build_detector
+from guardproxy.detectors.response_schema import ResponseSchemaCheck
 from guardproxy.detectors.shared import SharedResources
 from guardproxy.errors import ModelNotFound, ProfileNotFound
-from guardproxy.policies.chain import Chain, CompiledStep, compile_steps, compile_unscanned
+from guardproxy.pins.check import ToolPinCheck
+from guardproxy.pins.store import open_pin_store
+from guardproxy.policies.chain import Chain, CompiledStep, compile_builtin, compile_steps, compile_unscanned
+from guardproxy.policies.conversation import WindowCache
 from guardproxy.policies.schema import DEFAULT_PROFILE, ModelRoute, Policy
+
+if TYPE_CHECKING:  # Pillow is imported only by a policy that reads images
+    from guardproxy.images.reader import ImageReader
 
 log = structlog.get_logger(__name__)
 
@@ -70,6 +78,14 @@ class Runtime:
     instrumenters: tuple[RequestInstrumenter, ...] = field(init=False)
     # Named profiles of `profiles:` (not `default`, which is the fields above), over the same detectors.
     profiles: dict[str, Chains] = field(default_factory=dict)
+    # Reads the text of request images (`proxy.images.ocr`); None: images stay unscanned.
+    images: ImageReader | None = None
+    # Conversation-scoped steps' window results (policies/conversation.py): a reload starts afresh.
+    windows: WindowCache = field(default_factory=WindowCache)
+    # Checks chat answers against the request's `response_format` (`proxy.response_schema`); None: `allow`.
+    response_schema: CompiledStep | None = None
+    # Reports chat requests whose tools changed since first pinned (`tool_pinning`); None: `off`.
+    tool_pins: CompiledStep | None = None
     default: Chains = field(init=False)
     users: int = 0
     retired: bool = False
@@ -106,6 +122,8 @@ class Runtime:
             return
         self._closed = True
         closeables: list[tuple[str, Backend | Detector]] = [*self.backends.items(), *self.detectors.items()]
+        if self.tool_pins is not None:
+            closeables.append(("tool_pinning", self.tool_pins.detector))
         for name, closeable in closeables:
             try:
                 await closeable.aclose()
@@ -161,7 +179,36 @@ def build_runtime(policy: Policy, *, backend_factory: BackendFactory = build_bac
         )
         for name, p in policy.profiles.items()
     }
-    return Runtime(policy, backends, detectors, input_chain, output_chain, unscanned_input, unscanned_output, profiles)
+    images = None
+    if policy.proxy.images.ocr:
+        from guardproxy.images.reader import ImageReader
+
+        images = ImageReader(policy.proxy)
+    schema_mode = policy.proxy.response_schema
+    response_schema = (
+        None
+        if schema_mode == "allow"
+        else compile_builtin("output.response_schema", "output", ResponseSchemaCheck(), schema_mode)
+    )
+    pinning = policy.tool_pinning
+    tool_pins = (
+        None
+        if pinning.mode == "off"
+        else compile_builtin("input.tool_pinning", "input", ToolPinCheck(open_pin_store(pinning.path)), pinning.mode)
+    )
+    return Runtime(
+        policy,
+        backends,
+        detectors,
+        input_chain,
+        output_chain,
+        unscanned_input,
+        unscanned_output,
+        profiles,
+        images,
+        response_schema=response_schema,
+        tool_pins=tool_pins,
+    )
 
 
 class RuntimeHolder:

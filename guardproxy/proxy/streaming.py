@@ -33,6 +33,8 @@ class StreamGuard:
     scope: VaultScope | None
     holdback: int
     context_chars: int
+    # Release nothing before the end (an answer that must be validated whole before the client sees it).
+    hold_all: bool = False
     results: list[StepResult] = field(default_factory=list)
     audit_parts: list[str] = field(default_factory=list)
     _pending: str = ""
@@ -54,6 +56,8 @@ class StreamGuard:
 
     def _release_point(self) -> int:
         pending = self._pending
+        if self.hold_all:
+            return 0
         if not self.checks_anything:
             return self._before_partial_placeholder(len(pending))
         cut = 0
@@ -62,6 +66,8 @@ class StreamGuard:
             cut = m.end()
         if cut == 0 and len(pending) > self.holdback:
             cut = len(pending) - self.holdback
+        if cut and self.chain.holdbacks:  # a link still being written is judged whole (url_guard)
+            cut = self.chain.unfinished_from(pending[:cut])
         return self._before_partial_placeholder(cut)
 
     def _before_partial_placeholder(self, cut: int) -> int:

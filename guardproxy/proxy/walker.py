@@ -70,6 +70,10 @@ class Slot:
     def apply(self, edits: Sequence[Edit], scope: VaultScope | None) -> None:
         self.set(apply_edits(self.text, edits, scope))
 
+    def anonymized(self, edits: Sequence[Edit]) -> list[tuple[str, str]]:
+        """(label, original) of each `anonymize` edit, as `apply` will ask the scope for them."""
+        return [(e.label, self.text[e.start : e.end]) for e in edits if e.action == "anonymize"]
+
 
 @dataclass(slots=True)
 class JoinedSlot:
@@ -89,6 +93,15 @@ class JoinedSlot:
         return "\n".join(p.text for p in self.parts)
 
     def apply(self, edits: Sequence[Edit], scope: VaultScope | None) -> None:
+        for part, mine in self._split(edits):
+            part.apply(mine, scope)
+
+    def anonymized(self, edits: Sequence[Edit]) -> list[tuple[str, str]]:
+        return [value for part, mine in self._split(edits) for value in part.anonymized(mine)]
+
+    def _split(self, edits: Sequence[Edit]) -> list[tuple[Slot, list[Edit]]]:
+        """Each part with the edits (or pieces of edits) that fall in it, in its own offsets."""
+        out = []
         start = 0
         for part in self.parts:
             end = start + len(part.text)
@@ -97,8 +110,9 @@ class JoinedSlot:
                 for e in edits
                 if e.start < end and e.end > start
             ]
-            part.apply(mine, scope)
+            out.append((part, mine))
             start = end + 1
+        return out
 
 
 CheckedText = Slot | JoinedSlot
@@ -130,6 +144,9 @@ class Unscanned:
 
     path: str
     kind: str
+    # An `image_url` part's inner object (`{"url": ..., "detail": ...}`), for the OCR reader to read the URL
+    # and to forward a fetched image inline (what was read is what is sent).
+    image: JSON | None = field(default=None, compare=False, repr=False)
 
 
 @dataclass(slots=True)
@@ -192,7 +209,11 @@ class Walk:
             kind = part.get("type") if isinstance(part, dict) else None
             text_key = _TEXT_PARTS.get(kind) if isinstance(kind, str) else None
             if text_key is None or not isinstance(part.get(text_key), str):
-                self.unscanned.append(Unscanned(here, str(kind or "unknown")))
+                image = part.get("image_url") if kind == "image_url" and isinstance(part, dict) else None
+                if isinstance(image, dict) and isinstance(image.get("url"), str):
+                    self.unscanned.append(Unscanned(here, "image_url", image))
+                else:
+                    self.unscanned.append(Unscanned(here, str(kind or "unknown")))
                 continue
             for other in list(part):
                 if other not in (text_key, "type"):
@@ -433,3 +454,60 @@ def _entries(value: Any) -> Iterator[JSON]:
     for item in value or ():
         if isinstance(item, dict):
             yield item
+
+
+# ---------------------------------------------------------------- MCP (the gateway at /mcp/<server>)
+
+
+def walk_mcp_tool(tool: JSON, path: str) -> Walk:
+    """A tool of a `tools/list` answer: name, title, description, input/output schemas and annotations."""
+    walk = Walk()
+    walk.schema(tool, TextRole.TOOL_DEFINITION, path)
+    return walk
+
+
+def walk_mcp_arguments(params: JSON) -> Walk:
+    """What a `tools/call` sends the server besides the tool's name: its arguments (and any other field)."""
+    walk = Walk()
+    for key in list(params):
+        if key != "name":
+            walk.text(params, key, TextRole.TOOL_CALL, f".params.{key}")
+    return walk
+
+
+def walk_mcp_result(result: JSON) -> Walk:
+    """A `tools/call` result: text parts and embedded text resources are read; images, audio and links are not."""
+    walk = Walk()
+    for key in list(result):
+        if key == "isError" and isinstance(result[key], bool):
+            continue
+        content = result[key]
+        if key != "content" or not isinstance(content, list):
+            walk.text(result, key, TextRole.TOOL, f".result.{key}")  # structuredContent, _meta, anything new
+            continue
+        for i, part in enumerate(content):
+            here = f".result.content[{i}]"
+            kind = part.get("type") if isinstance(part, dict) else None
+            resource = part.get("resource") if isinstance(part, dict) else None
+            readable = kind == "text" and isinstance(part.get("text"), str)
+            readable |= kind == "resource" and isinstance(resource, dict) and isinstance(resource.get("text"), str)
+            if readable:
+                walk.any(part, TextRole.TOOL, here)
+            else:
+                walk.unscanned.append(Unscanned(here, str(kind or "unknown")))
+    return walk
+
+
+def identifiers_only(value: JSON) -> JSON:
+    """The fields of an object that hold only identifiers or numbers (`resultType`, `ttlMs`): nothing to check."""
+    return {k: v for k, v in value.items() if _harmless(v)}
+
+
+def walk_mcp_server_info(result: JSON) -> Walk:
+    """An `initialize` / `server/discover` answer: the server's `instructions` and info reach the client's model."""
+    walk = Walk()
+    for key in list(result):
+        if key in ("protocolVersion", "capabilities"):
+            continue  # an identifier; capabilities are rebuilt by the gateway
+        walk.text(result, key, TextRole.TOOL_DEFINITION, f".result.{key}")
+    return walk

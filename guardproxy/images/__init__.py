@@ -1,0 +1,1 @@
+"""Reading the text inside request images: decoding, fetching (allow-listed, SSRF-safe) and Tesseract OCR."""
