@@ -101,9 +101,12 @@ async def stream_once(session: aiohttp.ClientSession, url: str, key: str, n: int
         return None if "".join(content) == EXPECTED else "wrong_content"
 
 
-async def client(urls: list[str], key: str, index: int, deadline: float, tally: Tally) -> None:
+async def client(urls: list[str], key: str, index: int, deadline: float, tally: Tally, think_s: float) -> None:
     timeout = aiohttp.ClientTimeout(total=120)
-    async with aiohttp.ClientSession(timeout=timeout) as session:
+    # Idle connections are dropped before uvicorn's 5 s keep-alive does: otherwise a request sent on a
+    # connection the server is closing that instant never arrives (ClientOSError in a 30 s run with --think-s 2).
+    connector = aiohttp.TCPConnector(keepalive_timeout=3.0)
+    async with aiohttp.ClientSession(timeout=timeout, connector=connector) as session:
         turn = 0
         while time.monotonic() < deadline:
             url = urls[(index + turn) % len(urls)]  # alternate replicas, like a round-robin balancer
@@ -118,13 +121,17 @@ async def client(urls: list[str], key: str, index: int, deadline: float, tally: 
                 tally.latencies_ms.append((time.perf_counter() - start) * 1000)
             else:
                 tally.error(problem)
+            if think_s > 0:  # a person reads the answer before the next question
+                await asyncio.sleep(think_s)
 
 
-async def load(urls: list[str], key: str, concurrency: int, duration_s: float) -> tuple[Tally, float]:
+async def load(
+    urls: list[str], key: str, concurrency: int, duration_s: float, think_s: float = 0.0
+) -> tuple[Tally, float]:
     tally = Tally()
     started = time.monotonic()
     deadline = started + duration_s
-    await asyncio.gather(*(client(urls, key, i, deadline, tally) for i in range(concurrency)))
+    await asyncio.gather(*(client(urls, key, i, deadline, tally, think_s) for i in range(concurrency)))
     return tally, time.monotonic() - started
 
 
@@ -142,6 +149,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--duration", type=float, default=300.0, help="Seconds of load (default 300).")
     parser.add_argument("--concurrency", type=int, default=64, help="Concurrent streaming clients.")
+    parser.add_argument(
+        "--think-s",
+        type=float,
+        default=0.0,
+        help="Pause of each client between its requests (default 0: every client sends back to back).",
+    )
     parser.add_argument("--output", type=Path, default=ROOT / "bench" / "results" / "soak_replicas.json")
     args = parser.parse_args()
 
@@ -193,18 +206,22 @@ def main() -> None:
         if warm.errors:
             raise SystemExit(f"warm-up failed: {warm.errors}\n{replicas[0].log_tail()}\n{replicas[1].log_tail()}")
         rss_start = {r.name: rss_mb(r.pid) for r in replicas}
-        tally, elapsed = asyncio.run(load(urls, key, args.concurrency, args.duration))
+        load_before = os.getloadavg()
+        tally, elapsed = asyncio.run(load(urls, key, args.concurrency, args.duration, args.think_s))
+        load_after = os.getloadavg()
         rss_end = {r.name: rss_mb(r.pid) for r in replicas}
         stack.close()  # stops the replicas (SIGTERM: drain, flush the audit queue), then the upstream
         rows = audit_rows(pg_url)  # PostgreSQL and Redis stop after this
     latencies = sorted(tally.latencies_ms)
     results = {
-        "command": f"python bench/soak_replicas.py --duration {args.duration:g} --concurrency {args.concurrency}",
+        "command": f"python bench/soak_replicas.py --duration {args.duration:g} --concurrency {args.concurrency} --think-s {args.think_s:g}",
         "python": platform.python_version(),
         "cpus": os.cpu_count(),
         "policy": "policy.yaml (shipped detectors) + auth keys + audit.url (PostgreSQL) + state.url (Redis)",
         "replicas": 2,
         "concurrency": args.concurrency,
+        "think_s": args.think_s,
+        "load_average_before_after": [round(load_before[0], 2), round(load_after[0], 2)],
         "duration_s": round(elapsed, 1),
         "requests_sent": tally.sent + warm.sent,
         "requests_ok": len(latencies),
