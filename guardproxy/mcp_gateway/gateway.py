@@ -22,7 +22,7 @@ import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
-from guardproxy.audit.records import AuditRecord, Outcome
+from guardproxy.audit.records import Outcome
 from guardproxy.core import JSON, TextRole
 from guardproxy.errors import BodyTooLarge, GuardproxyError
 from guardproxy.mcp_gateway.jsonrpc import (
@@ -134,26 +134,12 @@ class McpGateway:
         """The audit row of a message refused before it was read (a bad key, a body too large, not JSON...).
 
         Keeps the error code, never its message or the body."""
-        gw = self.gateway
-        known = server in gw.holder.current.policy.mcp_servers
+        known = server in self.gateway.holder.current.policy.mcp_servers
         endpoint = f"mcp/{server}" if known else "mcp/unknown"  # metric labels stay bounded
-        gw.metrics.requests.labels(endpoint, "unknown", Outcome.ERROR).inc()
-        latency_s = 0.0 if started is None else time.perf_counter() - started
-        gw.metrics.request_latency.labels(endpoint).observe(latency_s)
-        record = AuditRecord(
-            request_id=request_id,
-            ts=time.time(),
-            client=client,
-            endpoint=endpoint,
-            model="",
-            backend=server if known else "",
-            stream=False,
-            outcome=Outcome.ERROR,
-            status=err.http_status,
-            latency_ms=latency_s * 1000.0,
-            error=f"McpError {err.code}",
-        )
-        await gw.sink.submit(record)
+        await self.gateway.record_refusal(
+            request_id, endpoint, client, err.http_status, f"McpError {err.code}",
+            backend=server if known else "", started=started,
+        )  # fmt: skip
 
     async def _finish(self, ex: Exchange) -> None:
         gw = self.gateway

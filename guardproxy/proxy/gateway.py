@@ -186,7 +186,21 @@ class Gateway:
 
         Keeps the error's class and code, never its message: parse and validation messages can quote the body.
         """
-        endpoint = API_ENDPOINTS[kind]
+        await self.record_refusal(
+            request_id,
+            API_ENDPOINTS[kind],
+            client,
+            error.status,
+            f"{type(error).__name__}: {error.code}",
+            started=started,
+        )
+
+    async def record_refusal(
+        self, request_id: str, endpoint: str, client: str, status: int, error: str, *, backend: str = "",
+        started: float | None = None,
+    ) -> None:  # fmt: skip
+        """One rule for every API (chat, Responses, MCP): a refused request is counted, timed and audited as an
+        error row with no texts; `endpoint` must be a bounded label (a metric label)."""
         self.metrics.requests.labels(endpoint, "unknown", Outcome.ERROR).inc()
         latency_s = 0.0 if started is None else time.perf_counter() - started
         self.metrics.request_latency.labels(endpoint).observe(latency_s)
@@ -196,12 +210,12 @@ class Gateway:
             client=client,
             endpoint=endpoint,
             model="",
-            backend="",
+            backend=backend,
             stream=False,
             outcome=Outcome.ERROR,
-            status=error.status,
+            status=status,
             latency_ms=latency_s * 1000.0,
-            error=f"{type(error).__name__}: {error.code}",
+            error=error,
         )
         await self.sink.submit(record)
 
