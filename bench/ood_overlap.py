@@ -54,7 +54,8 @@ def main(argv: list[str] | None = None) -> int:
             index[w].append(i)
     found = 0
     for path in EVAL_FILES:
-        records = [json.loads(line) for line in path.open(encoding="utf-8") if line.strip()]
+        with path.open(encoding="utf-8") as fh:
+            records = [json.loads(line) for line in fh if line.strip()]
         exact = near = 0
         for r in records:
             text = r["text"]

@@ -26,7 +26,8 @@ EVAL_FILES = [
 
 
 def _records(path: Path) -> list[dict[str, object]]:
-    return [json.loads(line) for line in path.open(encoding="utf-8") if line.strip()]
+    with path.open(encoding="utf-8") as fh:
+        return [json.loads(line) for line in fh if line.strip()]
 
 
 def test_hard_negatives_are_exactly_what_the_generator_writes(tmp_path: Path) -> None:
