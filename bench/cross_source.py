@@ -337,9 +337,30 @@ def _eval(policy: Path, probe: Probe, tmp: Path) -> dict[str, Any]:
     return {"n": n, "flagged": flagged, "rate": round(flagged / n, 4) if n else None, "measures": probe.what}
 
 
-def shipped(models: list[Path]) -> dict[str, Any]:
+def _shipped_summary(rows: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    benign = [v for v in rows.values() if v["measures"] == "false positives"]
+    harmful = [v for v in rows.values() if v["measures"] == "recall"]
+    summary: dict[str, Any] = {}
+    if benign:
+        flagged, n = sum(v["flagged"] for v in benign), sum(v["n"] for v in benign)
+        summary |= {
+            "benign_flagged": flagged,
+            "benign_n": n,
+            "benign_rate": round(flagged / n, 4),
+            "worst_benign_set_rate": max(v["rate"] for v in benign),
+        }
+    if harmful:
+        summary |= {
+            "harmful_recall_mean": round(float(np.mean([v["rate"] for v in harmful])), 4),
+            "worst_harmful_set_recall": min(v["rate"] for v in harmful),
+        }
+    return summary
+
+
+def shipped(models: list[Path], only: str | None = None) -> dict[str, Any]:
+    flags = " ".join(f"--model {_rel(m)}" for m in models) + (f" --only {only}" if only else "")
     out: dict[str, Any] = {
-        "command": "python bench/cross_source.py shipped " + " ".join(f"--model {_rel(m)}" for m in models),
+        "command": f"python bench/cross_source.py shipped {flags}",
         "method": "guardproxy eval with a policy holding the shipped input/output steps for the given model "
         "(injection = injection_model + injection_rules, as policy.yaml); rate = share flagged "
         "(a false-positive rate on benign sets, recall on harmful ones)",
@@ -352,18 +373,11 @@ def shipped(models: list[Path]) -> dict[str, Any]:
             policy.write_text(POLICY.format(model=json.dumps(str(model.resolve()))), encoding="utf-8")
             rows = {}
             for probe in _probes():
+                if only and only not in probe.name:
+                    continue
                 rows[probe.name] = _eval(policy, probe, tmp)
                 print(f"{_rel(model)} {probe.name}: {rows[probe.name]}", file=sys.stderr)
-            benign = [v for v in rows.values() if v["measures"] == "false positives"]
-            harmful = [v for v in rows.values() if v["measures"] == "recall"]
-            rows["summary"] = {
-                "benign_flagged": sum(v["flagged"] for v in benign),
-                "benign_n": sum(v["n"] for v in benign),
-                "benign_rate": round(sum(v["flagged"] for v in benign) / sum(v["n"] for v in benign), 4),
-                "worst_benign_set_rate": max(v["rate"] for v in benign),
-                "harmful_recall_mean": round(float(np.mean([v["rate"] for v in harmful])), 4),
-                "worst_harmful_set_recall": min(v["rate"] for v in harmful),
-            }
+            rows["summary"] = _shipped_summary(rows)
             out["models"][_rel(model)] = rows
     return out
 
@@ -381,12 +395,13 @@ def main(argv: list[str] | None = None) -> int:
     p_loso.add_argument("--out", type=Path, default=RESULTS / "cross_source_loso.json")
     p_ship = sub.add_parser("shipped", help="shipped model(s) on the out-of-family sets")
     p_ship.add_argument("--model", type=Path, action="append", help="model dir(s); default models/guard-classifier/v3")
+    p_ship.add_argument("--only", help="run only the probes whose name contains this (e.g. moderation)")
     p_ship.add_argument("--out", type=Path, default=RESULTS / "cross_source_shipped.json")
     args = parser.parse_args(argv)
     if args.command == "loso":
         report = loso(args.config or [ROOT / "configs" / "train" / "guard.yaml"])
     else:
-        report = shipped(args.model or [ROOT / "models" / "guard-classifier" / "v3"])
+        report = shipped(args.model or [ROOT / "models" / "guard-classifier" / "v3"], args.only)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
     print(f"wrote {args.out}")
