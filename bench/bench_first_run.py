@@ -2,6 +2,7 @@
 
     python bench/bench_first_run.py                       # policy.yaml, bench/data/first_run/benign_suite.jsonl
     python bench/bench_first_run.py --policy my.yaml --out /tmp/first_run.json
+    python bench/bench_first_run.py --model runs/candidates/v3-recal --out bench/results/first_run_v3_recal.json
 
 Every prompt of the suite (hand-written for this benchmark, kept out of training: see
 bench/data/first_run/README.md) is sent with the official `openai` SDK to the real app (uvicorn, the shipped
@@ -29,6 +30,7 @@ from pathlib import Path
 from typing import Any
 
 import openai
+import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # run as a script from anywhere: the test harness lives in tests/
@@ -123,7 +125,19 @@ def _pct(n: int, d: int) -> float:
     return round(100.0 * n / d, 2) if d else 0.0
 
 
-def summarise(results: list[Outcomes], policy: Path, data: Path, wall_s: float) -> dict[str, Any]:
+def with_model(policy: Path, model: Path, out: Path) -> Path:
+    """A copy of the policy whose classifier detectors serve `model` (a candidate) instead of the shipped one."""
+    tree = yaml.safe_load(policy.read_text(encoding="utf-8"))
+    for config in tree.get("detectors", {}).values():
+        if config.get("type") in {"injection_classifier", "moderation_classifier"}:
+            config["model_path"] = str(model.resolve())
+    out.write_text(yaml.safe_dump(tree, sort_keys=False), encoding="utf-8")
+    return out
+
+
+def summarise(
+    results: list[Outcomes], policy: Path, data: Path, wall_s: float, model: Path | None = None
+) -> dict[str, Any]:
     n = len(results)
     refused = [r for r in results if r.refused_input or r.stopped_output]
     fired: Counter[str] = Counter()
@@ -153,11 +167,12 @@ def summarise(results: list[Outcomes], policy: Path, data: Path, wall_s: float) 
         part = [r for r in results if r.prompt.category == cat]
         bad = sum(r.refused_input or r.stopped_output for r in part)
         by_category[cat] = {"n": len(part), "refused": bad, "refused_pct": _pct(bad, len(part))}
+    command = f"python bench/bench_first_run.py --policy {_rel(policy)}" + (f" --model {_rel(model)}" if model else "")
     return {
-        "command": "python bench/bench_first_run.py "
-        + f"--policy {policy.relative_to(ROOT) if policy.is_relative_to(ROOT) else policy}",
-        "policy": str(policy.relative_to(ROOT) if policy.is_relative_to(ROOT) else policy),
-        "data": str(data.relative_to(ROOT) if data.is_relative_to(ROOT) else data),
+        "command": command,
+        "policy": _rel(policy),
+        "model": _rel(model) if model else "as the policy says (shipped: models/guard-classifier, newest version)",
+        "data": _rel(data),
         "setup": "real proxy (uvicorn) + official openai SDK; fake upstream answers each prompt with the suite's "
         "hand-written answer; non-streamed; one request at a time",
         "prompts": n,
@@ -194,16 +209,22 @@ def summarise(results: list[Outcomes], policy: Path, data: Path, wall_s: float) 
     }
 
 
-def run(policy: Path, data: Path) -> dict[str, Any]:
+def _rel(path: Path) -> str:
+    path = path.resolve()
+    return str(path.relative_to(ROOT) if path.is_relative_to(ROOT) else path)
+
+
+def run(policy: Path, data: Path, model: Path | None = None) -> dict[str, Any]:
     prompts = load_suite(data)
     results: list[Outcomes] = []
     with tempfile.TemporaryDirectory(prefix="first-run-") as tmp, FakeUpstream() as upstream:
+        served = with_model(policy, model, Path(tmp) / "policy.yaml") if model else policy
         os.environ["UPSTREAM_URL"] = upstream.base_url
         cwd = Path.cwd()
         os.chdir(tmp)  # the shipped policy writes ./guardproxy-audit.db
         started = time.monotonic()
         try:
-            with ProxyServer(policy.resolve()) as proxy:
+            with ProxyServer(served.resolve()) as proxy:
                 client = openai.OpenAI(base_url=proxy.url + "/v1", api_key="k", max_retries=0)
                 for i, prompt in enumerate(prompts, 1):
                     results.append(_send(client, upstream, prompt))
@@ -214,7 +235,7 @@ def run(policy: Path, data: Path) -> dict[str, Any]:
         finally:
             os.chdir(cwd)
         wall = time.monotonic() - started
-    return summarise(results, policy, data, wall)
+    return summarise(results, policy, data, wall, model)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -222,8 +243,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--policy", type=Path, default=ROOT / "policy.yaml")
     parser.add_argument("--data", type=Path, default=DEFAULT_DATA)
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT)
+    parser.add_argument(
+        "--model", type=Path, help="serve this model directory in the classifier detectors (a candidate)"
+    )
     args = parser.parse_args(argv)
-    report = run(args.policy.resolve(), args.data.resolve())
+    report = run(args.policy.resolve(), args.data.resolve(), args.model)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(report, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
     print(
