@@ -1,0 +1,82 @@
+"""Check that the out-of-family evaluation sets share no text with any training config.
+
+    python bench/ood_overlap.py                                    # guard.yaml and guard_v4.yaml
+    python bench/ood_overlap.py --config configs/train/guard.yaml
+
+For every record of bench/data/ood/*.jsonl, bench/data/first_run/*.jsonl and bench/data/ood_jailbreaks.jsonl:
+an *exact* overlap is the same normalised text (NFKC, lower case, collapsed spaces) in the training data, a
+*near* one a training text whose word set has Jaccard similarity >= 0.6 with it. Exits 1 when any is found,
+listing them, so a data change that leaks an evaluation text into training is caught.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import sys
+from collections import defaultdict
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from guardproxy.trainer.classifier.config import load_config  # noqa: E402
+from guardproxy.trainer.classifier.data import load_examples, normalise  # noqa: E402
+
+NEAR = 0.6
+COMMON = 2000  # words in more training texts than this do not index (they cannot decide a 0.6 overlap alone)
+EVAL_FILES = [
+    *sorted((ROOT / "bench" / "data" / "ood").glob("*.jsonl")),
+    *sorted((ROOT / "bench" / "data" / "first_run").glob("*.jsonl")),
+    ROOT / "bench" / "data" / "ood_jailbreaks.jsonl",
+]
+
+
+def words(text: str) -> frozenset[str]:
+    return frozenset(re.findall(r"[a-z0-9']+", normalise(text)))
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--config", type=Path, action="append")
+    args = parser.parse_args(argv)
+    configs = args.config or [ROOT / "configs/train/guard.yaml", ROOT / "configs/train/guard_v4.yaml"]
+    train: dict[str, str] = {}
+    for config in configs:
+        examples, _ = load_examples(load_config(str(config)))
+        train |= {normalise(e.text): e.text for e in examples}
+    texts = list(train.values())
+    sets = [words(t) for t in texts]
+    index: defaultdict[str, list[int]] = defaultdict(list)
+    for i, s in enumerate(sets):
+        for w in s:
+            index[w].append(i)
+    found = 0
+    for path in EVAL_FILES:
+        with path.open(encoding="utf-8") as fh:
+            records = [json.loads(line) for line in fh if line.strip()]
+        exact = near = 0
+        for r in records:
+            text = r["text"]
+            if normalise(text) in train:
+                exact += 1
+                print(f"EXACT {path.name}: {text[:100]!r}")
+                continue
+            mine = words(text)
+            shared: defaultdict[int, int] = defaultdict(int)
+            for w in mine:
+                if len(index[w]) <= COMMON:
+                    for i in index[w]:
+                        shared[i] += 1
+            best = max(((c / len(mine | sets[i]), i) for i, c in shared.items()), default=(0.0, -1))
+            if best[0] >= NEAR:
+                near += 1
+                print(f"NEAR {best[0]:.2f} {path.name}: {text[:80]!r} ~ {texts[best[1]][:80]!r}")
+        found += exact + near
+        print(f"{path.relative_to(ROOT)}: {len(records)} records, {exact} exact, {near} near duplicates of training")
+    return 1 if found else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
