@@ -75,7 +75,7 @@ def test_unknown_key_lists_allowed_fields_and_suggests(tmp_path: Path, monkeypat
     text = HEAD + "input:\n  - detector: inj\n    action: block\n    treshold: 0.9\n"
     assert problems(tmp_path, monkeypatch, text) == (
         "policy.yaml:10:5: input[0].treshold: extra field 'treshold' not allowed; allowed fields: "
-        "detector, threshold, timeout_ms, on_error, name, roles, scope, window_turns, window_chars, action (did you mean 'threshold'?)"
+        "detector, threshold, timeout_ms, on_error, name, roles, labels, scope, window_turns, window_chars, action (did you mean 'threshold'?)"
     )
 
 

@@ -4,7 +4,10 @@ classifier, Presidio + spaCy), the official OpenAI SDK as the client, the fake u
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
+import sqlite3
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -287,3 +290,29 @@ def test_an_injection_split_across_turns_is_refused(client: openai.OpenAI, upstr
         "labels": ["instruction_override"],
     }
     assert upstream.requests == []
+
+
+def test_names_the_model_writes_stay_and_its_contact_details_go(client: openai.OpenAI, upstream: FakeUpstream) -> None:
+    """The output pii step acts on contact details and identifiers only (`labels:`); the audit log's copy of the
+    answer still has the name redacted."""
+    answer = "Leonardo da Vinci painted the Mona Lisa; the museum's desk is at louvre.desk@example.com."
+    upstream.enqueue(Reply(content=answer))
+    raw = client.chat.completions.with_raw_response.create(
+        model="gpt-4o-mini", messages=[{"role": "user", "content": "Who painted the Mona Lisa?"}]
+    )
+    shown = raw.parse().choices[0].message.content
+    assert shown == "Leonardo da Vinci painted the Mona Lisa; the museum's desk is at [EMAIL_ADDRESS]."
+    request_id = raw.headers["x-guardproxy-request-id"]
+    db = Path("guardproxy-audit.db").resolve()  # the proxy fixture's working directory
+    deadline = time.monotonic() + 5.0
+    while (row := _output_segments(db, request_id)) is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert row is not None
+    logged = " ".join(segment["text"] for segment in json.loads(row))
+    assert "Leonardo" not in logged and "louvre.desk" not in logged and "painted the" in logged
+
+
+def _output_segments(db: Path, request_id: str) -> str | None:
+    with contextlib.closing(sqlite3.connect(db)) as conn:
+        found = conn.execute("SELECT output_segments FROM audit_records WHERE request_id = ?", (request_id,)).fetchone()
+    return None if found is None else str(found[0])

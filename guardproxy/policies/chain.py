@@ -35,6 +35,7 @@ class CompiledStep:
     timeout_s: float
     on_error: Literal["block", "allow"]
     roles: frozenset[str] | None = None
+    labels: frozenset[str] | None = None  # only these of the detector's labels count (null: all)
     # `conversation`: the step reads windows of several messages (policies/conversation.py), not single texts.
     scope: Literal["message", "conversation"] = "message"
     window_turns: int = 4
@@ -57,6 +58,9 @@ class StepResult:
     latency_ms: float
     error: str | None = None
     label_scores: Mapping[str, float] = field(default_factory=dict)
+    # Findings at the threshold whose label the step leaves alone (`labels:`): never edited in the answer,
+    # always redacted in the audit log's copy of the text.
+    unacted: tuple[Span, ...] = ()
 
     @property
     def blocks(self) -> bool:
@@ -113,6 +117,7 @@ def compile_steps(stage: Stage, steps: Sequence[Step], detectors: dict[str, Dete
             timeout_s=s.timeout_ms / 1000.0,
             on_error=s.on_error,
             roles=None if s.roles is None else frozenset(s.roles),
+            labels=None if s.labels is None else frozenset(s.labels),
             scope=s.scope,
             window_turns=s.window_turns,
             window_chars=s.window_chars,
@@ -164,14 +169,35 @@ def _not_run(step: CompiledStep, started: float, error: str) -> StepResult:
 
 
 def _judge(step: CompiledStep, d: Detection, started: float) -> StepResult:
-    spans = tuple(s for s in d.spans if s.score >= step.threshold)
+    found = tuple(s for s in d.spans if s.score >= step.threshold)
+    latency = (time.perf_counter() - started) * 1000.0
+    if step.labels is not None:
+        return _judge_labels(step, d, found, latency)
     # The overall score decides (several weak signals may add up); spans at or above the
     # threshold are what redact/anonymize act on, and any of them fires the step too.
-    fired = d.score >= step.threshold or bool(spans)
-    latency = (time.perf_counter() - started) * 1000.0
+    fired = d.score >= step.threshold or bool(found)
     # A category the detector scores fires at the step's threshold, not the detector's default one.
     labels = tuple(x for x in d.labels if d.label_scores.get(x, 1.0) >= step.threshold) if fired else ()
-    return StepResult(step, True, fired, d.score, labels, spans, latency, label_scores=d.label_scores)
+    return StepResult(step, True, fired, d.score, labels, found, latency, label_scores=d.label_scores)
+
+
+def _judge_labels(step: CompiledStep, d: Detection, found: tuple[Span, ...], latency: float) -> StepResult:
+    """A step with `labels:` judges only those: its spans, and its categories at their own scores (else at their
+    best span's, else at the detector's score). The overall score no longer decides on its own."""
+    assert step.labels is not None
+    spans = tuple(s for s in found if s.label in step.labels)
+
+    def score_of(label: str) -> float:
+        if label in d.label_scores:
+            return d.label_scores[label]
+        return max((s.score for s in d.spans if s.label == label), default=d.score)
+
+    scores = {x: score_of(x) for x in d.labels if x in step.labels}
+    score = max([*scores.values(), *(s.score for s in spans)], default=0.0)
+    labels = tuple(x for x, v in scores.items() if v >= step.threshold)
+    fired = bool(spans) or bool(labels)
+    unacted = tuple(s for s in found if s.label not in step.labels)
+    return StepResult(step, True, fired, score, labels, spans, latency, label_scores=d.label_scores, unacted=unacted)
 
 
 def fold(results: Sequence[StepResult]) -> Verdict:
@@ -183,6 +209,7 @@ def fold(results: Sequence[StepResult]) -> Verdict:
         if r.fired and action is not None:
             edits.extend(Edit(s.start, s.end, s.label, action) for s in r.spans)
     sensitive = [Edit(s.start, s.end, s.label, "redact") for r in results if r.fired for s in r.spans]
+    sensitive += [Edit(s.start, s.end, s.label, "redact") for r in results for s in r.unacted]
     return Verdict(tuple(results), blocked_by, _non_overlapping(edits), _non_overlapping(sensitive))
 
 

@@ -36,6 +36,14 @@ class _StepBase(StrictModel):
             "request images by OCR (`proxy.images`)."
         ),
     )
+    labels: list[str] | None = Field(
+        None,
+        description="Only these of the detector's labels count (entities such as `PERSON`, categories such as "
+        "`violence`): a finding or category outside the list neither fires the step nor is edited, though its "
+        "span is still redacted in the audit log. null = all. One detector can so anonymize names on input and "
+        "redact only contact details on output.",
+        min_length=1,
+    )
     scope: Literal["message", "conversation"] = Field(
         "message",
         description="`message`: each text on its own. `conversation` (input, `block`/`flag` only): windows of the "
