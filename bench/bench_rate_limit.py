@@ -4,6 +4,8 @@ Times what `serve` adds for a keyed request: `(await MemoryRateLimiter.admit(key
 build the `x-ratelimit-*` headers) and, separately, `charge(key, tokens)` (once the answer's usage is known).
 The key has rpm, tpm and a budget set (every header built); its limits are high enough never to refuse.
 `--keys` other keys are active in the same window. Timed in-process with perf_counter_ns; p50/p99 in µs.
+The same calls are timed, in the same run, for a key whose budget is per month (`--budget-period month`):
+the period's bounds are worked out on every call.
 
     python bench/bench_rate_limit.py                 # writes bench/results/rate_limit.json
 """
@@ -21,14 +23,15 @@ from pathlib import Path
 
 from guardproxy.auth.keys import ApiKey, Role
 from guardproxy.auth.limits import MemoryRateLimiter
+from guardproxy.auth.periods import BudgetPeriod
 
 BIG = 10**12
 
 
-def api_key(i: int) -> ApiKey:
+def api_key(i: int, period: BudgetPeriod = BudgetPeriod.TOTAL) -> ApiKey:
     return ApiKey(
         key_hash=f"{i:064x}", prefix=f"gp-{i:08d}", name=f"k{i}", role=Role.CLIENT, models=None, profile=None,
-        rpm=BIG, tpm=BIG, budget_tokens=BIG, created=0.0, expires=None, revoked=None,
+        rpm=BIG, tpm=BIG, budget_tokens=BIG, created=0.0, expires=None, revoked=None, budget_period=period,
     )  # fmt: skip
 
 
@@ -47,14 +50,17 @@ async def measure(keys: int, n: int) -> dict[str, object]:
     limiter = MemoryRateLimiter()
     for i in range(keys):
         await limiter.admit(api_key(i))
-    key = api_key(keys)
-
-    async def admit_and_headers() -> object:
-        return (await limiter.admit(key)).headers()
-
     results: dict[str, object] = {"python": platform.python_version(), "machine": platform.machine(), "keys": keys}
-    results["admit_and_headers"] = await timed(admit_and_headers, n)
-    results["charge"] = await timed(lambda: limiter.charge(key, 100), n)
+    for suffix, key in (("", api_key(keys)), ("_monthly", api_key(keys + 1, BudgetPeriod.MONTH))):
+
+        async def admit_and_headers(key: ApiKey = key) -> object:
+            return (await limiter.admit(key)).headers()
+
+        async def charge(key: ApiKey = key) -> None:
+            await limiter.charge(key, 100)
+
+        results["admit_and_headers" + suffix] = await timed(admit_and_headers, n)
+        results["charge" + suffix] = await timed(charge, n)
     return results
 
 

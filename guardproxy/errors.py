@@ -234,16 +234,21 @@ class RateLimitExceeded(GuardproxyError):
 
 
 class BudgetExhausted(GuardproxyError):
-    """A key has used its lifetime token budget: OpenAI's `insufficient_quota` 429. Waiting does not help, so
-    no `Retry-After`, and `x-should-retry: false` stops the openai SDKs from retrying."""
+    """A key has used its token budget: OpenAI's `insufficient_quota` 429. `x-should-retry: false` stops the
+    openai SDKs from retrying: a lifetime budget never comes back (no `Retry-After`); a budget per day, week
+    or month comes back at the next period, in `retry_after_s` (`Retry-After`), hours rather than seconds."""
 
     status = 429
     type = "insufficient_quota"
     code = "insufficient_quota"
 
-    def __init__(self, message: str, *, headers: dict[str, str]) -> None:
+    def __init__(self, message: str, *, headers: dict[str, str], retry_after_s: float | None = None) -> None:
         super().__init__(message)
         self.headers = headers
+        self.retry_after_s = retry_after_s
 
     def response_headers(self) -> dict[str, str]:
-        return {**self.headers, "x-should-retry": "false"}
+        out = {**self.headers, "x-should-retry": "false"}
+        if self.retry_after_s is not None:
+            out["retry-after"] = str(max(1, math.ceil(self.retry_after_s)))
+        return out

@@ -20,6 +20,7 @@ from structlog.testing import capture_logs
 
 from guardproxy.auth.access import warn_if_open
 from guardproxy.auth.keys import NewKey, Role, SQLiteKeyStore
+from guardproxy.auth.periods import BudgetPeriod
 from guardproxy.policies.schema import AuthConfig
 from tests.fake_upstream import FakeUpstream, Reply
 from tests.policies import write_policy
@@ -235,6 +236,47 @@ def test_keys_cli_shows_a_key_once_and_never_lists_it(tmp_path: Path, upstream: 
     assert revoked.returncode == 0, revoked.stderr
     assert "revoked" in cli("keys", "list", "--policy", str(policy), cwd=tmp_path).stdout
     assert cli("keys", "revoke", "nobody", "--policy", str(policy), cwd=tmp_path).returncode == 2
+
+
+def test_keys_cli_sets_and_lists_a_budget_period(tmp_path: Path, upstream: FakeUpstream) -> None:
+    policy = write_policy(tmp_path, upstream.base_url, extra=f"auth: {{mode: keys, keys_path: {tmp_path / 'k.db'}}}")
+    weekly = ["keys", "create", "--name", "weekly", "--budget-tokens", "9000", "--budget-period", "week"]
+    made = cli(*weekly, "--policy", str(policy), cwd=tmp_path)
+    assert made.returncode == 0, made.stderr
+    assert cli("keys", "create", "--name", "life", "--budget-tokens", "5", "--policy", str(policy), cwd=tmp_path).stdout
+    listed = cli("keys", "list", "--policy", str(policy), cwd=tmp_path).stdout.splitlines()
+    assert "budget_tokens=9000  budget_period=week" in listed[0]
+    assert "budget_tokens=5  budget_period=total" in listed[1]  # the default: the key's lifetime
+    orphan = cli("keys", "create", "--name", "x", "--budget-period", "day", "--policy", str(policy), cwd=tmp_path)
+    assert orphan.returncode == 2 and "--budget-period day needs --budget-tokens" in orphan.stderr
+    wrong = ["keys", "create", "--name", "y", "--budget-tokens", "5", "--budget-period", "year"]
+    unknown = cli(*wrong, "--policy", str(policy), cwd=tmp_path)
+    assert unknown.returncode == 2 and "invalid choice: 'year'" in unknown.stderr
+    assert len(cli("keys", "list", "--policy", str(policy), cwd=tmp_path).stdout.splitlines()) == 2  # nothing added
+
+
+# The `api_keys` table as guardproxy created it before budget periods.
+OLD_SCHEMA = """
+CREATE TABLE api_keys (
+    key_hash TEXT PRIMARY KEY, prefix TEXT NOT NULL, name TEXT NOT NULL, role TEXT NOT NULL, models TEXT,
+    profile TEXT, rpm INTEGER, tpm INTEGER, budget_tokens INTEGER, created REAL NOT NULL, expires REAL, revoked REAL
+);
+CREATE INDEX api_keys_prefix ON api_keys(prefix);
+INSERT INTO api_keys VALUES ('aa', 'gp-oldoldol', 'old', 'client', NULL, NULL, NULL, NULL, 700, 1.0, NULL, NULL);
+"""
+
+
+def test_a_key_store_from_before_budget_periods_still_opens(tmp_path: Path) -> None:
+    with contextlib.closing(sqlite3.connect(tmp_path / "old.db")) as conn:
+        conn.executescript(OLD_SCHEMA)
+    store = SQLiteKeyStore(tmp_path / "old.db")
+    old = store.lookup_by_hash("aa")
+    assert old is not None and old.budget_tokens == 700 and old.budget_period is BudgetPeriod.TOTAL
+    store.create(NewKey("new", budget_tokens=10, budget_period=BudgetPeriod.MONTH), now=2.0)
+    store.close()
+    again = SQLiteKeyStore(tmp_path / "old.db")  # the migration runs once
+    assert [(k.name, k.budget_period) for k in again.list()] == [("old", "total"), ("new", "month")]
+    again.close()
 
 
 def test_serve_warns_when_open_beyond_loopback() -> None:

@@ -5,12 +5,14 @@ from __future__ import annotations
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 
 import openai
 import pytest
 
 from guardproxy.auth.keys import NewKey, SQLiteKeyStore
+from guardproxy.auth.periods import BudgetPeriod
 from tests.fake_upstream import FakeUpstream, Reply
 from tests.policies import write_policy
 from tests.proxy_harness import ProxyServer
@@ -129,6 +131,34 @@ def test_an_exhausted_token_budget_gets_429_insufficient_quota(
     assert "retry-after" not in headers and headers["x-should-retry"] == "false"  # waiting does not help
     assert headers["x-guardproxy-budget-remaining-tokens"] == "0"
     assert len(upstream.requests) == 1
+
+
+def test_a_monthly_budget_refuses_until_the_next_month_then_starts_over(
+    tmp_path: Path, upstream: FakeUpstream, clients: list[openai.OpenAI]
+) -> None:
+    """The in-process limiter's clock (injected) crosses 31 January -> 1 February, UTC."""
+    store = SQLiteKeyStore(tmp_path / "keys.db")
+    monthly = NewKey("monthly", budget_tokens=100, budget_period=BudgetPeriod.MONTH)
+    secret = store.create(monthly, now=time.time())[0]
+    store.close()
+    now = [datetime(2026, 1, 31, 23, 0, tzinfo=UTC).timestamp()]  # one hour before February
+    policy = write_policy(tmp_path, upstream.base_url, extra=f"auth: {{mode: keys, keys_path: {tmp_path / 'keys.db'}}}")
+    with ProxyServer(policy, clock=lambda: now[0]) as proxy:
+        client = sdk(clients, proxy, secret)
+        upstream.enqueue(Reply(content="a long answer", usage=BIG_USAGE))
+        first = client.chat.completions.with_raw_response.create(model="gpt-4o-mini", messages=HELLO)  # type: ignore[arg-type]
+        assert first.headers["x-guardproxy-budget-reset-tokens"] == "3600.000s"
+        with pytest.raises(openai.RateLimitError) as caught:
+            client.chat.completions.create(model="gpt-4o-mini", messages=HELLO)  # type: ignore[arg-type]
+        assert caught.value.code == "insufficient_quota" and "budget for this month" in caught.value.message
+        headers = caught.value.response.headers
+        assert headers["retry-after"] == "3600" and headers["x-should-retry"] == "false"  # the SDK waits no hour
+        assert headers["x-guardproxy-budget-remaining-tokens"] == "0"
+        now[0] = datetime(2026, 2, 1, tzinfo=UTC).timestamp()
+        again = client.chat.completions.with_raw_response.create(model="gpt-4o-mini", messages=HELLO)  # type: ignore[arg-type]
+        assert again.headers["x-guardproxy-budget-remaining-tokens"] == "100"
+        assert again.headers["x-guardproxy-budget-reset-tokens"] == f"{28 * 86400}.000s"
+    assert len(upstream.requests) == 2  # the refused request never went upstream
 
 
 def test_mode_none_has_no_limits_and_no_headers(

@@ -17,6 +17,7 @@ import pytest
 import redis
 
 from guardproxy.auth.keys import NewKey, SQLiteKeyStore
+from guardproxy.auth.periods import BudgetPeriod, period_span
 from tests.fake_upstream import FakeUpstream, Reply
 from tests.policies import write_policy
 from tests.proxy_harness import ProxyServer
@@ -200,6 +201,41 @@ def test_a_replica_with_a_skewed_clock_shares_the_same_rate_limit_window(
             with pytest.raises(openai.RateLimitError) as refused:
                 client_of(sdk, server.url, keys.limited).chat.completions.create(model=MODEL, messages=hello)  # type: ignore[arg-type]
             assert int(refused.value.response.headers["retry-after"]) <= 60
+
+
+def test_replicas_with_clocks_two_days_apart_share_one_budget_day(
+    tmp_path: Path, upstream: FakeUpstream, pg_url: str, redis_url: str, sdk: list[openai.OpenAI]
+) -> None:
+    """Budget periods follow the Redis server's clock: replicas whose own clocks are two days ahead and behind
+    (each in another UTC day) still charge the same day's budget and report the same reset."""
+    make_keys(tmp_path)
+    store = SQLiteKeyStore(tmp_path / "keys.db")
+    daily = store.create(NewKey("daily", budget_tokens=100, budget_period=BudgetPeriod.DAY), now=time.time())[0]
+    store.close()
+    policy = replica_policy(tmp_path, upstream.base_url, pg_url=pg_url, redis_url=redis_url)
+    hello = [{"role": "user", "content": "hello"}]
+    two_days = 2 * 86400
+    with (
+        ProxyServer(policy, clock=lambda: time.time() + two_days) as ahead,
+        ProxyServer(policy, clock=lambda: time.time() - two_days) as behind,
+    ):
+        upstream.enqueue(Reply(content="a long answer", usage={"prompt_tokens": 5, "completion_tokens": 95}))
+        started = time.time()
+        spent = client_of(sdk, ahead.url, daily).chat.completions.with_raw_response.create(model=MODEL, messages=hello)  # type: ignore[arg-type]
+        today = period_span(BudgetPeriod.DAY, started)  # the Redis server runs on this machine's clock
+        assert today is not None
+        resets = [float(spent.headers["x-guardproxy-budget-reset-tokens"].rstrip("s"))]
+        assert abs(resets[0] - (today.end - started)) < 2.0
+        for server in (behind, ahead):
+            with pytest.raises(openai.RateLimitError) as refused:
+                client_of(sdk, server.url, daily).chat.completions.create(model=MODEL, messages=hello)  # type: ignore[arg-type]
+            assert refused.value.code == "insufficient_quota"
+            headers = refused.value.response.headers
+            assert headers["x-guardproxy-budget-remaining-tokens"] == "0"
+            resets.append(float(headers["x-guardproxy-budget-reset-tokens"].rstrip("s")))
+            assert abs(int(headers["retry-after"]) - resets[-1]) <= 1
+        assert max(resets) - min(resets) < 2.0 and all(0 < r <= 86400 for r in resets)
+    assert len(upstream.requests) == 1
 
 
 @pytest.mark.parametrize("on_error", ["fail_closed", "fail_open"])

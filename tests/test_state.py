@@ -5,19 +5,22 @@ Redis does. The end-to-end behaviour through two replicas is in tests/test_repli
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import AsyncIterator
 from dataclasses import replace
+from datetime import UTC, datetime
 
 import pytest
 from redis.asyncio import Redis
 
 from guardproxy.auth.keys import ApiKey, Role
 from guardproxy.auth.limits import LimitState, MemoryRateLimiter, RateLimiter
+from guardproxy.auth.periods import BudgetPeriod, PeriodSpan, period_span
 from guardproxy.errors import BudgetExhausted, RateLimitExceeded, StateUnavailable
 from guardproxy.state import connect
 from guardproxy.state.conversation import conversation_of, tenant_of
 from guardproxy.state.failure import StateFailures
-from guardproxy.state.redis_limits import RedisRateLimiter
+from guardproxy.state.redis_limits import _PERIOD, RedisRateLimiter
 from guardproxy.state.redis_vault import RedisVault
 from guardproxy.state.vault import Conversations, MemoryVault, Sensitive, Vault
 from tests.proxy_harness import free_port
@@ -113,6 +116,105 @@ async def test_both_limiters_apply_the_same_rule(limiter: RateLimiter) -> None:
     with pytest.raises(BudgetExhausted) as spent:
         await limiter.admit(budget)
     assert spent.value.headers["x-guardproxy-budget-remaining-tokens"] == "0"
+
+
+def utc(text: str) -> float:
+    return datetime.fromisoformat(text).replace(tzinfo=UTC).timestamp()
+
+
+# (instant, period, start, end): the period rule at its edges, stated by hand.
+PERIOD_CASES = [
+    ("2026-12-07T04:00:00", "day", "2026-12-07T00:00:00", "2026-12-08T00:00:00"),
+    ("2026-12-07T00:00:00", "day", "2026-12-07T00:00:00", "2026-12-08T00:00:00"),  # a start is in its period
+    ("2026-12-06T23:59:59.999", "day", "2026-12-06T00:00:00", "2026-12-07T00:00:00"),
+    ("2026-12-07T04:00:00", "week", "2026-12-07T00:00:00", "2026-12-14T00:00:00"),  # a Monday
+    ("2026-12-06T23:59:59", "week", "2026-11-30T00:00:00", "2026-12-07T00:00:00"),  # a Sunday
+    ("2027-01-01T12:00:00", "week", "2026-12-28T00:00:00", "2027-01-04T00:00:00"),  # ISO week across a year
+    ("1970-01-01T00:00:00", "week", "1969-12-29T00:00:00", "1970-01-05T00:00:00"),  # the epoch was a Thursday
+    ("2026-12-31T23:59:59", "month", "2026-12-01T00:00:00", "2027-01-01T00:00:00"),
+    ("2027-01-01T00:00:00", "month", "2027-01-01T00:00:00", "2027-02-01T00:00:00"),
+    ("2024-02-29T12:00:00", "month", "2024-02-01T00:00:00", "2024-03-01T00:00:00"),  # a leap year
+    ("2000-02-15T00:00:00", "month", "2000-02-01T00:00:00", "2000-03-01T00:00:00"),  # 2000 was one
+    ("2100-02-28T23:59:59", "month", "2100-02-01T00:00:00", "2100-03-01T00:00:00"),  # 2100 will not be
+    ("2026-04-30T23:00:00", "month", "2026-04-01T00:00:00", "2026-05-01T00:00:00"),
+    ("2026-07-31T23:00:00", "month", "2026-07-01T00:00:00", "2026-08-01T00:00:00"),
+]
+
+
+@pytest.mark.parametrize(("instant", "period", "start", "end"), PERIOD_CASES)
+async def test_python_and_the_redis_script_agree_on_budget_periods(
+    instant: str, period: str, start: str, end: str, redis_url: str
+) -> None:
+    expected = PeriodSpan(int(utc(start)), int(utc(end)))
+    assert period_span(BudgetPeriod(period), utc(instant)) == expected
+    client = redis_client(redis_url)
+    # The production fragment, asked about a fixed instant instead of the server's clock.
+    lua = await client.eval(_PERIOD + "return {period(tonumber(ARGV[1]), ARGV[2])}", 0, str(utc(instant)), period)
+    await client.aclose()
+    assert PeriodSpan(int(lua[0]), int(lua[1])) == expected
+
+
+def test_a_lifetime_budget_has_no_period() -> None:
+    assert period_span(BudgetPeriod.TOTAL, utc("2026-12-07T04:00:00")) is None
+
+
+async def test_the_in_process_budget_starts_over_at_the_month_boundary() -> None:
+    now = [utc("2026-01-31T23:59:00")]
+    limiter = MemoryRateLimiter(clock=lambda: now[0])
+    monthly = replace(KEY, budget_tokens=100, budget_period=BudgetPeriod.MONTH)
+    lifetime = replace(KEY, key_hash="ef" * 32, budget_tokens=100)
+    for key in (monthly, lifetime):
+        first = await limiter.admit(key)
+        await limiter.charge(key, 150)
+    assert first.budget_reset_s is None and "x-guardproxy-budget-reset-tokens" not in first.headers()
+    with pytest.raises(BudgetExhausted, match="budget for this month") as over:
+        await limiter.admit(monthly)
+    assert over.value.retry_after_s == 60 and over.value.response_headers()["retry-after"] == "60"
+    assert over.value.headers["x-guardproxy-budget-reset-tokens"] == "60.000s"
+    now[0] = utc("2026-02-01T00:00:00")  # the next month: a new budget; the lifetime one stays spent
+    fresh = await limiter.admit(monthly)
+    assert fresh.budget_used == 0 and fresh.budget_reset_s == 28 * 86400
+    with pytest.raises(BudgetExhausted) as spent:
+        await limiter.admit(lifetime)
+    assert spent.value.retry_after_s is None and "retry-after" not in spent.value.response_headers()
+    await limiter.charge(monthly, 60)
+    now[0] = utc("2026-02-28T23:59:59")
+    assert (await limiter.admit(monthly)).budget_used == 60  # still February
+    await limiter.charge(monthly, 40)
+    with pytest.raises(BudgetExhausted):
+        await limiter.admit(monthly)
+
+
+async def test_both_limiters_time_a_daily_budget_to_the_next_utc_midnight(limiter: RateLimiter) -> None:
+    daily = replace(KEY, key_hash="12" * 32, budget_tokens=100, budget_period=BudgetPeriod.DAY)
+    before = time.time()
+    first = await limiter.admit(daily)
+    span = period_span(BudgetPeriod.DAY, before)
+    assert span is not None and first.budget_reset_s is not None
+    assert abs(first.budget_reset_s - (span.end - before)) < 2.0  # the Redis server runs on this machine
+    assert first.headers()["x-guardproxy-budget-remaining-tokens"] == "100"
+    await limiter.charge(daily, 100)
+    with pytest.raises(BudgetExhausted, match="budget for this day") as over:
+        await limiter.admit(daily)
+    assert over.value.retry_after_s is not None and abs(over.value.retry_after_s - (span.end - before)) < 2.0
+    assert over.value.headers["x-guardproxy-budget-remaining-tokens"] == "0"
+
+
+async def test_a_redis_budget_left_from_an_earlier_period_does_not_count(redis_url: str) -> None:
+    """Redis's clock cannot be moved: the state a boundary leaves behind (yesterday's tokens) is written instead."""
+    client = redis_client(redis_url)
+    limiter = RedisRateLimiter(client, FAIL_CLOSED)
+    daily = replace(KEY, key_hash="34" * 32, budget_tokens=100, budget_period=BudgetPeriod.DAY)
+    today = period_span(BudgetPeriod.DAY, time.time())
+    assert today is not None
+    period_key = f"guardproxy:{{{daily.key_hash}}}:period"
+    await client.hset(period_key, mapping={"start": today.start - 86400, "tokens": 500})
+    assert (await limiter.admit(daily)).budget_used == 0
+    await limiter.charge(daily, 30)
+    assert await client.hgetall(period_key) == {"start": str(today.start), "tokens": "30"}
+    assert 0 < await client.ttl(period_key) <= today.end - time.time() + 1  # gone when the day ends
+    assert (await limiter.admit(daily)).budget_used == 30
+    await client.aclose()
 
 
 async def test_two_replicas_admit_exactly_the_limit_under_concurrency(redis_url: str) -> None:

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import TextIO
 
 from guardproxy.auth.keys import ApiKey, KeyNotFound, NewKey, Role, SQLiteKeyStore, parse_duration_s
+from guardproxy.auth.periods import BudgetPeriod
 
 
 def add_keys_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -26,7 +27,13 @@ def add_keys_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     create.add_argument("--rpm", type=int, help="Requests per minute (429 rate_limit_exceeded past it).")
     create.add_argument("--tpm", type=int, help="Tokens per minute, prompt + completion (429 past it).")
     create.add_argument(
-        "--budget-tokens", type=int, help="Tokens over the key's lifetime (429 insufficient_quota past it)."
+        "--budget-tokens", type=int, help="Tokens per --budget-period (429 insufficient_quota past it)."
+    )
+    create.add_argument(
+        "--budget-period",
+        choices=[p.value for p in BudgetPeriod],
+        help="What --budget-tokens covers: a UTC calendar day, ISO week or calendar month, starting over at the "
+        "next one, or the key's lifetime (total, the default).",
     )
     create.add_argument("--expires", help="Lifetime: 30d, 12h, 15m, 2w (default: never).")
     listing = keys.add_parser("list", help="List keys (prefix, name, role, ...); never the keys themselves.")
@@ -69,6 +76,8 @@ def _create(store: SQLiteKeyStore, args: argparse.Namespace, now: float, out: Te
     for name, value in (("--rpm", args.rpm), ("--tpm", args.tpm), ("--budget-tokens", args.budget_tokens)):
         if value is not None and value < 1:
             raise ValueError(f"{name} must be a positive integer, got {value}")
+    if args.budget_period is not None and args.budget_tokens is None:
+        raise ValueError(f"--budget-period {args.budget_period} needs --budget-tokens N (the tokens per period)")
     new = NewKey(
         name=args.name,
         role=Role(args.role),
@@ -77,6 +86,7 @@ def _create(store: SQLiteKeyStore, args: argparse.Namespace, now: float, out: Te
         rpm=args.rpm,
         tpm=args.tpm,
         budget_tokens=args.budget_tokens,
+        budget_period=BudgetPeriod(args.budget_period or BudgetPeriod.TOTAL),
         expires=None if args.expires is None else now + parse_duration_s(args.expires),
     )
     secret, key = store.create(new, now=now)
@@ -100,6 +110,7 @@ def _describe(key: ApiKey, now: float) -> str:
     fields += [f"{n}={v}" for n, v in (("profile", key.profile), ("rpm", key.rpm), ("tpm", key.tpm)) if v is not None]
     if key.budget_tokens is not None:
         fields.append(f"budget_tokens={key.budget_tokens}")
+        fields.append(f"budget_period={key.budget_period}")
     return "  ".join(fields)
 
 

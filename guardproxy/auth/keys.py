@@ -8,7 +8,7 @@ keeps a cache miss on the request path at a few microseconds.
 
 `KeyStore` is the seam for a networked store (PostgreSQL for replicas); `SQLiteKeyStore` is the
 embedded default. `profile` picks the policy profile (`Runtime.chains`); `rpm`, `tpm` and `budget_tokens`
-are enforced by `auth/limits.py`.
+(per `budget_period`: `auth/periods.py`) are enforced by `auth/limits.py`.
 """
 
 from __future__ import annotations
@@ -23,6 +23,8 @@ from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
 from typing import Protocol
+
+from guardproxy.auth.periods import BudgetPeriod
 
 KEY_PREFIX = "gp-"
 KEY_BYTES = 32
@@ -59,6 +61,7 @@ class ApiKey:
     created: float
     expires: float | None
     revoked: float | None
+    budget_period: BudgetPeriod = BudgetPeriod.TOTAL  # the span `budget_tokens` covers before it starts over
 
     def usable_at(self, now: float) -> bool:
         return self.revoked is None and (self.expires is None or now < self.expires)
@@ -84,6 +87,7 @@ class NewKey:
     tpm: int | None = None
     budget_tokens: int | None = None
     expires: float | None = None
+    budget_period: BudgetPeriod = BudgetPeriod.TOTAL
 
 
 class KeyNotFound(LookupError):
@@ -139,11 +143,16 @@ CREATE TABLE IF NOT EXISTS api_keys (
     budget_tokens INTEGER,
     created REAL NOT NULL,
     expires REAL,
-    revoked REAL
+    revoked REAL,
+    budget_period TEXT NOT NULL DEFAULT 'total'
 );
 CREATE INDEX IF NOT EXISTS api_keys_prefix ON api_keys(prefix);
 """
-_COLUMNS = "key_hash, prefix, name, role, models, profile, rpm, tpm, budget_tokens, created, expires, revoked"
+_COLUMNS = (
+    "key_hash, prefix, name, role, models, profile, rpm, tpm, budget_tokens, created, expires, revoked, budget_period"
+)
+# Columns added after the first release, with the definition `ALTER TABLE` gives them in an older key store.
+_ADDED_COLUMNS = {"budget_period": "TEXT NOT NULL DEFAULT 'total'"}
 # Model names never contain a newline (they are YAML scalars of `models:`); one per line keeps the column readable.
 _MODEL_SEPARATOR = "\n"
 
@@ -159,6 +168,7 @@ class SQLiteKeyStore:
         self._conn = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
         self._conn.execute("PRAGMA journal_mode=WAL")
         self._conn.executescript(_SCHEMA)
+        self._migrate()
 
     def create(self, new: NewKey, *, now: float) -> tuple[str, ApiKey]:
         if not new.name.strip():
@@ -177,12 +187,13 @@ class SQLiteKeyStore:
             created=now,
             expires=new.expires,
             revoked=None,
+            budget_period=new.budget_period,
         )
         with self._lock:
             if self._conn.execute("SELECT 1 FROM api_keys WHERE name = ?", (key.name,)).fetchone():
                 raise ValueError(f"a key named {key.name!r} exists already; names must be unique")
             self._conn.execute(
-                f"INSERT INTO api_keys ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                f"INSERT INTO api_keys ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (
                     key.key_hash,
                     key.prefix,
@@ -196,6 +207,7 @@ class SQLiteKeyStore:
                     key.created,
                     key.expires,
                     None,
+                    key.budget_period.value,
                 ),
             )
         return secret, key
@@ -229,9 +241,17 @@ class SQLiteKeyStore:
         with self._lock:
             self._conn.close()
 
+    def _migrate(self) -> None:
+        """Adds the columns a key store made by an older guardproxy lacks; its keys get the columns' defaults."""
+        with self._lock:
+            present = {str(row[1]) for row in self._conn.execute("PRAGMA table_info(api_keys)")}
+            for column, definition in _ADDED_COLUMNS.items():
+                if column not in present:
+                    self._conn.execute(f"ALTER TABLE api_keys ADD COLUMN {column} {definition}")
+
 
 def _key_of(row: tuple[object, ...]) -> ApiKey:
-    key_hash, prefix, name, role, models, profile, rpm, tpm, budget, created, expires, revoked = row
+    key_hash, prefix, name, role, models, profile, rpm, tpm, budget, created, expires, revoked, period = row
     return ApiKey(
         key_hash=str(key_hash),
         prefix=str(prefix),
@@ -245,6 +265,7 @@ def _key_of(row: tuple[object, ...]) -> ApiKey:
         created=float(str(created)),
         expires=None if expires is None else float(str(expires)),
         revoked=None if revoked is None else float(str(revoked)),
+        budget_period=BudgetPeriod(str(period)),
     )
 
 

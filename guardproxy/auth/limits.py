@@ -1,4 +1,4 @@
-"""Per-key rate limits and token budgets: requests/min, tokens/min, a lifetime token budget.
+"""Per-key rate limits and token budgets: requests/min, tokens/min, a token budget per period.
 
 The window is a **fixed 60 s window that opens at a key's first request** and closes 60 s later: one
 counter pair per key, reset when the window closes. It lets a key burst up to 2x its limit across two
@@ -7,8 +7,11 @@ semantics the Redis limiter (`state/redis_limits.py`) keeps in one Lua script, o
 
 Requests are counted at admission. Tokens are charged when known (after the answer, or at the end of a
 stream), so a request is admitted while the key is under its limit and the answer that crosses it is charged
-in full: the *next* request is refused. `budget_tokens` is the total over the key's lifetime: in memory it
-starts over when the proxy restarts; in Redis (`state.url`) it persists and every replica shares it.
+in full: the *next* request is refused. `budget_tokens` covers the key's `budget_period` (`auth/periods.py`):
+its lifetime (`total`), or a UTC calendar day, ISO week or calendar month, starting over at the next one;
+tokens count in the period where they are charged. In memory the budget starts over when the proxy restarts
+and periods follow the limiter's clock; in Redis (`state.url`) it persists, every replica shares it, and
+periods follow the Redis server's clock, so replicas whose own clocks are skewed agree on them.
 
 `RateLimiter` is the seam; `MemoryRateLimiter` is the in-process default, `RedisRateLimiter` the shared one.
 """
@@ -22,6 +25,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from guardproxy.auth.keys import ApiKey
+from guardproxy.auth.periods import period_span
 from guardproxy.errors import BudgetExhausted, RateLimitExceeded
 
 WINDOW_S = 60.0
@@ -40,6 +44,7 @@ class LimitState:
     budget_tokens: int | None
     budget_used: int
     reset_s: float  # until the current window ends
+    budget_reset_s: float | None = None  # until the budget's period ends; None: a lifetime budget
 
     def headers(self) -> dict[str, str]:
         """OpenAI's header names; only for the limits the key has."""
@@ -55,6 +60,8 @@ class LimitState:
             out["x-ratelimit-reset-tokens"] = reset
         if self.budget_tokens is not None:
             out["x-guardproxy-budget-remaining-tokens"] = str(max(0, self.budget_tokens - self.budget_used))
+            if self.budget_reset_s is not None:
+                out["x-guardproxy-budget-reset-tokens"] = f"{self.budget_reset_s:.3f}s"
         return out
 
 
@@ -75,10 +82,17 @@ def refusal(key: ApiKey, state: LimitState) -> RateLimitExceeded | BudgetExhaust
     """The one rule for every limiter: the error for a key whose usage (before this request) is at a limit.
     The Redis limiter's Lua script tests the same three conditions atomically before it counts a request."""
     if key.budget_tokens is not None and state.budget_used >= key.budget_tokens:
+        if state.budget_reset_s is None:
+            return BudgetExhausted(
+                f"The key '{key.name}' has used its token budget ({key.budget_tokens} tokens); "
+                "ask the proxy's operator for a new key or a larger budget.",
+                headers=state.headers(),
+            )
         return BudgetExhausted(
-            f"The key '{key.name}' has used its token budget ({key.budget_tokens} tokens); "
-            "ask the proxy's operator for a new key or a larger budget.",
+            f"The key '{key.name}' has used its token budget for this {key.budget_period} "
+            f"({key.budget_tokens} tokens); it starts over in {math.ceil(state.budget_reset_s)}s.",
             headers=state.headers(),
+            retry_after_s=state.budget_reset_s,
         )
     if key.rpm is not None and state.requests_used >= key.rpm:
         return RateLimitExceeded(
@@ -104,32 +118,60 @@ class _Usage:
     tokens: int = 0
 
 
+@dataclass(slots=True)
+class _Spent:
+    start: float  # the budget period [start, end) the tokens count in; -inf, inf for a lifetime budget
+    end: float
+    tokens: int = 0
+
+
 class MemoryRateLimiter:
     """One process's counters. Not shared between replicas: each replica enforces the limits on its own."""
 
     def __init__(self, clock: Callable[[], float] = time.time) -> None:
         self._clock = clock
         self._windows: dict[str, _Usage] = {}
-        self._spent: dict[str, int] = {}  # lifetime tokens per key hash
+        self._spent: dict[str, _Spent] = {}  # per key hash, for keys with a budget
 
     async def admit(self, key: ApiKey) -> LimitState:
         now = self._clock()
         usage = self._current(key.key_hash, now)
-        spent = self._spent.get(key.key_hash, 0)
+        spent, budget_reset_s = 0, None
+        if key.budget_tokens is not None:
+            budget = self._budget(key, now)
+            spent, budget_reset_s = budget.tokens, None if budget.end == math.inf else budget.end - now
         reset_s = usage.opened + WINDOW_S - now
-        state = LimitState(key.rpm, usage.requests, key.tpm, usage.tokens, key.budget_tokens, spent, reset_s)
-        refused = refusal(key, state)
+        refused = refusal(
+            key,
+            LimitState(
+                key.rpm, usage.requests, key.tpm, usage.tokens, key.budget_tokens, spent, reset_s, budget_reset_s
+            ),
+        )
         if refused is not None:
             raise refused
         usage.requests += 1
-        return LimitState(key.rpm, usage.requests, key.tpm, usage.tokens, key.budget_tokens, spent, reset_s)
+        # Built again rather than `dataclasses.replace`d: replace costs a few µs on every keyed request.
+        return LimitState(
+            key.rpm, usage.requests, key.tpm, usage.tokens, key.budget_tokens, spent, reset_s, budget_reset_s
+        )
 
     async def charge(self, key: ApiKey, tokens: int) -> None:
         if tokens <= 0:
             return
-        self._current(key.key_hash, self._clock()).tokens += tokens
+        now = self._clock()
+        self._current(key.key_hash, now).tokens += tokens
         if key.budget_tokens is not None:
-            self._spent[key.key_hash] = self._spent.get(key.key_hash, 0) + tokens
+            self._budget(key, now).tokens += tokens
+
+    def _budget(self, key: ApiKey, now: float) -> _Spent:
+        """The key's tokens in the budget period holding `now`; an earlier period's no longer count. The span
+        is worked out once per period, not per call (the calendar costs more than the counting)."""
+        held = self._spent.get(key.key_hash)
+        if held is None or not held.start <= now < held.end:
+            span = period_span(key.budget_period, now)
+            held = _Spent(-math.inf, math.inf) if span is None else _Spent(span.start, span.end)
+            self._spent[key.key_hash] = held
+        return held
 
     async def aclose(self) -> None:
         self._windows.clear()
