@@ -127,6 +127,9 @@ def _parser() -> argparse.ArgumentParser:
         help="Judge only the stored text (for logs kept with audit.store_raw); default also counts a step as fired "
         "when the record shows its detector firing then, since redaction hid what it found.",
     )
+    from guardproxy.redteam.command import add_parser as add_redteam_parser
+
+    add_redteam_parser(sub)
     return p
 
 
@@ -174,6 +177,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return run_replay(
             args.policy, args.db, since=args.since, limit=args.limit, out=args.out, carry_over=not args.no_carry_over
         )
+    if args.command == "redteam":
+        from guardproxy.redteam.command import run_redteam
+
+        return run_redteam(args)
     raise AssertionError(args.command)
 
 
