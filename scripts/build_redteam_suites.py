@@ -29,13 +29,13 @@ def norm(text: str) -> str:
 
 
 def rows(name: str) -> list[dict[str, object]]:
-    return [json.loads(line) for line in (SHARED / name / "train.jsonl").open()]
+    return [json.loads(line) for line in (SHARED / name / "train.jsonl").read_text(encoding="utf-8").splitlines()]
 
 
 def training_texts() -> set[str]:
     seen: set[str] = set()
     for path in (ROOT / "configs" / "train" / "data").rglob("*.jsonl"):
-        for line in path.open():
+        for line in path.read_text(encoding="utf-8").splitlines():
             text = json.loads(line).get("text")
             if isinstance(text, str):
                 seen.add(norm(text))

@@ -50,7 +50,8 @@ def _rate(value: str) -> float:
     return rate
 
 
-def run_redteam(args: argparse.Namespace, out: TextIO = sys.stdout, err: TextIO = sys.stderr) -> int:
+def run_redteam(args: argparse.Namespace, out: TextIO | None = None, err: TextIO | None = None) -> int:
+    out, err = out or sys.stdout, err or sys.stderr  # looked up per call: tests swap sys.stdout
     parts = urlsplit(args.target)
     if parts.scheme not in ("http", "https") or not parts.netloc:
         print(f"error: --target {args.target!r} is not an http(s) URL (e.g. http://127.0.0.1:8000/v1)", file=err)
