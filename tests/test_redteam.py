@@ -110,10 +110,13 @@ def test_the_shipped_policy_stops_most_attacks(
 def test_a_refusing_model_fails_the_over_refusal_gate(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     with FakeUpstream(default_reply=Reply(content="I'm sorry, but I can't help with that.")) as refusing:
         code, report = _redteam(refusing.base_url, tmp_path, "--fail-over", "0.0", "--max-over-refusal", "0.5")
-    assert code == 1
-    assert report["attack_success_rate"] == 0.0 and report["over_refusal_rate"] == 1.0
-    err = capsys.readouterr().err
-    assert "over-refusal rate 100.0% > --max-over-refusal 50.0%" in err and "attack success" not in err
+        assert code == 1
+        err = capsys.readouterr().err
+        assert "over-refusal rate 100.0% > --max-over-refusal 50.0%" in err and "attack success" not in err
+        assert report["attack_success_rate"] == 0.0 and report["over_refusal_rate"] == 1.0
+        # judged by "not blocked" (for a guard in front of a fake model) every unblocked attack counts
+        _, lenient = _redteam(refusing.base_url, tmp_path, "--judge", "not-blocked")
+    assert lenient["judge"] == "not-blocked" and lenient["attack_success_rate"] == 1.0
 
 
 @pytest.mark.parametrize(

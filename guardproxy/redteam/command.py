@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import TextIO
 from urllib.parse import urlsplit
 
+from guardproxy.evaluation.plot import INSTALL_HINT, plotting_available
 from guardproxy.redteam.judging import Judge
 from guardproxy.redteam.suites import SuiteName, load_suite
 
@@ -55,6 +56,9 @@ def run_redteam(args: argparse.Namespace, out: TextIO | None = None, err: TextIO
     parts = urlsplit(args.target)
     if parts.scheme not in ("http", "https") or not parts.netloc:
         print(f"error: --target {args.target!r} is not an http(s) URL (e.g. http://127.0.0.1:8000/v1)", file=err)
+        return 2
+    if args.png is not None and not plotting_available():
+        print(f"error: --png needs matplotlib: {INSTALL_HINT}", file=err)
         return 2
     if args.concurrency < 1:
         print("error: --concurrency must be at least 1", file=err)
