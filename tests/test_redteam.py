@@ -143,3 +143,18 @@ def test_a_rate_outside_zero_to_one_is_a_usage_error(capsys: pytest.CaptureFixtu
     with pytest.raises(SystemExit) as exit_:
         main(["redteam", "--target", "http://127.0.0.1:1/v1", "--fail-over", "1.5"])
     assert exit_.value.code == 2 and "a rate between 0 and 1" in capsys.readouterr().err
+
+
+def test_a_concurrency_below_one_is_a_clear_error(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["redteam", "--target", "http://127.0.0.1:1/v1", "--concurrency", "0"]) == 2
+    assert "--concurrency must be at least 1" in capsys.readouterr().err
+
+
+def test_png_without_matplotlib_fails_before_sending_anything(
+    upstream: FakeUpstream, monkeypatch: pytest.MonkeyPatch, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import guardproxy.redteam.command as command
+
+    monkeypatch.setattr(command, "plotting_available", lambda: False)  # as on an install without the eval extra
+    assert main(["redteam", "--target", upstream.base_url, "--png", str(tmp_path / "r.png")]) == 2
+    assert "--png needs matplotlib" in capsys.readouterr().err and upstream.requests == []
