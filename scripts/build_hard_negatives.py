@@ -673,14 +673,21 @@ def write(out: Path, name: str, records: Iterable[Record], blocked: set[str], co
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", type=Path, default=OUT, help="output folder (default: %(default)s)")
-    out = parser.parse_args(argv).out
+    parser.add_argument(
+        "--without-advbench",
+        action="store_true",
+        help="leave out the AdvBench answer openings (they need ../shared/datasets; a checkout alone has the rest)",
+    )
+    args = parser.parse_args(argv)
+    out = args.out
     out.mkdir(parents=True, exist_ok=True)
     blocked = _eval_texts()
     counts: Counter[str] = Counter()
     write(out, "moderation_contrast.jsonl", moderation_records(), blocked, counts)
     write(out, "injection_trigger_benign.jsonl", injection_benign_records(), blocked, counts)
     write(out, "injection_trigger_attacks.jsonl", injection_attack_records(), blocked, counts)
-    write(out, "answers.jsonl", [*answer_records(), *advbench_targets()], blocked, counts)
+    advbench = [] if args.without_advbench else list(advbench_targets())
+    write(out, "answers.jsonl", [*answer_records(), *advbench], blocked, counts)
     for key, n in sorted(counts.items()):
         print(f"{key}\t{n}")
     return 0
