@@ -39,6 +39,7 @@ PAGES = (
     "/console/export",
     "/console/export.csv",
     "/console/export.jsonl",
+    "/console/redteam",
 )
 
 
@@ -399,3 +400,29 @@ def test_the_console_reads_a_postgresql_audit_store(tmp_path: Path, upstream: Fa
         overview = reviewer.get("/console", params={"range": "1h"}).text
         assert "ops-admin · qa-reviewer" in overview and '<td class="kappa">' in overview
     assert not (tmp_path / "audit.db").exists()  # everything went to PostgreSQL
+
+
+def test_the_red_team_page_shows_the_last_report(
+    reviewer: httpx.Client, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from guardproxy.console.redteam_page import REPORT_ENV
+    from guardproxy.redteam.judging import Outcome, ProbeResult
+    from guardproxy.redteam.report import build_report, write_json
+    from guardproxy.redteam.suites import load_suite
+
+    report_path = tmp_path / "redteam.json"
+    monkeypatch.setenv(REPORT_ENV, str(report_path))
+    assert "No report yet" in reviewer.get("/console/redteam").text
+
+    suite = load_suite("quick")
+    results = [
+        ProbeResult(p, Outcome.BLOCKED if i % 2 else Outcome.ANSWERED, succeeded=not i % 2, detail="<b>x</b>")
+        for i, p in enumerate([*suite.attacks, *suite.benign])
+    ]
+    write_json(build_report(results, target="http://guard/v1", model="m", suite="quick", judge="answer"), report_path)
+    page = reviewer.get("/console/redteam").text
+    assert "http://guard/v1" in page and 'id="redteam-table"' in page
+    assert "benign (over-refusal)" in page and "direct_injection" in page
+
+    report_path.write_text("not json")
+    assert "could not be read" in reviewer.get("/console/redteam").text

@@ -34,6 +34,7 @@ from guardproxy.console.errors import ConsoleDisabled, NotSignedIn, RecordNotFou
 from guardproxy.console.events import load_page, parse_filter, when
 from guardproxy.console.forms import SIGN_IN_BYTES, check_form, read_form
 from guardproxy.console.overview import CHART_HEIGHT, CHART_WIDTH, RANGES, SAMPLE_RECORDS, SERIES, build_overview
+from guardproxy.console.redteam_page import REPORT_ENV, load_redteam
 from guardproxy.console.render import SECURITY_HEADERS, Pages, redirect
 from guardproxy.console.session import COOKIE, LOGIN_COOKIE, TOKEN_ENV, ConsoleAuth, Session, SignInRefused
 from guardproxy.errors import InvalidRequest, PermissionDenied
@@ -264,6 +265,13 @@ def console_router(
             notice=notice,
         )
 
+    @get("/redteam")
+    async def redteam_page(request: AnyRequest) -> Response[str]:
+        session = session_of(request)
+        report = env.get(REPORT_ENV)
+        view = await asyncio.to_thread(load_redteam, Path(report) if report else None)
+        return pages.render("redteam.html", session=session, active="Red team", view=view)
+
     @get("/export")
     async def export_page(request: AnyRequest) -> Response[str]:
         session = session_of(request)
@@ -324,6 +332,7 @@ def console_router(
             policy_post,
             models_page,
             models_post,
+            redteam_page,
             export_page,
             export_jsonl,
             export_csv,
