@@ -34,6 +34,7 @@ import psycopg
 
 from bench.servers import free_port, running_server
 from guardproxy.auth.keys import NewKey, SQLiteKeyStore
+from guardproxy.evaluation.metrics import percentile as nearest_rank
 from tests.pg_server import PgServer
 from tests.redis_server import RedisServer
 
@@ -135,8 +136,10 @@ async def load(
     return tally, time.monotonic() - started
 
 
-def percentile(sorted_values: list[float], q: float) -> float:
-    return round(sorted_values[min(len(sorted_values) - 1, int(len(sorted_values) * q))], 1) if sorted_values else 0.0
+def percentile(values: list[float], q: float) -> float:
+    """The project's nearest-rank percentile, rounded for the report; 0.0 when nothing was served."""
+    found = nearest_rank(values, q)
+    return 0.0 if found is None else round(found, 1)
 
 
 def audit_rows(url: str) -> int:

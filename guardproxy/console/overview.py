@@ -4,7 +4,6 @@ detector's precision as reviewers have labelled it. Computed from the records of
 from __future__ import annotations
 
 import itertools
-import math
 import time
 from collections import Counter
 from collections.abc import Iterable, Mapping
@@ -16,6 +15,7 @@ from guardproxy.audit.feedback import Feedback
 from guardproxy.audit.records import Outcome, StepRecord
 from guardproxy.audit.search import OutcomeCount, RecordFilter, RecordOutline
 from guardproxy.audit.store import AuditStore, latest_feedback
+from guardproxy.evaluation.metrics import percentile as nearest_rank
 
 # The range selector: name -> seconds back from now (None: everything).
 RANGES: dict[str, float | None] = {"1h": 3600.0, "24h": 86400.0, "7d": 7 * 86400.0, "30d": 30 * 86400.0, "all": None}
@@ -109,12 +109,9 @@ class Overview:
 
 
 def percentile(values: list[float], q: float) -> float | None:
-    """Nearest-rank percentile (q in 0..100); None for no values."""
-    if not values:
-        return None
-    ordered = sorted(values)
-    rank = max(1, math.ceil(q / 100 * len(ordered)))
-    return ordered[rank - 1]
+    """The project's nearest-rank percentile (`evaluation.metrics.percentile`) with q in 0..100, as the page
+    names it (p50, p99); None for no values."""
+    return nearest_rank(values, q / 100)
 
 
 def range_bounds(name: str, now: float | None = None) -> tuple[str, float | None, float]:
