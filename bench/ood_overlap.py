@@ -2,8 +2,12 @@
 
     python bench/ood_overlap.py                                    # guard.yaml and guard_v4.yaml
     python bench/ood_overlap.py --config configs/train/guard.yaml
+    python bench/ood_overlap.py --no-guard-sft                     # leave configs/train/data/guard_sft/ out
 
-For every record of bench/data/ood/*.jsonl, bench/data/first_run/*.jsonl and bench/data/ood_jailbreaks.jsonl:
+The training side is every text of the configs plus, unless --no-guard-sft, the `user` and `answer` texts of
+configs/train/data/guard_sft/*.jsonl (the Llama Guard style SFT data, train and held-out: both must stay apart
+from these sets). For every record of bench/data/ood/*.jsonl, bench/data/first_run/*.jsonl and
+bench/data/ood_jailbreaks.jsonl (its `text`, and its `answer` where it has one, as the first-run suite does):
 an *exact* overlap is the same normalised text (NFKC, lower case, collapsed spaces) in the training data, a
 *near* one a training text whose word set has Jaccard similarity >= 0.6 with it. Exits 1 when any is found,
 listing them, so a data change that leaks an evaluation text into training is caught.
@@ -31,21 +35,41 @@ EVAL_FILES = [
     *sorted((ROOT / "bench" / "data" / "first_run").glob("*.jsonl")),
     ROOT / "bench" / "data" / "ood_jailbreaks.jsonl",
 ]
+GUARD_SFT = ROOT / "configs" / "train" / "data" / "guard_sft"
 
 
 def words(text: str) -> frozenset[str]:
     return frozenset(re.findall(r"[a-z0-9']+", normalise(text)))
 
 
+def guard_sft_texts(folder: Path) -> list[str]:
+    """The user turns and answers of the guard SFT files (records `{"user", "answer", ...}`)."""
+    texts: list[str] = []
+    for path in sorted(folder.glob("*.jsonl")):
+        with path.open(encoding="utf-8") as fh:
+            for line in fh:
+                if line.strip():
+                    record = json.loads(line)
+                    texts += [t for t in (record["user"], record["answer"]) if t]
+    return texts
+
+
+def eval_texts(record: dict[str, object]) -> list[str]:
+    return [t for t in (record.get("text"), record.get("answer")) if isinstance(t, str)]
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--config", type=Path, action="append")
+    parser.add_argument("--no-guard-sft", action="store_true", help="do not check configs/train/data/guard_sft/")
     args = parser.parse_args(argv)
     configs = args.config or [ROOT / "configs/train/guard.yaml", ROOT / "configs/train/guard_v4.yaml"]
     train: dict[str, str] = {}
     for config in configs:
         examples, _ = load_examples(load_config(str(config)))
         train |= {normalise(e.text): e.text for e in examples}
+    if not args.no_guard_sft:
+        train |= {normalise(t): t for t in guard_sft_texts(GUARD_SFT)}
     texts = list(train.values())
     sets = [words(t) for t in texts]
     index: defaultdict[str, list[int]] = defaultdict(list)
@@ -57,8 +81,7 @@ def main(argv: list[str] | None = None) -> int:
         with path.open(encoding="utf-8") as fh:
             records = [json.loads(line) for line in fh if line.strip()]
         exact = near = 0
-        for r in records:
-            text = r["text"]
+        for text in (t for r in records for t in eval_texts(r)):
             if normalise(text) in train:
                 exact += 1
                 print(f"EXACT {path.name}: {text[:100]!r}")
