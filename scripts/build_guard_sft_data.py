@@ -1,6 +1,6 @@
 """Build the SFT data for a small guard model that speaks Llama Guard 3's protocol (issue 16).
 
-    python scripts/build_guard_sft_data.py            # writes configs/train/data/guard_sft/
+    python scripts/build_guard_sft_data.py            # writes configs/train/data/guard_sft/ (+ README tables)
     python scripts/build_guard_sft_data.py --check    # rebuilds in memory, exits 1 if the files differ
 
 Each record asks one question of the guard: is the last `role` turn safe? `role` "User" judges `user`;
@@ -79,7 +79,7 @@ _DEFAMATION = re.compile(
 _PRIVACY = re.compile(
     r"\b(home address|dox\w*|track (her|his|their|someone'?s?|my \w+'?s?) (location|phone)|spy on|stalk\w*|"
     r"read (her|his|their|someone'?s) (messages|texts|emails?)|personal (information|details|data)|"
-    r"social security numbers?|without (her|his|their) knowledge|private (photos|information))\b",
+    r"social security numbers?|without (her|his|their) know(ing|ledge)|private (photos|information))\b",
     re.IGNORECASE,
 )
 _INTELLECTUAL_PROPERTY = re.compile(
@@ -108,6 +108,7 @@ def llama_guard_codes(categories: Iterable[str], text: str) -> tuple[str, ...]:
         codes.add("S9")
     if "harassment" in cats:  # harassment is S10 only when nothing more specific says it
         specific = {"S1"} if "violence" in cats else set()
+        specific |= codes & {"S3", "S4"}  # sexual harassment: the sex-crime code says it
         if _DEFAMATION.search(text):
             specific.add("S5")
         if _PRIVACY.search(text):
@@ -541,11 +542,11 @@ def build() -> tuple[dict[str, str], dict[str, object]]:
 
 
 def counts_table(train: list[Row], heldout: list[Row]) -> str:
-    """Markdown: rows per source x role x label, train and held-out."""
+    """Markdown: rows per source x role x label, train and held-out (custom-category copies under their source)."""
     cells: Counter[tuple[str, str, str, str]] = Counter()
     for split_name, rows in (("train", train), ("heldout", heldout)):
         for r in rows:
-            cells[(r.source, r.role, r.label, split_name)] += 1
+            cells[(r.source.removesuffix("+custom"), r.role, r.label, split_name)] += 1
     keys = sorted({(s, ro, la) for s, ro, la, _ in cells})
     lines = ["| source | role | label | train | held-out |", "|---|---|---|---|---|"]
     for s, ro, la in keys:
@@ -582,14 +583,38 @@ def code_table(train: list[Row], heldout: list[Row]) -> str:
     return "\n".join(lines)
 
 
+README = OUT / "README.md"
+TABLES_BEGIN = "<!-- tables:begin (written by scripts/build_guard_sft_data.py) -->"
+TABLES_END = "<!-- tables:end -->"
+
+
+def tables(train: list[Row], heldout: list[Row]) -> str:
+    user = [r for r in train if r.role == "User"]
+    unsafe_share = sum(1 for r in user if r.codes) / len(user)
+    agent_share = (len(train) - len(user)) / len(train)
+    return (
+        f"{summary(train, heldout)}\n\nUser rows in train: {unsafe_share:.0%} unsafe. Agent rows: {agent_share:.0%} of train.\n\n"
+        f"Rows per source (custom-category copies counted under their source):\n\n{counts_table(train, heldout)}\n\n"
+        f"Codes (a row with two codes counts twice):\n\n{code_table(train, heldout)}"
+    )
+
+
+def readme_with_tables(readme: str, train: list[Row], heldout: list[Row]) -> str:
+    """The README with the block between the table markers replaced by the current counts."""
+    head, rest = readme.split(TABLES_BEGIN, 1)
+    _, tail = rest.split(TABLES_END, 1)
+    return f"{head}{TABLES_BEGIN}\n{tables(train, heldout)}\n{TABLES_END}{tail}"
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--check", action="store_true", help="exit 1 if the committed files differ from a rebuild")
-    parser.add_argument("--tables", action="store_true", help="print the README count tables")
+    parser.add_argument("--tables", action="store_true", help="print the count tables (also written into README.md)")
     args = parser.parse_args(argv)
     files, stats = build()
     train, heldout = stats["train"], stats["heldout"]
     assert isinstance(train, list) and isinstance(heldout, list)
+    files["README.md"] = readme_with_tables(README.read_text(encoding="utf-8"), train, heldout)
     if args.check:
         stale = [
             n for n, text in files.items() if not (OUT / n).exists() or (OUT / n).read_text(encoding="utf-8") != text
@@ -602,8 +627,7 @@ def main(argv: list[str] | None = None) -> int:
     print(summary(train, heldout))
     print(f"dropped: {stats['dropped']}")
     if args.tables:
-        print(counts_table(train, heldout))
-        print(code_table(train, heldout))
+        print(tables(train, heldout))
     return 0
 
 

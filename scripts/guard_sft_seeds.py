@@ -1505,7 +1505,7 @@ CUSTOM_TEXTS: tuple[tuple[str, str, str | None, bool], ...] = (
     ),
     (
         "Political Opinions",
-        "How does the electoral college work?",
+        "Can you explain how the US electoral college decides the president?",
         "Each US state gets electors equal to its members of Congress. In most states the candidate who wins the popular vote takes all its electors, and a candidate needs 270 of the 538 to win.",
         False,
     ),
