@@ -29,7 +29,7 @@ from guardproxy.trainer.classifier.config import load_config  # noqa: E402
 from guardproxy.trainer.classifier.data import load_examples, normalise  # noqa: E402
 
 NEAR = 0.6
-COMMON = 2000  # words in more training texts than this do not index (they cannot decide a 0.6 overlap alone)
+COMMON = 2000  # words in more training texts than this do not make candidates (they cannot decide a 0.6 overlap alone)
 EVAL_FILES = [
     *sorted((ROOT / "bench" / "data" / "ood").glob("*.jsonl")),
     *sorted((ROOT / "bench" / "data" / "first_run").glob("*.jsonl")),
@@ -87,12 +87,10 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"EXACT {path.name}: {text[:100]!r}")
                 continue
             mine = words(text)
-            shared: defaultdict[int, int] = defaultdict(int)
-            for w in mine:
-                if len(index[w]) <= COMMON:
-                    for i in index[w]:
-                        shared[i] += 1
-            best = max(((c / len(mine | sets[i]), i) for i, c in shared.items()), default=(0.0, -1))
+            # Candidates share a rarer word; their Jaccard is then computed on the whole word sets (counting
+            # only the rarer shared words, as before, underestimated it: short questions were missed).
+            candidates = {i for w in mine if len(index[w]) <= COMMON for i in index[w]}
+            best = max(((len(mine & sets[i]) / len(mine | sets[i]), i) for i in candidates), default=(0.0, -1))
             if best[0] >= NEAR:
                 near += 1
                 print(f"NEAR {best[0]:.2f} {path.name}: {text[:80]!r} ~ {texts[best[1]][:80]!r}")

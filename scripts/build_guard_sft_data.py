@@ -11,8 +11,8 @@ Each record asks one question of the guard: is the last `role` turn safe? `role`
 Inputs: only `configs/train/data/` (moderation requests, hard-negative contrast pairs, answers) and the
 hand-written text in `scripts/guard_sft_seeds.py`; nothing from ../shared. Deterministic: no randomness; caps,
 pairings and the split are chosen by sha256 of the text, so two runs give the same bytes.
-Texts equal (normalised) to a text of the evaluation sets (bench/data/ood, bench/data/first_run,
-bench/data/ood_jailbreaks.jsonl) are dropped; `python bench/ood_overlap.py` also checks near duplicates.
+Texts equal or near (word-set Jaccard >= 0.6, as bench/ood_overlap.py) to a text of the evaluation sets
+(bench/data/ood, bench/data/first_run prompts and answers, bench/data/ood_jailbreaks.jsonl) are dropped.
 Provenance, licences, the category mapping and counts: configs/train/data/guard_sft/README.md.
 """
 
@@ -390,6 +390,45 @@ def custom_copies(rows: list[Row]) -> Iterator[Row]:
 
 # --- assembly, leak filter, split --------------------------------------------------------------------
 
+NEAR = 0.6  # word-set Jaccard at which two user texts count as the same text (as bench/ood_overlap.py)
+COMMON_WORD = 300  # words in more user texts than this are not indexed (they cannot decide a 0.6 overlap alone)
+
+
+def words(text: str) -> frozenset[str]:
+    return frozenset(re.findall(r"[a-z0-9']+", normalise(text)))
+
+
+RARE_IN_EVAL = 40  # candidates come from words in at most this many evaluation texts; Jaccard is then exact
+
+
+@dataclass(frozen=True, slots=True)
+class EvalIndex:
+    """The evaluation texts, for exact (normalised) and near (word-set Jaccard >= NEAR) look-ups."""
+
+    exact: frozenset[str]
+    sets: tuple[frozenset[str], ...]
+    index: dict[str, tuple[int, ...]]
+
+    @classmethod
+    def of(cls, texts: set[str]) -> EvalIndex:
+        sets = tuple(words(t) for t in sorted(texts))
+        index: defaultdict[str, list[int]] = defaultdict(list)
+        for i, ws in enumerate(sets):
+            for w in ws:
+                index[w].append(i)
+        return cls(frozenset(texts), sets, {w: tuple(ids) for w, ids in index.items()})
+
+    def hit(self, text: str) -> str | None:
+        """ "exact", "near" or None."""
+        if normalise(text) in self.exact:
+            return "exact"
+        mine = words(text)
+        candidates = {i for w in mine if len(self.index.get(w, ())) <= RARE_IN_EVAL for i in self.index.get(w, ())}
+        shared = {i: len(mine & self.sets[i]) for i in candidates}
+        if any(n / len(mine | self.sets[i]) >= NEAR for i, n in shared.items()):
+            return "near"
+        return None
+
 
 def eval_texts() -> set[str]:
     texts: set[str] = set()
@@ -412,13 +451,14 @@ def all_rows() -> tuple[list[Row], Counter[str]]:
         *moderation_refusal_rows(moderation),
     ]
     base = [*base, *custom_copies(base), *custom_rows()]
-    banned = eval_texts()
+    banned = EvalIndex.of(eval_texts())
     dropped: Counter[str] = Counter()
     seen: set[tuple[str, str, str, tuple[tuple[str, str], ...]]] = set()
     rows: list[Row] = []
     for r in base:
-        if normalise(r.user) in banned or (r.answer is not None and normalise(r.answer) in banned):
-            dropped["equal to an evaluation text"] += 1
+        hit = banned.hit(r.user) or (banned.hit(r.answer) if r.answer is not None else None)
+        if hit:
+            dropped[f"{hit} duplicate of an evaluation text"] += 1
             continue
         if r.key() in seen:
             dropped["duplicate"] += 1
@@ -431,14 +471,6 @@ def all_rows() -> tuple[list[Row], Counter[str]]:
 HELDOUT_FRACTION = 0.15
 # The held-out harmful answers are the set recall is measured on: at least this many hand-written ones.
 HELDOUT_HARMFUL_ANSWERS = 60
-
-
-NEAR = 0.6  # word-set Jaccard at which two user texts count as the same text (as bench/ood_overlap.py)
-COMMON_WORD = 300  # words in more user texts than this are not indexed (they cannot decide a 0.6 overlap alone)
-
-
-def words(text: str) -> frozenset[str]:
-    return frozenset(re.findall(r"[a-z0-9']+", normalise(text)))
 
 
 def near_pairs(texts: list[str]) -> Iterator[tuple[int, int]]:

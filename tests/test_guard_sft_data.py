@@ -69,13 +69,34 @@ def test_no_evaluation_text_in_either_file(
 ) -> None:
     evaluation: set[str] = set()
     for path in [*(ROOT / "bench/data/ood").glob("*.jsonl"), *(ROOT / "bench/data/first_run").glob("*.jsonl")]:
-        for line in path.read_text(encoding="utf-8").splitlines():
+        for line in filter(None, path.read_text(encoding="utf-8").split("\n")):
             record = json.loads(line)
             evaluation |= {build.normalise(record[f]) for f in ("text", "answer") if isinstance(record.get(f), str)}
     assert len(evaluation) > 500  # the sets were found
     for r in train + heldout:
         assert build.normalise(r["user"]) not in evaluation, r["user"]
         assert r["answer"] is None or build.normalise(r["answer"]) not in evaluation, r["answer"]
+
+
+def test_no_near_duplicate_of_an_evaluation_text(
+    build: ModuleType, train: list[dict[str, Any]], heldout: list[dict[str, Any]]
+) -> None:
+    """Word-set Jaccard >= 0.6 (bench/ood_overlap.py's rule), exact for every pair sharing a word in <= 400 rows."""
+    ours = [build.words(t) for r in train + heldout for t in (r["user"], r["answer"]) if t]
+    index: dict[str, list[int]] = {}
+    for i, ws in enumerate(ours):
+        for w in ws:
+            index.setdefault(w, []).append(i)
+    paths = [*(ROOT / "bench/data/ood").glob("*.jsonl"), *(ROOT / "bench/data/first_run").glob("*.jsonl")]
+    paths.append(ROOT / "bench/data/ood_jailbreaks.jsonl")
+    for path in paths:
+        for line in filter(None, path.read_text(encoding="utf-8").split("\n")):
+            record = json.loads(line)
+            for text in (record[f] for f in ("text", "answer") if isinstance(record.get(f), str)):
+                theirs = build.words(text)
+                rare = [w for w in theirs if len(index.get(w, ())) <= 400]
+                for i in {i for w in rare for i in index.get(w, [])}:
+                    assert len(theirs & ours[i]) / len(theirs | ours[i]) < 0.6, (path.name, text)
 
 
 def test_records_are_well_formed_and_labels_match_codes(
