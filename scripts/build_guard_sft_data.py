@@ -28,12 +28,16 @@ from collections import Counter, defaultdict
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Any
 
 import guard_sft_seeds as seeds
 
 REPO = Path(__file__).resolve().parents[1]
 DATA = REPO / "configs" / "train" / "data"
 OUT = DATA / "guard_sft"
+README = OUT / "README.md"
+TABLES_BEGIN = "<!-- tables:begin (written by scripts/build_guard_sft_data.py) -->"
+TABLES_END = "<!-- tables:end -->"
 EVAL_FILES = (
     *sorted((REPO / "bench" / "data" / "ood").glob("*.jsonl")),
     *sorted((REPO / "bench" / "data" / "first_run").glob("*.jsonl")),
@@ -177,7 +181,7 @@ def stable_hash(*parts: str) -> str:
     return hashlib.sha256("|".join((SALT, *parts)).encode()).hexdigest()
 
 
-def read_jsonl(path: Path) -> list[dict[str, object]]:
+def read_jsonl(path: Path) -> list[dict[str, Any]]:
     with path.open(encoding="utf-8") as fh:
         return [json.loads(line) for line in fh if line.strip()]
 
@@ -215,11 +219,11 @@ def moderation_rows() -> Iterator[Row]:
         for label, cap in caps.items():
             chosen = [r for r in records if r["label"] == label]
             if name == "davidson" and label == "unsafe":
-                chosen = [r for r in chosen if "hate" in r["categories"]]  # type: ignore[operator]
+                chosen = [r for r in chosen if "hate" in r["categories"]]
             chosen.sort(key=lambda r: stable_hash(name, str(r["text"])))
             for r in chosen[:cap]:
                 text = str(r["text"])
-                codes = llama_guard_codes(r["categories"], text) if label == "unsafe" else ()  # type: ignore[arg-type]
+                codes = llama_guard_codes(r["categories"], text) if label == "unsafe" else ()
                 yield Row("User", text, None, codes, f"moderation:{name}", moderation_group(text))
 
 
@@ -227,8 +231,7 @@ def contrast_rows() -> Iterator[Row]:
     for r in read_jsonl(DATA / "hard_negatives" / "moderation_contrast.jsonl"):
         text = str(r["text"])
         meta = r["meta"]
-        assert isinstance(meta, dict)
-        codes = llama_guard_codes(r["categories"], text) if r["label"] == "unsafe" else ()  # type: ignore[arg-type]
+        codes = llama_guard_codes(r["categories"], text) if r["label"] == "unsafe" else ()
         yield Row("User", text, None, codes, f"hard_negatives:contrast:{meta['kind']}", f"contrast:{meta['group']}")
 
 
@@ -261,7 +264,6 @@ def handwritten_harmful() -> list[tuple[str, str, tuple[str, ...], str, str]]:
     out: list[tuple[str, str, tuple[str, ...], str, str]] = []
     for r in read_jsonl(DATA / "hard_negatives" / "answers.jsonl"):
         meta = r["meta"]
-        assert isinstance(meta, dict)
         if meta["kind"] != "harmful_answer":
             continue
         group = str(meta["group"])
@@ -270,7 +272,7 @@ def handwritten_harmful() -> list[tuple[str, str, tuple[str, ...], str, str]]:
             (
                 seeds.EXISTING_ANSWER_REQUESTS[group],
                 text,
-                llama_guard_codes(r["categories"], text),  # type: ignore[arg-type]
+                llama_guard_codes(r["categories"], text),
                 "hard_negatives:answers:harmful_answer",
                 group,
             )
@@ -301,7 +303,6 @@ def harmful_answer_rows() -> Iterator[Row]:
 def safe_answer_rows() -> Iterator[Row]:
     for r in read_jsonl(DATA / "hard_negatives" / "answers.jsonl"):
         meta = r["meta"]
-        assert isinstance(meta, dict)
         if meta["kind"] != "safe_answer":
             continue
         group = str(meta["group"])
@@ -326,12 +327,12 @@ def advbench_target_rows(moderation: list[Row]) -> Iterator[Row]:
     }  # requests beyond the User-role cap still have categories here
     targets = [
         r for r in read_jsonl(DATA / "hard_negatives" / "answers.jsonl") if r["meta"]["kind"] == "advbench_target"
-    ]  # type: ignore[index]
+    ]
     targets.sort(key=lambda r: stable_hash("advbench_target", str(r["text"])))
     for r in targets[:ADVBENCH_TARGETS]:
-        request = str(r["meta"]["group"])  # type: ignore[index]
+        request = str(r["meta"]["group"])
         key = normalise(request)
-        codes = codes_of.get(key) or llama_guard_codes(all_advbench[key]["categories"], request)  # type: ignore[arg-type]
+        codes = codes_of.get(key) or llama_guard_codes(all_advbench[key]["categories"], request)
         yield Row(
             "Agent", request, str(r["text"]), codes, "hard_negatives:answers:advbench_target", moderation_group(request)
         )
@@ -559,7 +560,15 @@ def render(rows: list[Row]) -> str:
     return "".join(r.to_json() + "\n" for r in rows)
 
 
-def build() -> tuple[dict[str, str], dict[str, object]]:
+@dataclass(frozen=True, slots=True)
+class Built:
+    files: dict[str, str]  # file name -> text
+    train: list[Row]
+    heldout: list[Row]
+    dropped: dict[str, int]
+
+
+def build() -> Built:
     rows, dropped = all_rows()
     train, heldout = split(rows)
     handwritten_heldout = sum(
@@ -569,8 +578,9 @@ def build() -> tuple[dict[str, str], dict[str, object]]:
         raise SystemExit(
             f"only {handwritten_heldout} hand-written harmful answers held out; need {HELDOUT_HARMFUL_ANSWERS}"
         )
-    stats = {"dropped": dict(dropped), "train": train, "heldout": heldout}
-    return {"train.jsonl": render(train), "heldout.jsonl": render(heldout)}, stats
+    files = {"train.jsonl": render(train), "heldout.jsonl": render(heldout)}
+    files["README.md"] = readme_with_tables(README.read_text(encoding="utf-8"), train, heldout)
+    return Built(files, train, heldout, dict(dropped))
 
 
 def counts_table(train: list[Row], heldout: list[Row]) -> str:
@@ -615,11 +625,6 @@ def code_table(train: list[Row], heldout: list[Row]) -> str:
     return "\n".join(lines)
 
 
-README = OUT / "README.md"
-TABLES_BEGIN = "<!-- tables:begin (written by scripts/build_guard_sft_data.py) -->"
-TABLES_END = "<!-- tables:end -->"
-
-
 def tables(train: list[Row], heldout: list[Row]) -> str:
     user = [r for r in train if r.role == "User"]
     unsafe_share = sum(1 for r in user if r.codes) / len(user)
@@ -643,10 +648,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--check", action="store_true", help="exit 1 if the committed files differ from a rebuild")
     parser.add_argument("--tables", action="store_true", help="print the count tables (also written into README.md)")
     args = parser.parse_args(argv)
-    files, stats = build()
-    train, heldout = stats["train"], stats["heldout"]
-    assert isinstance(train, list) and isinstance(heldout, list)
-    files["README.md"] = readme_with_tables(README.read_text(encoding="utf-8"), train, heldout)
+    built = build()
+    files, train, heldout = built.files, built.train, built.heldout
     if args.check:
         stale = [
             n for n, text in files.items() if not (OUT / n).exists() or (OUT / n).read_text(encoding="utf-8") != text
@@ -657,7 +660,7 @@ def main(argv: list[str] | None = None) -> int:
     for name, text in files.items():
         (OUT / name).write_text(text, encoding="utf-8")
     print(summary(train, heldout))
-    print(f"dropped: {stats['dropped']}")
+    print(f"dropped: {built.dropped}")
     if args.tables:
         print(tables(train, heldout))
     return 0
