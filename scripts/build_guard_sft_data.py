@@ -242,17 +242,31 @@ ADVBENCH_TARGETS = 170  # AdvBench compliance openings kept (of 340)
 
 
 REFUSAL = "<refusal>"  # placeholder until the split: held-out refusals use phrasings train never sees
-HELDOUT_REFUSALS = 10  # of the hand-written refusal phrasings, chosen by hash
+HELDOUT_GENERIC_REFUSALS = 4  # of the hand-written phrasings, chosen by hash
+HELDOUT_TOPICAL_REFUSALS = 6
 
 
-def refusal_pools() -> tuple[tuple[str, ...], tuple[str, ...]]:
+def refusal_pools() -> tuple[frozenset[str], frozenset[str]]:
     """(train phrasings, held-out phrasings)."""
-    ranked = sorted(seeds.REFUSALS, key=lambda t: stable_hash("heldout_refusal", t))
-    return tuple(ranked[HELDOUT_REFUSALS:]), tuple(ranked[:HELDOUT_REFUSALS])
+    generic = sorted(seeds.GENERIC_REFUSALS, key=lambda t: stable_hash("heldout_refusal", t))
+    topical = sorted((t for _, t in seeds.TOPICAL_REFUSALS), key=lambda t: stable_hash("heldout_refusal", t))
+    held = {*generic[:HELDOUT_GENERIC_REFUSALS], *topical[:HELDOUT_TOPICAL_REFUSALS]}
+    return frozenset(seeds.REFUSALS) - held, frozenset(held)
 
 
-def with_refusals(rows: list[Row], pool: tuple[str, ...]) -> list[Row]:
-    return [replace(r, answer=pick(r.user, pool)) if r.answer == REFUSAL else r for r in rows]
+def refusal_for(request: str, pool: frozenset[str]) -> str:
+    """A topical refusal matching the request two times in three when one exists, else a generic one."""
+    topical = tuple(
+        t for rx, t in seeds.TOPICAL_REFUSALS if t in pool and re.search(rf"\b(?:{rx})", request, re.IGNORECASE)
+    )
+    generic = tuple(t for t in seeds.GENERIC_REFUSALS if t in pool)
+    if topical and int(stable_hash("topical_refusal", request)[:8], 16) % 3:
+        return pick(request, topical)
+    return pick(request, generic)
+
+
+def with_refusals(rows: list[Row], pool: frozenset[str]) -> list[Row]:
+    return [replace(r, answer=refusal_for(r.user, pool)) if r.answer == REFUSAL else r for r in rows]
 
 
 def pick(key: str, options: tuple[str, ...]) -> str:
@@ -338,9 +352,14 @@ def advbench_target_rows(moderation: list[Row]) -> Iterator[Row]:
         )
 
 
+# Sources of statements (tweets, generated sentences), not requests: a refusal would not follow them.
+STATEMENT_SOURCES = frozenset({"moderation:davidson", "moderation:toxigen_seed"})
+
+
 def moderation_refusal_rows(moderation: list[Row]) -> Iterator[Row]:
     """Refusals to harmful moderation requests: a refusal is safe whatever it refuses."""
-    unsafe = sorted((r for r in moderation if r.codes), key=lambda r: stable_hash("refusal", r.user))
+    requests = (r for r in moderation if r.codes and r.source not in STATEMENT_SOURCES)
+    unsafe = sorted(requests, key=lambda r: stable_hash("refusal", r.user))
     for r in unsafe[:REFUSALS_OF_MODERATION_REQUESTS]:
         yield Row("Agent", r.user, REFUSAL, (), f"{SEEDS}:refusal", r.group)
 
