@@ -305,10 +305,29 @@ def request_row(request: str, codes: tuple[str, ...], source: str, group: str) -
     yield Row("User", request, None, codes, source, group)
 
 
+_OPENER = re.compile(r"(sure|of course|absolutely|okay|happy to|yes|easy|done|right)\b", re.IGNORECASE)
+_NAME_START = re.compile(r"[A-Z][\w.']* [A-Z]|[A-Z]\w*,|[A-Z]{2}")  # "Chloe Dunn", "Mr. Hayes", "Jenna,", "EASTBROOK"
+
+
+def wrap(answer: str) -> str:
+    """The answer behind one wrapper (chosen by hash), reading as one sentence: no "Sure thing! Sure, ...", and
+    "Hypothetically speaking, start with ..." rather than "..., Start with"."""
+
+    def fits(template: str) -> bool:
+        clashes = template.startswith(("Sure", "Okay")) or template.split("{answer}")[0].endswith(", ")
+        return not (_OPENER.match(answer) and clashes)
+
+    template = pick(answer, tuple(filter(fits, seeds.WRAPPERS)))
+    starts_sentence = bool(re.match(r"[A-Z][a-z]|A ", answer)) and not _NAME_START.match(answer)
+    if template.split("{answer}")[0].endswith(", ") and starts_sentence:
+        answer = answer[0].lower() + answer[1:]
+    return template.format(answer=answer)
+
+
 def harmful_answer_rows() -> Iterator[Row]:
     for request, answer, codes, source, group in handwritten_harmful():
         yield Row("Agent", request, answer, codes, source, group)
-        wrapped = pick(answer, seeds.WRAPPERS).format(answer=answer)
+        wrapped = wrap(answer)
         yield Row("Agent", request, wrapped, codes, f"{SEEDS}:harmful_answer_wrapped", group)
         yield Row("Agent", request, REFUSAL, (), f"{SEEDS}:refusal", group)
         yield from request_row(request, codes, f"{SEEDS}:request", group)
