@@ -508,6 +508,9 @@ def all_rows() -> tuple[list[Row], Counter[str]]:
 
 
 HELDOUT_FRACTION = 0.15
+# Helpful answers (the hard negatives of an output check) are few: hold out more of them, so the held-out false
+# positive rate on safe answers rests on more than refusals.
+HELDOUT_FRACTION_BY_STRATUM = {"agent_safe_helpful": 0.25}
 # The held-out harmful answers are the set recall is measured on: at least this many hand-written ones.
 HELDOUT_HARMFUL_ANSWERS = 60
 
@@ -554,16 +557,18 @@ def components(rows: list[Row]) -> dict[str, str]:
 
 
 def stratum(rows: list[Row]) -> str:
-    """The component's rarest kind decides its stratum (role x label, custom and hand-written answers apart)."""
-    sources = {r.source for r in rows}
+    """The component's rarest kind decides its stratum (role x label; custom, hand-written harmful answers and
+    helpful answers apart)."""
     if any(r.role == "Agent" and r.codes and r.source.endswith("harmful_answer") for r in rows):
         return "agent_unsafe_handwritten"
     if any(r.custom and not r.source.endswith("+custom") for r in rows):
         return "custom"
+    if any(r.role == "Agent" and not r.codes and r.answer != REFUSAL for r in rows):
+        return "agent_safe_helpful"
     for role, label in (("Agent", "unsafe"), ("Agent", "safe"), ("User", "unsafe")):
         if any(r.role == role and r.label == label for r in rows):
             return f"{role.lower()}_{label}"
-    return "user_safe" if sources else "empty"
+    return "user_safe"
 
 
 def split(rows: list[Row]) -> tuple[list[Row], list[Row]]:
@@ -580,7 +585,8 @@ def split(rows: list[Row]) -> tuple[list[Row], list[Row]]:
         if name == "agent_unsafe_handwritten":
             heldout_comps.update(comps[:HELDOUT_HARMFUL_ANSWERS])
             continue
-        target = HELDOUT_FRACTION * sum(len(by_comp[c]) for c in comps)
+        fraction = HELDOUT_FRACTION_BY_STRATUM.get(name, HELDOUT_FRACTION)
+        target = fraction * sum(len(by_comp[c]) for c in comps)
         taken = 0
         for comp in comps:
             if taken >= target:
