@@ -8,10 +8,10 @@ import time
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 
-from guardproxy.audit.records import AuditRecord, Outcome, Segment, StepRecord
+from guardproxy.audit.records import AuditRecord, EscalationRecord, Outcome, Segment, StepRecord
 from guardproxy.backends.base import Endpoint
 from guardproxy.core import JSON
-from guardproxy.policies.chain import StepResult, Verdict
+from guardproxy.policies.chain import Escalated, StepResult, Verdict
 from guardproxy.policies.operators import VaultScope
 from guardproxy.proxy.metrics import Metrics
 from guardproxy.proxy.runtime import Chains, Runtime
@@ -149,4 +149,9 @@ def _step_record(r: StepResult) -> StepRecord:
         score=r.score,
         labels=r.labels,
         error=r.error,
+        escalation=None if r.escalation is None else _escalation_record(r.escalation),
     )
+
+
+def _escalation_record(e: Escalated) -> EscalationRecord:
+    return EscalationRecord(detector=e.detector_name, ran=e.ran, latency_ms=e.latency_ms, score=e.score, error=e.error)
