@@ -9,6 +9,9 @@ from __future__ import annotations
 
 import asyncio
 import importlib
+import json
+import subprocess
+import sys
 import textwrap
 import types
 from dataclasses import dataclass, field
@@ -33,6 +36,7 @@ from tests.fake_upstream import FakeUpstream
 from tests.policies import write_policy_with
 from tests.proxy_harness import ProxyServer
 
+REPO = Path(__file__).resolve().parents[1]
 CTX = Context(request_id="t", stage="input")
 
 
@@ -431,3 +435,46 @@ def test_the_proxy_blocks_and_allows_on_the_judges_word_and_the_audit_record_sho
     outcome, steps = audit_row(db, sure.value.response.headers["x-guardproxy-request-id"])
     [step] = [s for s in steps if s["name"] == "input.0.fast"]
     assert outcome == "blocked_input" and step["score"] == 0.95 and "escalation" not in step
+
+
+# --- bench/bench_cascade.py, end to end on a tiny set --------------------------------------------------------
+
+BENCH_POLICY = """\
+backends:
+  upstream: {type: openai}
+models:
+  - {name: m, backend: upstream}
+detectors:
+  fast: {type: custom, class_path: 'tests.scored_detectors:WordScores', options: {scores: {maybe: 0.5, surely: 0.95}}}
+input:
+  - {detector: fast, action: block}
+"""
+
+
+def test_the_cascade_bench_measures_what_the_band_changes(tmp_path: Path) -> None:
+    (tmp_path / "policy.yaml").write_text(BENCH_POLICY)
+    rows = [("maybe bad", "unsafe"), ("maybe fine", "safe"), ("surely bad", "unsafe"), ("hello", "safe")]
+    rows.append(("quiet harm", "unsafe"))  # the fast detector misses it and it is outside the band
+    (tmp_path / "set.jsonl").write_text("".join(json.dumps({"text": t, "label": label}) + "\n" for t, label in rows))
+    out = tmp_path / "out.json"
+    bench = [sys.executable, str(REPO / "bench" / "bench_cascade.py"), "--policy", str(tmp_path / "policy.yaml")]
+    bench += ["--primary", "fast", "--judge-standin", "--standin-latency-ms", "0", "--only-data"]
+    bench += ["--data", str(tmp_path / "set.jsonl"), "--band", "0.2", "0.8", "--out", str(out)]
+    subprocess.run(bench, check=True, capture_output=True, cwd=tmp_path)
+    report = json.loads(out.read_text())["configurations"]
+    alone, judge, cascade = report["primary alone"], report["judge alone"], report["cascade [0.2, 0.8)"]
+    assert alone["confusion"] == {"tp": 2, "fp": 1, "fn": 1, "tn": 1} and alone["escalated"] == 0
+    assert judge["f1"] == 1.0  # the stand-in answers from the gold labels
+    assert cascade["confusion"] == {"tp": 2, "fp": 0, "fn": 1, "tn": 2}
+    assert (cascade["f1"], cascade["escalated"], cascade["primary_errors_in_band"]) == (0.8, 0.4, 0.5)
+    assert cascade["sets"] == {"set": {"recall": 0.6667, "n": 5}}
+
+
+def test_the_cascade_bench_says_what_to_pass_when_the_judge_model_is_missing(tmp_path: Path) -> None:
+    bench = [sys.executable, str(REPO / "bench" / "bench_cascade.py"), "--judge-model", str(tmp_path / "none.gguf")]
+    done = subprocess.run(bench, capture_output=True, text=True, cwd=tmp_path)
+    assert done.returncode == 2
+    assert done.stderr == (
+        f"bench_cascade: judge model {tmp_path / 'none.gguf'} not found; pass --judge-model PATH, "
+        "--judge-policy-yaml FILE --judge NAME, or --judge-standin\n"
+    )
