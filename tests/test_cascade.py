@@ -32,6 +32,7 @@ from guardproxy.policies.chain import Chain, StepResult, compile_steps
 from guardproxy.policies.schema import BlockStep, Escalation, RedactStep
 from guardproxy.proxy.runtime import build_chains
 from tests.audit_wait import audit_row
+from tests.console_setup import create_keys, signed_in, wait_for_record
 from tests.fake_upstream import FakeUpstream
 from tests.policies import write_policy_with
 from tests.proxy_harness import ProxyServer
@@ -71,7 +72,8 @@ def cascade(
     band: tuple[float, float] = (0.2, 0.8),
     timeout_ms: int = 10_000,
 ) -> tuple[Chain, Fixed]:
-    primary = Fixed(Detection(score=primary_score, labels=("violence",)), name="fast")
+    found = Detection(score=primary_score, labels=("violence",), label_scores={"violence": primary_score})
+    primary = Fixed(found, name="fast")
     step = BlockStep(
         action="block",
         detector="fast",
@@ -94,7 +96,8 @@ async def test_in_the_band_the_judge_blocks_what_the_fast_detector_would_pass() 
     assert judge.calls == ["some text"]
     assert verdict.blocked_by is not None
     result = verdict.blocked_by
-    assert result.fired and result.labels == ("S1",) and result.score == 0.3  # the step's own score is kept
+    assert result.fired and result.labels == ("S1",)
+    assert result.score == 0.3 and result.label_scores == {"violence": 0.3}  # the step's own scores are kept
     assert result.escalation is not None
     assert (result.escalation.detector_name, result.escalation.ran, result.escalation.score) == ("judge", True, 0.93)
 
@@ -394,10 +397,12 @@ STEPS = "  - {detector: fast, action: block, escalate: {detector: judge, band: [
 def test_the_proxy_blocks_and_allows_on_the_judges_word_and_the_audit_record_shows_both_scores(
     upstream: FakeUpstream, tmp_path: Path
 ) -> None:
-    policy = write_policy_with(tmp_path, upstream.base_url, detectors=DETECTORS, input_steps=STEPS)
+    keys = create_keys(tmp_path / "keys.db")
+    auth = f"auth: {{mode: keys, keys_path: {tmp_path / 'keys.db'}}}"
+    policy = write_policy_with(tmp_path, upstream.base_url, detectors=DETECTORS, input_steps=STEPS, extra=auth)
     db = tmp_path / "audit.db"
     with ProxyServer(policy) as proxy:
-        client = openai.OpenAI(base_url=proxy.url + "/v1", api_key="k", max_retries=0)
+        client = openai.OpenAI(base_url=proxy.url + "/v1", api_key=keys.client, max_retries=0)
         # In the band (fast 0.5, which alone would block at 0.5), the judge finds a bomb: blocked by its word.
         with pytest.raises(openai.BadRequestError) as blocked:
             client.chat.completions.create(model="gpt-4o-mini", messages=[{"role": "user", "content": "maybe a bomb"}])
@@ -408,6 +413,12 @@ def test_the_proxy_blocks_and_allows_on_the_judges_word_and_the_audit_record_sho
         # Above the band: the fast detector blocks alone, the judge is not asked.
         with pytest.raises(openai.BadRequestError) as sure:
             client.chat.completions.create(model="gpt-4o-mini", messages=[{"role": "user", "content": "surely a cake"}])
+        # A reviewer sees both scores on the request's console page.
+        blocked_id = blocked.value.response.headers["x-guardproxy-request-id"]
+        with signed_in(proxy, keys.reviewer) as console:
+            wait_for_record(proxy, blocked_id, console)
+            page = console.get(f"/console/events/{blocked_id}").text
+        assert '<td>0.500<span class="escalation"> → judge 0.900</span></td>' in page
     body = blocked.value.body
     assert isinstance(body, dict) and body["guardproxy"] == {
         "step": "input.0.fast",

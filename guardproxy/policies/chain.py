@@ -94,8 +94,8 @@ class StepResult:
     # Findings at the threshold whose label the step leaves alone (`labels:`), or that the escalation overruled:
     # never edited in the answer, always redacted in the audit log's copy of the text.
     unacted: tuple[Span, ...] = ()
-    # Set when the step's score was in its escalation band: then `score` is still the step's own detector's, and
-    # `fired`, `labels`, `spans` are the escalation detector's decision (`ran` is False when it failed).
+    # Set when the step's score was in its escalation band: then `score` and `label_scores` are still the step's
+    # own detector's, and `fired`, `labels`, `spans` the escalation detector's decision (`ran`: False if it failed).
     escalation: Escalated | None = None
 
     @property
@@ -271,7 +271,7 @@ async def _escalate(
         decision.labels,
         decision.spans,
         (finished - started) * 1000.0,
-        label_scores=detection.label_scores,
+        label_scores=own.label_scores,
         # What the step's own detector found stays out of the audit log even when the escalation overrules it.
         unacted=own.spans + own.unacted,
         escalation=said,
