@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal, Union, get_args, get_origin
 
+import httpx
 import openai
 import pytest
 
@@ -419,6 +420,9 @@ def test_the_proxy_blocks_and_allows_on_the_judges_word_and_the_audit_record_sho
             wait_for_record(proxy, blocked_id, console)
             page = console.get(f"/console/events/{blocked_id}").text
         assert '<td>0.500<span class="escalation"> → judge 0.900</span></td>' in page
+        metrics = httpx.get(proxy.url + "/metrics", headers={"authorization": f"Bearer {keys.admin}"}).text
+    escalated = 'guardproxy_escalations_total{decision="%s",detector="judge",stage="input",step="input.0.fast"} 1.0'
+    assert escalated % "fired" in metrics and escalated % "passed" in metrics and 'decision="error"' not in metrics
     body = blocked.value.body
     assert isinstance(body, dict) and body["guardproxy"] == {
         "step": "input.0.fast",

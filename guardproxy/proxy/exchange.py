@@ -74,6 +74,9 @@ class Exchange:
                 self.metrics.step_latency.labels(s.stage, s.name, s.detector_name).observe(r.latency_ms / 1000.0)
                 if r.blocks:
                     self.metrics.blocks.labels(s.stage, s.name, s.detector_name).inc()
+                if r.escalation is not None:
+                    decision = "fired" if r.fired else "passed" if r.ran else "error"
+                    self.metrics.escalations.labels(s.stage, s.name, r.escalation.detector_name, decision).inc()
 
     def add_results(self, results: Iterable[StepResult]) -> None:
         self.add([Verdict(tuple(results), None, ())])
