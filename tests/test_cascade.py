@@ -493,3 +493,17 @@ def test_the_cascade_bench_says_what_to_pass_when_the_judge_model_is_missing(tmp
         f"bench_cascade: judge model {tmp_path / 'none.gguf'} not found; pass --judge-model PATH, "
         "--judge-policy-yaml FILE --judge NAME, or --judge-standin\n"
     )
+
+
+def test_the_shipped_policys_commented_cascade_is_valid_once_its_judge_is_declared() -> None:
+    text = (REPO / "policy.yaml").read_text()
+    for commented in (
+        "  # guard_server: {type: openai",
+        "  # llama_guard: {type: llama_guard, engine: openai",
+        "  # - {detector: moderation, action: block, roles: [user, image_text], escalate:",
+    ):
+        assert text.count(commented) == 1, commented
+        text = text.replace(commented, commented.replace("# ", "", 1))
+    policy = parse_policy(text, env={})
+    [step] = [s for s in policy.input if s.escalate is not None]
+    assert step.escalate == Escalation(detector="llama_guard", band=(0.2, 0.8))
