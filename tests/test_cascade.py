@@ -23,6 +23,8 @@ import openai
 import pytest
 
 from guardproxy.audit.records import AuditRecord, EscalationRecord, Outcome, Segment, StepRecord
+from guardproxy.audit.search import RecordFilter
+from guardproxy.audit.sqlite import SQLiteAuditStore
 from guardproxy.core import Context, Detection, Span
 from guardproxy.detectors.configs import DetectorConfig, checks_texts
 from guardproxy.detectors.registry import DETECTOR_TYPES
@@ -313,7 +315,7 @@ def escalated_step(*, judge_score: float | None, fired: bool) -> StepRecord:
     )
 
 
-def test_an_escalated_step_survives_the_records_json_round_trip() -> None:
+def test_an_escalated_step_survives_the_records_json_and_the_audit_store(tmp_path: Path) -> None:
     step = escalated_step(judge_score=0.9, fired=True)
     record = AuditRecord(
         request_id="r1",
@@ -341,6 +343,14 @@ def test_an_escalated_step_survives_the_records_json_round_trip() -> None:
     }
     assert "escalation" not in data["steps"][1]  # steps without a cascade keep their former shape
     assert AuditRecord.from_json(record.to_json()) == record
+    store = SQLiteAuditStore(tmp_path / "audit.db")
+    try:
+        store.write_batch([record])
+        assert store.get("r1") == record
+        [outline] = store.outlines(RecordFilter())  # the console's fast path decodes steps on its own
+        assert outline.steps == record.steps
+    finally:
+        store.close()
 
 
 CASCADE_POLICY = """\
