@@ -53,7 +53,8 @@ from guardproxy.detectors.registry import build_detector  # noqa: E402
 from guardproxy.errors import GuardproxyError  # noqa: E402
 from guardproxy.evaluation.metrics import Confusion, confusion, percentile  # noqa: E402
 from guardproxy.policies import load_policy  # noqa: E402
-from guardproxy.policies.chain import CompiledEscalation, CompiledStep, StepResult, run_step  # noqa: E402
+from guardproxy.policies.chain import CompiledEscalation, CompiledStep, StepResult, in_band, run_step  # noqa: E402
+from guardproxy.policies.schema import band_problem  # noqa: E402
 from guardproxy.proxy.runtime import build_backends  # noqa: E402
 
 RESULTS = ROOT / "bench" / "results"
@@ -309,7 +310,7 @@ def errors_in_band(primary: Sequence[StepResult], examples: Sequence[Example], l
     wrong = [r for r, e in zip(primary, examples, strict=True) if r.ran and r.fired != e.unsafe]
     if not wrong:
         return None
-    return _round(sum(r.score is not None and low <= r.score < high for r in wrong) / len(wrong))
+    return _round(sum(r.score is not None and in_band(r.score, low, high) for r in wrong) / len(wrong))
 
 
 async def bench(args: argparse.Namespace) -> dict[str, Any]:
@@ -321,8 +322,9 @@ async def bench(args: argparse.Namespace) -> dict[str, Any]:
         raise BenchError("--only-data without --data: no sets to run")
     examples = [e for s in sources for e in read_source(s)[: args.limit or None]]
     for low, high in args.band:
-        if not 0.0 <= low < high <= 1.0:
-            raise BenchError(f"--band {low} {high}: must be 0 <= low < high <= 1")
+        problem = band_problem(low, high)
+        if problem is not None:
+            raise BenchError(f"--band {low} {high}: {problem}")
 
     policy = load_policy(args.policy)
     if args.primary not in policy.detectors:

@@ -39,8 +39,12 @@ class CompiledEscalation:
     timeout_s: float
 
     def covers(self, score: float) -> bool:
-        """The band rule, the one place it is written: low <= score < high."""
-        return self.low <= score < self.high
+        return in_band(score, self.low, self.high)
+
+
+def in_band(score: float, low: float, high: float) -> bool:
+    """The band rule of `escalate:`, the one place it is written (the cascade bench reads it too)."""
+    return low <= score < high
 
 
 @dataclass(frozen=True, slots=True)

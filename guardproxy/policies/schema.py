@@ -46,6 +46,13 @@ class Escalation(StrictModel):
     )
 
 
+def band_problem(low: float, high: float) -> str | None:
+    """Why [low, high] is not an escalation band, or None."""
+    if 0.0 <= low < high <= 1.0:
+        return None
+    return f"must be [low, high] with 0 <= low < high <= 1, got [{low}, {high}]"
+
+
 class _StepBase(StrictModel):
     detector: str = Field(description="A key of `detectors:`.")
     threshold: float = Field(0.5, ge=0.0, le=1.0, description="The step fires when the detector's score >= this.")
@@ -502,11 +509,9 @@ class Policy(StrictModel):
                 f"{where}.escalate.detector: {escalation.detector!r} is the step's own detector; escalate to another "
                 "(slower, better) one"
             )
-        low, high = escalation.band
-        if not 0.0 <= low < high <= 1.0:
-            raise ValueError(
-                f"{where}.escalate.band: must be [low, high] with 0 <= low < high <= 1, got [{low}, {high}]"
-            )
+        problem = band_problem(*escalation.band)
+        if problem is not None:
+            raise ValueError(f"{where}.escalate.band: {problem}")
         for field, name in (("detector", step.detector), ("escalate.detector", escalation.detector)):
             if not checks_texts(self.detectors[name]):
                 raise ValueError(
