@@ -314,6 +314,9 @@ async def _check(policy_path: Path, stage: str, text: str) -> int:
                 "spans": [{"start": s.start, "end": s.end, "label": s.label, "score": s.score} for s in r.spans],
                 "latency_ms": round(r.latency_ms, 3),
                 "error": r.error,
+                "escalation": None
+                if r.escalation is None
+                else {"detector": r.escalation.detector_name, "score": r.escalation.score, "ran": r.escalation.ran},
             }
             for r in verdict.results
         ],

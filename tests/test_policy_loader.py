@@ -28,6 +28,7 @@ from guardproxy.policies.schema import (
     AuditConfig,
     AuthConfig,
     BlockStep,
+    Escalation,
     ImageSettings,
     McpServer,
     ModelRoute,
@@ -75,7 +76,8 @@ def test_unknown_key_lists_allowed_fields_and_suggests(tmp_path: Path, monkeypat
     text = HEAD + "input:\n  - detector: inj\n    action: block\n    treshold: 0.9\n"
     assert problems(tmp_path, monkeypatch, text) == (
         "policy.yaml:10:5: input[0].treshold: extra field 'treshold' not allowed; allowed fields: "
-        "detector, threshold, timeout_ms, on_error, name, roles, labels, scope, window_turns, window_chars, action (did you mean 'threshold'?)"
+        "detector, threshold, timeout_ms, on_error, name, roles, labels, scope, window_turns, window_chars, escalate, "
+        "action (did you mean 'threshold'?)"
     )
 
 
@@ -294,6 +296,7 @@ DOCUMENTED: dict[str, type[BaseModel]] = {
     "Policy": Policy,
     "ModelRoute": ModelRoute,
     "Step": BlockStep,
+    "Escalation": Escalation,
     "AuditConfig": AuditConfig,
     "AuthConfig": AuthConfig,
     "ProxySettings": ProxySettings,
@@ -344,6 +347,8 @@ def _type_text(annotation: Any) -> str:
         return text + (" or null" if len(options) < len(args) else "")
     if origin is list:
         return f"list of {_type_text(args[0])}"
+    if origin is tuple:
+        return f"[{', '.join(_type_text(a) for a in args)}]"
     if origin is dict:
         return f"mapping of {_type_text(args[0])} to {_type_text(args[1])}"
     if origin is Annotated:  # a discriminated union: named by its tag field

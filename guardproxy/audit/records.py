@@ -97,8 +97,40 @@ def legacy_output_segments(text: str) -> tuple[Segment, ...]:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class EscalationRecord:
+    """A cascade step whose score was in its escalation band: the detector that then decided, its score (None
+    when it failed: `error`) and its share of the step's latency. The step's own `score` stays its detector's."""
+
+    detector: str
+    ran: bool
+    latency_ms: float
+    score: float | None = None
+    error: str | None = None
+
+    def to_dict(self) -> JSON:
+        return {
+            "detector": self.detector,
+            "ran": self.ran,
+            "score": self.score,
+            "latency_ms": self.latency_ms,
+            "error": self.error,
+        }
+
+    @classmethod
+    def from_dict(cls, data: JSON) -> EscalationRecord:
+        return cls(
+            detector=str(data["detector"]),
+            ran=bool(data["ran"]),
+            latency_ms=float(data["latency_ms"]),
+            score=_opt_float(data.get("score")),
+            error=data.get("error"),
+        )
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class StepRecord:
-    """What one policy step did for one request."""
+    """What one policy step did for one request. `escalation`: set when a cascade step escalated (then `fired`,
+    `labels` and `error` are the escalation detector's decision)."""
 
     name: str
     stage: Stage
@@ -110,10 +142,11 @@ class StepRecord:
     score: float | None = None
     labels: tuple[str, ...] = ()
     error: str | None = None
+    escalation: EscalationRecord | None = None
 
     def to_dict(self) -> JSON:
         # By hand: dataclasses.asdict deep-copies recursively and was most of the writer's cost.
-        return {
+        data: JSON = {
             "name": self.name,
             "stage": self.stage,
             "detector": self.detector,
@@ -125,6 +158,9 @@ class StepRecord:
             "latency_ms": self.latency_ms,
             "error": self.error,
         }
+        if self.escalation is not None:  # absent otherwise: records of steps without a cascade are unchanged
+            data["escalation"] = self.escalation.to_dict()
+        return data
 
     @classmethod
     def from_dict(cls, data: JSON) -> StepRecord:
@@ -139,6 +175,7 @@ class StepRecord:
             score=None if data.get("score") is None else float(data["score"]),
             labels=tuple(str(label) for label in data.get("labels", ())),
             error=data.get("error"),
+            escalation=None if data.get("escalation") is None else EscalationRecord.from_dict(data["escalation"]),
         )
 
 

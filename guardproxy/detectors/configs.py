@@ -215,3 +215,10 @@ def policy_backend_of(config: DetectorConfig) -> str | None:
     if isinstance(config, LlmJudgeConfig | OpenAIModerationConfig | LlamaGuardConfig):
         return config.backend
     return None
+
+
+def checks_texts(config: DetectorConfig) -> bool:
+    """Whether the detector this config builds checks texts (scope `text`) rather than whole requests, as far
+    as the config tells: only `template` checks requests; a `custom` class says so itself when it is built
+    (`Chain.build` checks it then). tests/test_cascade.py holds this to every built-in class's `scope`."""
+    return not isinstance(config, TemplateConfig)

@@ -7,9 +7,10 @@ result is compared with the decision the proxy made then. The report names the r
 Redacted text hides exactly what earlier steps found: a span a step fired on is stored as `[LABEL]`,
 so re-running that detector on the stored text cannot see it again. Unless `carry_over=False`, a
 new step therefore also counts as fired when the record shows a step of the same stage and detector
-that fired with a score at or above the new step's threshold. Use `carry_over=False` for logs kept
-with `audit.store_raw: true`. Request-level steps (e.g. `template`) need the whole request body,
-which is not stored: they are judged by carry-over alone.
+that fired with a score at or above the new step's threshold (for a cascade step that escalated: the
+escalation detector's score against the new step's `escalate.threshold`, when it escalates to the same
+detector). Use `carry_over=False` for logs kept with `audit.store_raw: true`. Request-level steps
+(e.g. `template`) need the whole request body, which is not stored: they are judged by carry-over alone.
 """
 
 from __future__ import annotations
@@ -154,13 +155,18 @@ class Replayer:
 
 def _carried(step: CompiledStep, stored: Iterable[StepRecord]) -> bool:
     return any(
-        s.stage == step.stage
-        and s.detector == step.detector_name
-        and s.ran
-        and s.fired
-        and (s.score is None or s.score >= step.threshold)
+        s.stage == step.stage and s.detector == step.detector_name and s.ran and s.fired and _still_fires(step, s)
         for s in stored
     )
+
+
+def _still_fires(step: CompiledStep, stored: StepRecord) -> bool:
+    """Whether a step that fired back then would fire at the new step's operating point: a cascade step that
+    escalated to the detector the new step escalates to is judged on that detector's score and threshold."""
+    said, escalation = stored.escalation, step.escalation
+    if said is not None and escalation is not None and said.detector == escalation.detector_name:
+        return said.score is None or said.score >= escalation.threshold
+    return stored.score is None or stored.score >= step.threshold
 
 
 async def replay(

@@ -3,6 +3,9 @@
 All steps of a chain see the same original text and run concurrently (detectors never edit
 text, so they are independent); their reports are then folded in YAML order. The first firing
 `block` step blocks; `redact`/`anonymize` spans are applied together; `flag` only records.
+
+A step with `escalate:` is a cascade: when its own detector's score is in the escalation band, a second
+detector runs on the same text and its report decides the step (`_escalate`).
 """
 
 from __future__ import annotations
@@ -19,9 +22,29 @@ from guardproxy.core import Context, Detection, Span, Stage
 from guardproxy.detectors.base import Detector, StreamHoldback, is_inline
 from guardproxy.detectors.unscanned import UnscannedParts
 from guardproxy.errors import PolicyInvalid
-from guardproxy.policies.schema import Action, EditAction, Step
+from guardproxy.policies.schema import Action, EditAction, Escalation, Step
 
 log = structlog.get_logger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class CompiledEscalation:
+    """A step's `escalate:`: the detector that decides the texts its own detector scores in [low, high)."""
+
+    detector_name: str
+    detector: Detector
+    low: float
+    high: float
+    threshold: float
+    timeout_s: float
+
+    def covers(self, score: float) -> bool:
+        return in_band(score, self.low, self.high)
+
+
+def in_band(score: float, low: float, high: float) -> bool:
+    """The band rule of `escalate:`, the one place it is written (the cascade bench reads it too)."""
+    return low <= score < high
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,11 +63,25 @@ class CompiledStep:
     scope: Literal["message", "conversation"] = "message"
     window_turns: int = 4
     window_chars: int = 4000
-    # The detector declares `InlineDetector`: run in the caller's task, without a task or timeout (read once here).
+    escalation: CompiledEscalation | None = None
+    # The detector (and the escalation's, if any) declares `InlineDetector`: run in the caller's task, without a
+    # task or timeout (read once here).
     inline: bool = field(init=False)
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "inline", is_inline(self.detector))  # frozen: set once, at construction
+        inline = is_inline(self.detector) and (self.escalation is None or is_inline(self.escalation.detector))
+        object.__setattr__(self, "inline", inline)  # frozen: set once, at construction
+
+
+@dataclass(frozen=True, slots=True)
+class Escalated:
+    """What the escalation detector of a cascade step said about one text (`StepResult.escalation`)."""
+
+    detector_name: str
+    ran: bool
+    score: float | None
+    latency_ms: float
+    error: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,9 +95,12 @@ class StepResult:
     latency_ms: float
     error: str | None = None
     label_scores: Mapping[str, float] = field(default_factory=dict)
-    # Findings at the threshold whose label the step leaves alone (`labels:`): never edited in the answer,
-    # always redacted in the audit log's copy of the text.
+    # Findings at the threshold whose label the step leaves alone (`labels:`), or that the escalation overruled:
+    # never edited in the answer, always redacted in the audit log's copy of the text.
     unacted: tuple[Span, ...] = ()
+    # Set when the step's score was in its escalation band: then `score` and `label_scores` are still the step's
+    # own detector's, and `fired`, `labels`, `spans` the escalation detector's decision (`ran`: False if it failed).
+    escalation: Escalated | None = None
 
     @property
     def blocks(self) -> bool:
@@ -121,9 +161,15 @@ def compile_steps(stage: Stage, steps: Sequence[Step], detectors: dict[str, Dete
             scope=s.scope,
             window_turns=s.window_turns,
             window_chars=s.window_chars,
+            escalation=None if s.escalate is None else compile_escalation(s.escalate, detectors),
         )
         for i, s in enumerate(steps)
     )
+
+
+def compile_escalation(e: Escalation, detectors: Mapping[str, Detector]) -> CompiledEscalation:
+    low, high = e.band
+    return CompiledEscalation(e.detector, detectors[e.detector], low, high, e.threshold, e.timeout_ms / 1000.0)
 
 
 def compile_unscanned(stage: Stage, mode: Literal["allow", "flag", "block"]) -> CompiledStep:
@@ -151,16 +197,89 @@ def compile_builtin(
 
 
 async def run_step(step: CompiledStep, text: str, ctx: Context) -> StepResult:
+    """The step's detector (and, for a score in its escalation band, the escalation's) as a task, with timeouts."""
+    return await _run(step, text, ctx, timed=True)
+
+
+async def run_inline(step: CompiledStep, text: str, ctx: Context) -> StepResult:
+    """The same for an inline step: in the caller's task, no timeout (its detectors never await)."""
+    return await _run(step, text, ctx, timed=False)
+
+
+async def _run(step: CompiledStep, text: str, ctx: Context, *, timed: bool) -> StepResult:
     started = time.perf_counter()
     try:
-        async with asyncio.timeout(step.timeout_s):
-            detection = await step.detector.detect(text, ctx)
-    except TimeoutError:
-        return _not_run(step, started, f"timeout after {step.timeout_s * 1000:.0f} ms")
+        detection = await _detect(step.detector, text, ctx, step.timeout_s if timed else None)
     except Exception as exc:  # noqa: BLE001 - any detector crash is mapped to the step's on_error policy
-        log.warning("detector_failed", step=step.name, detector=step.detector_name, error=repr(exc))
-        return _not_run(step, started, f"{type(exc).__name__}: {exc}")
-    return _judge(step, detection, started)
+        return _not_run(step, started, _failure(step.name, step.detector_name, exc, step.timeout_s))
+    result = _judge(step, detection, started)
+    escalation = step.escalation
+    if escalation is None or result.score is None or not escalation.covers(result.score):
+        return result
+    return await _escalate(step, escalation, result, text, ctx, started, timed=timed)
+
+
+async def _detect(detector: Detector, text: str, ctx: Context, timeout_s: float | None) -> Detection:
+    if timeout_s is None:
+        return await detector.detect(text, ctx)
+    async with asyncio.timeout(timeout_s):
+        return await detector.detect(text, ctx)
+
+
+def _failure(step: str, detector: str, exc: Exception, timeout_s: float) -> str:
+    if isinstance(exc, TimeoutError):
+        return f"timeout after {timeout_s * 1000:.0f} ms"
+    log.warning("detector_failed", step=step, detector=detector, error=repr(exc))
+    return f"{type(exc).__name__}: {exc}"
+
+
+async def _escalate(
+    step: CompiledStep,
+    escalation: CompiledEscalation,
+    own: StepResult,
+    text: str,
+    ctx: Context,
+    started: float,
+    *,
+    timed: bool,
+) -> StepResult:
+    """The escalation detector decides: its score against `escalation.threshold` fires the step (or its spans at
+    that threshold do), its labels and spans are reported; its failure is the step's error (`on_error`)."""
+    asked = time.perf_counter()
+    try:
+        detection = await _detect(escalation.detector, text, ctx, escalation.timeout_s if timed else None)
+    except Exception as exc:  # noqa: BLE001 - a failed judge is mapped to the step's on_error policy
+        error = _failure(step.name, escalation.detector_name, exc, escalation.timeout_s)
+        said = Escalated(escalation.detector_name, False, None, (time.perf_counter() - asked) * 1000.0, error)
+        latency = (time.perf_counter() - started) * 1000.0
+        return StepResult(
+            step,
+            ran=False,
+            fired=False,
+            score=own.score,
+            labels=(),
+            spans=(),
+            latency_ms=latency,
+            error=f"escalation to {escalation.detector_name!r} failed: {error}",
+            unacted=own.spans + own.unacted,
+            escalation=said,
+        )
+    decision = _decide(escalation.threshold, detection)
+    finished = time.perf_counter()
+    said = Escalated(escalation.detector_name, True, detection.score, (finished - asked) * 1000.0)
+    return StepResult(
+        step,
+        True,
+        decision.fired,
+        own.score,
+        decision.labels,
+        decision.spans,
+        (finished - started) * 1000.0,
+        label_scores=own.label_scores,
+        # What the step's own detector found stays out of the audit log even when the escalation overrules it.
+        unacted=own.spans + own.unacted,
+        escalation=said,
+    )
 
 
 def _not_run(step: CompiledStep, started: float, error: str) -> StepResult:
@@ -168,17 +287,32 @@ def _not_run(step: CompiledStep, started: float, error: str) -> StepResult:
     return StepResult(step, ran=False, fired=False, score=None, labels=(), spans=(), latency_ms=latency, error=error)
 
 
-def _judge(step: CompiledStep, d: Detection, started: float) -> StepResult:
-    found = tuple(s for s in d.spans if s.score >= step.threshold)
-    latency = (time.perf_counter() - started) * 1000.0
-    if step.labels is not None:
-        return _judge_labels(step, d, found, latency)
+@dataclass(frozen=True, slots=True)
+class _Decision:
+    fired: bool
+    labels: tuple[str, ...]
+    spans: tuple[Span, ...]
+
+
+def _decide(threshold: float, d: Detection) -> _Decision:
     # The overall score decides (several weak signals may add up); spans at or above the
     # threshold are what redact/anonymize act on, and any of them fires the step too.
-    fired = d.score >= step.threshold or bool(found)
+    found = tuple(s for s in d.spans if s.score >= threshold)
+    fired = d.score >= threshold or bool(found)
     # A category the detector scores fires at the step's threshold, not the detector's default one.
-    labels = tuple(x for x in d.labels if d.label_scores.get(x, 1.0) >= step.threshold) if fired else ()
-    return StepResult(step, True, fired, d.score, labels, found, latency, label_scores=d.label_scores)
+    labels = tuple(x for x in d.labels if d.label_scores.get(x, 1.0) >= threshold) if fired else ()
+    return _Decision(fired, labels, found)
+
+
+def _judge(step: CompiledStep, d: Detection, started: float) -> StepResult:
+    latency = (time.perf_counter() - started) * 1000.0
+    if step.labels is not None:
+        found = tuple(s for s in d.spans if s.score >= step.threshold)
+        return _judge_labels(step, d, found, latency)
+    decision = _decide(step.threshold, d)
+    return StepResult(
+        step, True, decision.fired, d.score, decision.labels, decision.spans, latency, label_scores=d.label_scores
+    )
 
 
 def _judge_labels(step: CompiledStep, d: Detection, found: tuple[Span, ...], latency: float) -> StepResult:
@@ -248,6 +382,11 @@ class Chain:
         for s in steps:
             if s.scope == "conversation" and s.detector.scope != "text":
                 raise PolicyInvalid(f"{s.name}: detector {s.detector_name!r} checks whole requests, not conversations")
+            if s.escalation is not None and "request" in (s.detector.scope, s.escalation.detector.scope):
+                raise PolicyInvalid(
+                    f"{s.name}: a cascade needs two detectors that check texts; {s.detector_name!r} escalating to "
+                    f"{s.escalation.detector_name!r} includes one that checks whole requests"
+                )
         text_steps = tuple(s for s in steps if s.detector.scope == "text" and s.scope == "message")
         detectors = {id(s.detector): s.detector for s in text_steps}.values()
         return cls(
@@ -290,13 +429,3 @@ async def _run_all(steps: list[CompiledStep], text: str, ctx: Context) -> list[S
         for i, r in zip(waiting, await asyncio.gather(*(run_step(steps[i], text, ctx) for i in waiting)), strict=True):
             results[i] = r
     return [r for r in results if r is not None]
-
-
-async def run_inline(step: CompiledStep, text: str, ctx: Context) -> StepResult:
-    started = time.perf_counter()
-    try:
-        detection = await step.detector.detect(text, ctx)
-    except Exception as exc:  # noqa: BLE001 - any detector crash is mapped to the step's on_error policy
-        log.warning("detector_failed", step=step.name, detector=step.detector_name, error=repr(exc))
-        return _not_run(step, started, f"{type(exc).__name__}: {exc}")
-    return _judge(step, detection, started)

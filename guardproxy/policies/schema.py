@@ -9,7 +9,7 @@ from pydantic import Field, model_validator
 from guardproxy.backends.configs import BackendConfig
 from guardproxy.config_base import StrictModel
 from guardproxy.core import TextRole
-from guardproxy.detectors.configs import DetectorConfig, policy_backend_of
+from guardproxy.detectors.configs import DetectorConfig, checks_texts, policy_backend_of
 
 
 class ModelRoute(StrictModel):
@@ -19,6 +19,38 @@ class ModelRoute(StrictModel):
     fallbacks: list[str] = Field(
         default_factory=list, description="Other model names (from `models:`) tried in order when this one is down."
     )
+
+
+class Escalation(StrictModel):
+    """A cascade: the texts a step's own (fast) detector is unsure of go to a slower, better detector, which decides.
+
+    The step's detector runs first; when its score is in `band` (low <= score < high) the `detector` named here
+    runs on the same text and its score against `threshold` decides whether the step fires; outside the band the
+    step's own detector and threshold decide alone."""
+
+    detector: str = Field(
+        description="A key of `detectors:` checking texts (a judge: `llama_guard`, `llm_judge`), not the step's own."
+    )
+    band: tuple[float, float] = Field(
+        description="[low, high): step scores in this range are escalated; 0 <= low < high <= 1. A score of "
+        "exactly `high` is not escalated."
+    )
+    threshold: float = Field(
+        0.5, ge=0.0, le=1.0, description="An escalated step fires when this detector's score >= this."
+    )
+    timeout_ms: int = Field(
+        10_000,
+        ge=1,
+        description="Longer than this counts as an error of the step (its `on_error` applies); the step's own "
+        "`timeout_ms` bounds its own detector only.",
+    )
+
+
+def band_problem(low: float, high: float) -> str | None:
+    """Why [low, high] is not an escalation band, or None."""
+    if 0.0 <= low < high <= 1.0:
+        return None
+    return f"must be [low, high] with 0 <= low < high <= 1, got [{low}, {high}]"
 
 
 class _StepBase(StrictModel):
@@ -57,6 +89,11 @@ class _StepBase(StrictModel):
         ge=100,
         description="Most characters of one window: a longer message keeps its start and end (where a split "
         "instruction continues), each message getting an equal share.",
+    )
+    escalate: Escalation | None = Field(
+        None,
+        description="A cascade: texts whose score falls in `band` are judged by another detector instead. See "
+        "Escalation.",
     )
 
 
@@ -440,6 +477,8 @@ class Policy(StrictModel):
                         f"{prefix}{stage}[{i}].detector: unknown detector {step.detector!r}; "
                         f"defined: {sorted(self.detectors)}"
                     )
+                if step.escalate is not None:
+                    self._check_escalation(f"{prefix}{stage}[{i}]", step, step.escalate)
         for i, step in enumerate(inputs):
             if step.scope == "conversation" and step.action not in ("block", "flag"):
                 raise ValueError(
@@ -458,6 +497,26 @@ class Policy(StrictModel):
             raise ValueError(
                 f"{prefix}output[{revising[0]}].action: 'revise' needs a top-level `constitution:` with `principles:`"
             )
+
+    def _check_escalation(self, where: str, step: _StepBase, escalation: Escalation) -> None:
+        """A cascade's references and band; custom detectors' scopes are checked when the chain is built."""
+        if escalation.detector not in self.detectors:
+            raise ValueError(
+                f"{where}.escalate.detector: unknown detector {escalation.detector!r}; defined: {sorted(self.detectors)}"
+            )
+        if escalation.detector == step.detector:
+            raise ValueError(
+                f"{where}.escalate.detector: {escalation.detector!r} is the step's own detector; escalate to another "
+                "(slower, better) one"
+            )
+        problem = band_problem(*escalation.band)
+        if problem is not None:
+            raise ValueError(f"{where}.escalate.band: {problem}")
+        for field, name in (("detector", step.detector), ("escalate.detector", escalation.detector)):
+            if not checks_texts(self.detectors[name]):
+                raise ValueError(
+                    f"{where}.{field}: {name!r} checks whole requests, not texts, so it cannot take part in a cascade"
+                )
 
     @property
     def profile_names(self) -> list[str]:

@@ -8,10 +8,10 @@ import time
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 
-from guardproxy.audit.records import AuditRecord, Outcome, Segment, StepRecord
+from guardproxy.audit.records import AuditRecord, EscalationRecord, Outcome, Segment, StepRecord
 from guardproxy.backends.base import Endpoint
 from guardproxy.core import JSON
-from guardproxy.policies.chain import StepResult, Verdict
+from guardproxy.policies.chain import Escalated, StepResult, Verdict
 from guardproxy.policies.operators import VaultScope
 from guardproxy.proxy.metrics import Metrics
 from guardproxy.proxy.runtime import Chains, Runtime
@@ -74,6 +74,9 @@ class Exchange:
                 self.metrics.step_latency.labels(s.stage, s.name, s.detector_name).observe(r.latency_ms / 1000.0)
                 if r.blocks:
                     self.metrics.blocks.labels(s.stage, s.name, s.detector_name).inc()
+                if r.escalation is not None:
+                    decision = "fired" if r.fired else "passed" if r.ran else "error"
+                    self.metrics.escalations.labels(s.stage, s.name, r.escalation.detector_name, decision).inc()
 
     def add_results(self, results: Iterable[StepResult]) -> None:
         self.add([Verdict(tuple(results), None, ())])
@@ -149,4 +152,9 @@ def _step_record(r: StepResult) -> StepRecord:
         score=r.score,
         labels=r.labels,
         error=r.error,
+        escalation=None if r.escalation is None else _escalation_record(r.escalation),
     )
+
+
+def _escalation_record(e: Escalated) -> EscalationRecord:
+    return EscalationRecord(detector=e.detector_name, ran=e.ran, latency_ms=e.latency_ms, score=e.score, error=e.error)

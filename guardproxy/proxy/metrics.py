@@ -73,6 +73,14 @@ class Metrics:
             buckets=_LATENCY_BUCKETS,
             registry=self.registry,
         )
+        self.escalations = CachedCounter(
+            "guardproxy_escalations",
+            "Texts a cascade step escalated (`escalate:`), by stage, step, the escalation detector and its "
+            "decision: fired, passed or error. Against the step's guardproxy_step_latency_seconds_count: the share "
+            "escalated.",
+            ["stage", "step", "detector", "decision"],
+            registry=self.registry,
+        )
         self.upstream_latency = CachedHistogram(
             "guardproxy_upstream_latency_seconds",
             "Backend time to the full answer (non-stream), the first chunk (stream) or the failure, per attempt.",
