@@ -81,7 +81,7 @@ def _guard_sft(path: str, output_dir: str | None) -> int:
         config = load_guard_config(path, {"output_dir": output_dir})
         from guardproxy.trainer.guard_model.train import run  # torch and transformers: only when training
 
-        report = run(config)
+        report = run(config, path)
     except (ConfigError, GuardDataError) as exc:
         print(f"guardproxy trainer sft: {exc}", file=sys.stderr)
         return 2

