@@ -89,6 +89,15 @@ def render_task(turns: Sequence[Turn], categories: Sequence[Category]) -> str:
     )
 
 
+_CHATML_HEADER = "<|im_start|>user\n"
+_CHATML_FOOTER = "<|im_end|>\n<|im_start|>assistant\n"
+
+
+def render_chatml(turns: Sequence[Turn], categories: Sequence[Category]) -> str:
+    """The same task in a ChatML turn: how the guard model shipped here (a SmolLM2 fine-tune) reads it."""
+    return f"{_CHATML_HEADER}{render_task(turns, categories)}{_CHATML_FOOTER}"
+
+
 def render_prompt(turns: Sequence[Turn], categories: Sequence[Category], *, begin_of_text: bool = False) -> str:
     """The whole raw prompt with Llama 3 special tokens, ready for a completions call or a tokenizer.
 

@@ -9,6 +9,9 @@ import argparse
 import json
 import sys
 from collections.abc import Sequence
+from pathlib import Path
+
+import yaml
 
 from guardproxy.trainer.align.config import ConfigError, DPORunConfig, SFTRunConfig, help_text, load_config
 from guardproxy.trainer.align.data import DataError
@@ -43,6 +46,8 @@ def cli_main(argv: Sequence[str] | None = None) -> int:
         "output_dir": args.output_dir,
         "resume": False if args.no_resume else None,
     }
+    if args.method == "sft" and _is_guard_config(args.config):
+        return _guard_sft(args.config, args.output_dir)
     try:
         config: SFTRunConfig | DPORunConfig = load_config(cls, args.config, overrides)
         from guardproxy.trainer.align.train import run  # torch, transformers, trl: only when training
@@ -56,4 +61,33 @@ def cli_main(argv: Sequence[str] | None = None) -> int:
         summary["refusal_rate"] = {k: report["evaluation"][k]["refusal_rate"] for k in ("base", "tuned")}
         summary["over_refusal_rate"] = {k: report["evaluation"][k]["over_refusal_rate"] for k in ("base", "tuned")}
     print(json.dumps(summary, indent=2))
+    return 0
+
+
+def _is_guard_config(path: str) -> bool:
+    """`format: llama_guard` at the top of the YAML selects the guard-model trainer (trainer/guard_model)."""
+    try:
+        data = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, yaml.YAMLError):
+        return False  # the regular loader reports the problem with its file:line message
+    return isinstance(data, dict) and data.get("format") == "llama_guard"
+
+
+def _guard_sft(path: str, output_dir: str | None) -> int:
+    from guardproxy.trainer.guard_model.config import load_guard_config
+    from guardproxy.trainer.guard_model.examples import GuardDataError
+
+    try:
+        config = load_guard_config(path, {"output_dir": output_dir})
+        from guardproxy.trainer.guard_model.train import run  # torch and transformers: only when training
+
+        report = run(config, path)
+    except (ConfigError, GuardDataError) as exc:
+        print(f"guardproxy trainer sft: {exc}", file=sys.stderr)
+        return 2
+    print(
+        json.dumps(
+            {k: report[k] for k in ("steps", "train_seconds", "heldout_before", "heldout_after", "gguf")}, indent=2
+        )
+    )
     return 0
