@@ -42,6 +42,7 @@ from guardproxy.detectors.llama_guard_prompt import (
     assessed_role,
     render_prompt,
     render_task,
+    render_task_head,
 )
 from guardproxy.detectors.model_files import ModelDir
 from guardproxy.errors import DetectorFailed, GuardproxyError, PolicyInvalid
@@ -206,6 +207,7 @@ class LlamaGuardDetector:
                 n_ctx=config.n_ctx,
                 n_threads=config.n_threads,
                 max_tokens=config.max_tokens,
+                heads={role: render_task_head(role, self.categories) for role in ("User", "Agent")},
             ),
         )
         return engine

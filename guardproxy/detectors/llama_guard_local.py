@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Literal, Protocol
 
 import numpy as np
+import structlog
 
 from guardproxy.backends.local_model import PACKAGE_PREFIX, BackendLoadError, check_gguf, resolve_model_path
 from guardproxy.detectors.gguf_model import FloatArray, GgufModel
@@ -36,6 +37,8 @@ _ROLES: tuple[GuardRole, ...] = ("User", "Agent")
 # Prompt tokens evaluated per llama.cpp call: a cancelled (timed-out) call stops within one chunk, and what it
 # evaluated stays cached for the next call.
 _CHUNK = 128
+_CUT = "\uffff"  # a sentinel no task contains
+log = structlog.get_logger(__name__)
 
 
 @dataclass(frozen=True, slots=True)
@@ -150,6 +153,8 @@ class LocalLlamaGuard:
         self, models: Mapping[GuardRole, GgufModel], wrapper: PromptWrapper, *, max_tokens: int, where: str
     ) -> None:
         self._slots = {role: _Slot(model) for role, model in models.items()}
+        self._closing = threading.Event()
+        self._prefill: threading.Thread | None = None
         self.wrapper = wrapper
         self._max_tokens = max_tokens
         first = models["User"]
@@ -169,17 +174,48 @@ class LocalLlamaGuard:
         n_ctx: int,
         n_threads: int | None,
         max_tokens: int,
+        heads: Mapping[GuardRole, str] | None = None,
     ) -> LocalLlamaGuard:
+        """Loads one context per role. With `heads` (each role's task up to the conversation), a background
+        thread evaluates them right away, so that the first text judged pays only for itself."""
         models: dict[GuardRole, GgufModel] = {}
         try:
             for role in _ROLES:
                 models[role] = GgufModel.load(where, path, n_ctx=n_ctx, n_threads=n_threads)
             chosen = detect_wrapper(where, models["User"]) if wrapper == "auto" else wrapper
-            return cls(models, chosen, max_tokens=max_tokens, where=where)
+            engine = cls(models, chosen, max_tokens=max_tokens, where=where)
         except BaseException:
             for model in models.values():
                 model.close()
             raise
+        if heads:
+            engine.start_prefill(heads)
+        return engine
+
+    def start_prefill(self, heads: Mapping[GuardRole, str]) -> None:
+        self._prefill = threading.Thread(target=self._run_prefill, args=(dict(heads),), name="llama-guard-prefill")
+        self._prefill.start()
+
+    def wait_prefilled(self) -> None:
+        """Returns once the heads given to `load` are evaluated (the bench and tests measure after it)."""
+        if self._prefill is not None:
+            self._prefill.join()
+
+    def _run_prefill(self, heads: Mapping[GuardRole, str]) -> None:
+        for role, head in heads.items():
+            slot = self._slots[role]
+            with slot.lock:
+                if slot.closed:
+                    return
+                # The wrapped prompt cut where the conversation starts (its tokens then match a real prompt's).
+                prompt_head = wrap(self.wrapper, head + _CUT).partition(_CUT)[0]
+                try:
+                    _evaluate(slot.model, slot.model.tokenize(prompt_head), self._closing)
+                except DetectorFailed:  # closing
+                    return
+                except RuntimeError as exc:  # the first call evaluates it instead
+                    slot.model.rewind(0)
+                    log.warning("llama_guard_prefill_failed", role=role, error=str(exc))
 
     async def classify(self, role: GuardRole, task: str) -> GuardVerdict:
         cancelled = threading.Event()
@@ -204,12 +240,8 @@ class LocalLlamaGuard:
                     f"the prompt is {len(tokens)} tokens; with max_tokens {self._max_tokens} "
                     f"it does not fit n_ctx {model.n_ctx}"
                 )
-            reused = min(common_prefix(model.evaluated(), tokens), len(tokens) - 1)  # >= 1 token yields logits
-            model.rewind(reused)
             try:
-                for start in range(reused, len(tokens), _CHUNK):
-                    _stop_if(cancelled)
-                    model.eval(tokens[start : start + _CHUNK])
+                reused = _evaluate(model, tokens, cancelled)
                 logits = model.last_logits()
                 p_unsafe = verdict_probability(logits, self._safe, self._unsafe)
                 answer = self._decode(model, logits, cancelled)
@@ -232,11 +264,25 @@ class LocalLlamaGuard:
             logits = model.last_logits()
 
     def close(self) -> None:
+        self._closing.set()
+        if self._prefill is not None:
+            self._prefill.join()  # it stops within one chunk
         for slot in self._slots.values():
             with slot.lock:  # a worker still running a timed-out call finishes its chunk first
                 if not slot.closed:
                     slot.closed = True
                     slot.model.close()
+
+
+def _evaluate(model: GgufModel, tokens: Sequence[int], cancelled: threading.Event) -> int:
+    """Brings the context to `tokens`, evaluating only what follows the longest common prefix with what it
+    holds (at least one token, whose logits the caller reads). Returns how many tokens were reused."""
+    reused = min(common_prefix(model.evaluated(), tokens), len(tokens) - 1)
+    model.rewind(reused)
+    for start in range(reused, len(tokens), _CHUNK):
+        _stop_if(cancelled)
+        model.eval(tokens[start : start + _CHUNK])
+    return reused
 
 
 def _stop_if(cancelled: threading.Event) -> None:

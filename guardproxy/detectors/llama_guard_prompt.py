@@ -78,16 +78,24 @@ def render_task(turns: Sequence[Turn], categories: Sequence[Category]) -> str:
     if not turns:
         raise ValueError("Llama Guard needs at least one conversation turn")
     role = assessed_role(turns)
-    category_lines = "\n".join(c.prompt_line() for c in categories)
     conversation = "".join(f"{t.role}: {t.content.strip()}\n\n" for t in turns)
+    return (
+        f"{render_task_head(role, categories)}{conversation}<END CONVERSATION>\n\n"
+        f"Provide your safety assessment for ONLY THE LAST {role} message in the above conversation:\n"
+        " - First line must read 'safe' or 'unsafe'.\n"
+        " - If unsafe, a second line must include a comma-separated list of violated categories."
+    )
+
+
+def render_task_head(role: GuardRole, categories: Sequence[Category]) -> str:
+    """The task up to the conversation: the same for every text judged in `role` against `categories`
+    (the in-process engine keeps it evaluated)."""
+    category_lines = "\n".join(c.prompt_line() for c in categories)
     return (
         f"Task: Check if there is unsafe content in '{role}' messages in conversations "
         "according our safety policy with the below categories.\n\n"
         f"<BEGIN UNSAFE CONTENT CATEGORIES>\n{category_lines}\n<END UNSAFE CONTENT CATEGORIES>\n\n"
-        f"<BEGIN CONVERSATION>\n\n{conversation}<END CONVERSATION>\n\n"
-        f"Provide your safety assessment for ONLY THE LAST {role} message in the above conversation:\n"
-        " - First line must read 'safe' or 'unsafe'.\n"
-        " - If unsafe, a second line must include a comma-separated list of violated categories."
+        "<BEGIN CONVERSATION>\n\n"
     )
 
 
