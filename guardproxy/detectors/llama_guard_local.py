@@ -263,6 +263,12 @@ class LocalLlamaGuard:
             model.eval([token])
             logits = model.last_logits()
 
+    def forget(self) -> None:
+        """Drops every cached prompt: the next call of each role evaluates its whole prompt (the bench's cold case)."""
+        for slot in self._slots.values():
+            with slot.lock:
+                slot.model.rewind(0)
+
     def close(self) -> None:
         self._closing.set()
         if self._prefill is not None:
