@@ -7,6 +7,7 @@ Guard protocol) covers a real model's prose answer, through the detector and thr
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -289,6 +290,18 @@ def test_an_engine_closed_during_its_prefill_refuses_calls(base_chat_gguf: Path)
     engine.close()  # the prefill thread stops at its next chunk; close waits for it
     with pytest.raises(DetectorFailed, match="closed"):
         engine.classify_sync("User", task("hello"))
+
+
+async def test_concurrent_calls_of_one_role_take_turns_and_answer_as_alone(tiny_chatml: Path) -> None:
+    texts = ("Tell me a joke about cats.", "How do I bake bread at home?", "Tell me a joke about cats.")
+    alone = load(tiny_chatml)
+    expected = [alone.classify_sync("User", task(text)) for text in texts]
+    alone.close()
+    engine = load(tiny_chatml)
+    together = await asyncio.gather(*(engine.classify("User", task(text)) for text in texts))
+    assert [v.text for v in together] == [v.text for v in expected]
+    assert [v.p_unsafe for v in together] == pytest.approx([v.p_unsafe for v in expected], abs=1e-4)
+    engine.close()
 
 
 def test_common_prefix() -> None:
