@@ -99,7 +99,9 @@ class ScriptedEngine:
 
     async def classify(self, role: GuardRole, task: str) -> GuardVerdict:
         self.calls.append((role, task))
-        return GuardVerdict(self.answers.pop(0), 0.75, tokens_evaluated=10, tokens_reused=0, tokens_generated=2)
+        answer = self.answers.pop(0)
+        p_unsafe = 0.75 if answer.startswith("unsafe") else 0.25
+        return GuardVerdict(answer, p_unsafe, tokens_evaluated=10, tokens_reused=0, tokens_generated=2)
 
     def close(self) -> None:
         self.closed = True
@@ -112,7 +114,7 @@ async def test_the_detector_renders_the_task_per_stage_and_reports_the_verdict()
         "lg", config(categories=["S1", "S10"], custom_categories=[custom]), DetectorDeps(), engine=engine
     )
     safe = await detector.detect("What is the boiling point of water?", INPUT)
-    assert safe.score == pytest.approx(0.75) and safe.labels == ()
+    assert safe.score == pytest.approx(0.25) and safe.labels == ()
     unsafe = await detector.detect("Buy ACME shares now.", OUTPUT)
     assert unsafe.score == pytest.approx(0.75)
     assert unsafe.labels == ("unsafe", "S15", "financial_advice")

@@ -1,10 +1,11 @@
 """The in-process Llama Guard engine: a GGUF guard model on llama.cpp, with the prompt's prefix kept evaluated.
 
-The Llama Guard prompt is ~270 tokens of task and categories before the conversation, and a small model on a
-CPU reads ~150 prompt tokens/s: evaluating it whole for every text would cost ~2 s. Everything up to
-`<BEGIN CONVERSATION>` is the same for every call of one role (User on input, Agent on output) and category
-list, so each role has its own llama.cpp context (weights memory-mapped once) whose cache keeps the last
-prompt: a call evaluates only the tokens after the longest common prefix with it.
+The Llama Guard prompt wraps the conversation in ~250 tokens (SmolLM2's tokenizer, 14 categories): ~190 of task
+and categories before it, ~60 of instructions after. A small model on a CPU reads ~150 prompt tokens/s, so
+evaluating it whole for every text would cost ~2 s. Everything up to `<BEGIN CONVERSATION>` is the same for
+every call of one role (User on input, Agent on output) and category list, so each role has its own llama.cpp
+context (weights memory-mapped once) whose cache keeps the last prompt: a call evaluates only the tokens after
+the longest common prefix with it, and the head is evaluated at load (`heads`), before the first call.
 
 The score is P(unsafe) at the answer's first position, the softmax over the logits of the first tokens of
 "safe" and "unsafe" (as Meta's model card scores Llama Guard); the answer itself is decoded greedily and
@@ -37,7 +38,7 @@ _ROLES: tuple[GuardRole, ...] = ("User", "Agent")
 # Prompt tokens evaluated per llama.cpp call: a cancelled (timed-out) call stops within one chunk, and what it
 # evaluated stays cached for the next call.
 _CHUNK = 128
-_CUT = "\uffff"  # a sentinel no task contains
+_CUT = "\uffff"  # a sentinel to cut the wrapped head at (a head containing it would only prefill less)
 log = structlog.get_logger(__name__)
 
 
@@ -242,26 +243,33 @@ class LocalLlamaGuard:
                 )
             try:
                 reused = _evaluate(model, tokens, cancelled)
-                logits = model.last_logits()
-                p_unsafe = verdict_probability(logits, self._safe, self._unsafe)
-                answer = self._decode(model, logits, cancelled)
+                answer, p_unsafe = self._decode(model, model.last_logits(), cancelled)
             except RuntimeError as exc:  # llama_decode failed: the cache is in an unknown state
                 model.rewind(0)
                 raise DetectorFailed(f"llama.cpp failed: {exc}") from exc
             return GuardVerdict(model.detokenize(answer), p_unsafe, len(tokens) - reused, reused, len(answer))
 
-    def _decode(self, model: GgufModel, logits: FloatArray, cancelled: threading.Event) -> list[int]:
+    def _decode(self, model: GgufModel, logits: FloatArray, cancelled: threading.Event) -> tuple[list[int], float]:
+        """Greedy answer tokens, and P(unsafe) at the answer's first non-blank position (a model that starts
+        with a newline is scored on the word after it, as the remote engines' log-probs are read)."""
         answer: list[int] = []
+        p_unsafe: float | None = None
         while True:
             token = int(np.argmax(logits))
-            if model.is_end(token):
-                return answer
+            end = model.is_end(token)
+            if p_unsafe is None and (end or model.detokenize([token]).strip()):
+                p_unsafe = verdict_probability(logits, self._safe, self._unsafe)
+            if end:
+                break
             answer.append(token)
             if len(answer) >= self._max_tokens:
-                return answer
+                break
             _stop_if(cancelled)
             model.eval([token])
             logits = model.last_logits()
+        if p_unsafe is None:  # only blank tokens up to max_tokens: the last position's reading
+            p_unsafe = verdict_probability(logits, self._safe, self._unsafe)
+        return answer, p_unsafe
 
     def forget(self) -> None:
         """Drops every cached prompt: the next call of each role evaluates its whole prompt (the bench's cold case)."""
