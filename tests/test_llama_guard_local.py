@@ -177,6 +177,20 @@ async def test_no_parameters_loads_the_shipped_model(
         await detector.aclose()
 
 
+async def test_the_policy_watcher_sees_the_shipped_registry_but_not_a_gguf_file(
+    tiny_chatml: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from guardproxy.policies.loader import parse_policy
+    from guardproxy.policies.watcher import policy_model_dirs
+
+    registry = shipped_registry(tmp_path / "models", tiny_chatml)
+    monkeypatch.setenv(MODELS_DIR_ENV, str(tmp_path / "models"))
+    detectors = f"  shipped: {{type: llama_guard}}\n  own: {{type: llama_guard, model_path: '{tiny_chatml}'}}\n"
+    path = write_policy_with(tmp_path, "http://127.0.0.1:9/v1", detectors=detectors)
+    policy = parse_policy(path.read_text(), source=str(path))
+    assert policy_model_dirs(policy) == (ModelDir(registry, registry / "v1"),)  # a new vN there reloads the policy
+
+
 async def test_detectors_with_the_same_model_and_categories_share_one_engine(tiny_chatml: Path) -> None:
     deps = DetectorDeps()
     detectors = [
