@@ -262,7 +262,11 @@ def test_config_errors_are_named() -> None:
     with pytest.raises(ValidationError, match="prompt_format: raw"):
         config(backend="guard", model="lg3", custom_categories=[{"name": "X"}])
     with pytest.raises(ValidationError, match="needs `model_path`"):
-        config(engine="llama_cpp")
+        config(engine="transformers")
+    with pytest.raises(ValidationError, match="engine llama_cpp"):
+        config(engine="llama_cpp", backend="guard")
+    assert config().engine == "llama_cpp"  # no backend: the in-process engine, shipped model
+    assert config(backend="guard", model="lg3").engine == "openai"  # a backend: as before
     with pytest.raises(ValidationError):
         config(backend="guard", model="lg3", categories=["S15"])
 

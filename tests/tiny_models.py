@@ -26,14 +26,20 @@ CHATML = (
     "{% for message in messages %}{{ '<|im_start|>' + message['role'] + '\n' + message['content'] + "
     "'<|im_end|>' + '\n' }}{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}"
 )
+CHATML_SPECIALS = ("<|im_start|>", "<|im_end|>")
+LLAMA3_SPECIALS = ("<|begin_of_text|>", "<|start_header_id|>", "<|end_header_id|>", "<|eot_id|>")
 _HIDDEN, _FFN, _HEADS, _LAYERS, _CTX = 64, 128, 4, 2, 2048
 
 
-def write_tiny_gguf(path: Path, *, seed: int = 0) -> Path:
-    """A loadable llama.cpp model file (~0.5 MB) at `path`."""
+def write_tiny_gguf(
+    path: Path, *, seed: int = 0, specials: tuple[str, ...] = CHATML_SPECIALS, pieces: tuple[str, ...] = ()
+) -> Path:
+    """A loadable llama.cpp model file (~0.5 MB) at `path`, with `specials` as control tokens of its
+    vocabulary (ChatML's by default; `LLAMA3_SPECIALS` for a Llama 3 chat vocabulary) and extra whole-word
+    `pieces` (e.g. "▁safe", so that a word is one token rather than "▁" + letters), which it may also emit."""
     import gguf
 
-    tokens, scores, types = _spm_vocab()
+    tokens, scores, types = _spm_vocab(specials, pieces)
     rng = np.random.default_rng(seed)
     writer = gguf.GGUFWriter(str(path), "llama")
     writer.add_name("guardproxy-tiny-test")
@@ -63,7 +69,7 @@ def write_tiny_gguf(path: Path, *, seed: int = 0) -> Path:
     writer.add_tensor("token_embd.weight", tensor(vocab, _HIDDEN, scale=1.0))
     writer.add_tensor("output_norm.weight", np.ones(_HIDDEN, dtype=np.float32))
     output = np.zeros((vocab, _HIDDEN), dtype=np.float32)
-    word_rows = [i for i, t in enumerate(tokens) if t.startswith("▁") and t[1:] in WORDS]
+    word_rows = [i for i, t in enumerate(tokens) if (t.startswith("▁") and t[1:] in WORDS) or t in pieces]
     output[word_rows] = tensor(len(word_rows), _HIDDEN, scale=1.0)
     writer.add_tensor("output.weight", output)
     for block in range(_LAYERS):
@@ -82,19 +88,19 @@ def write_tiny_gguf(path: Path, *, seed: int = 0) -> Path:
     return path
 
 
-def _spm_vocab() -> tuple[list[str], list[float], list[int]]:
+def _spm_vocab(specials: tuple[str, ...], extra: tuple[str, ...]) -> tuple[list[str], list[float], list[int]]:
     import gguf
 
     normal, control = int(gguf.TokenType.NORMAL), int(gguf.TokenType.CONTROL)
-    tokens = ["<unk>", "<s>", "</s>", "<|im_start|>", "<|im_end|>"]
-    types = [int(gguf.TokenType.UNKNOWN), control, control, control, control]
+    tokens = ["<unk>", "<s>", "</s>", *specials]
+    types = [int(gguf.TokenType.UNKNOWN), control, control, *(control for _ in specials)]
     scores = [0.0] * len(tokens)
     # Byte fallback: any text tokenizes, whatever characters a test prompt uses.
     for byte in range(256):
         tokens.append(f"<0x{byte:02X}>")
         types.append(int(gguf.TokenType.BYTE))
         scores.append(0.0)
-    pieces = ["▁", *"abcdefghijklmnopqrstuvwxyz.,!?'", *(f"▁{w}" for w in WORDS)]
+    pieces = ["▁", *"abcdefghijklmnopqrstuvwxyz.,!?'", *(f"▁{w}" for w in WORDS), *extra]
     for rank, piece in enumerate(pieces):
         tokens.append(piece)
         types.append(normal)

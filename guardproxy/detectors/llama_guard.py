@@ -1,5 +1,10 @@
 """Llama Guard 3 as a detector: the user turn on input, the assistant turn (after the user's question) on output.
 
+Engine `llama_cpp` (the default when no `backend` is given) runs a GGUF guard model in-process
+(`llama_guard_local`): the shipped one when `model_path` is not set, or a user's Llama Guard 3 GGUF. The
+prompt is rendered here, so category subsets and custom categories apply, and the score is P(unsafe) from
+the first answer position's logits.
+
 Engine `openai` talks to any policy backend that serves a Llama Guard 3 model (vLLM, Ollama, llama.cpp's
 server, a hosted API), in one of two ways:
 
@@ -20,14 +25,26 @@ import asyncio
 import math
 import re
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import Field, model_validator
 
+from guardproxy.backends.base import Backend
 from guardproxy.config_base import StrictModel
 from guardproxy.core import JSON, Context, Detection
 from guardproxy.detectors.base import DetectorDeps
-from guardproxy.detectors.llama_guard_prompt import LLAMA_GUARD_3_CATEGORIES, Category, Turn, render_prompt
+from guardproxy.detectors.llama_guard_local import LlamaGuardEngine, LocalLlamaGuard, locate_gguf, model_source
+from guardproxy.detectors.llama_guard_prompt import (
+    LLAMA_GUARD_3_CATEGORIES,
+    Category,
+    Turn,
+    assessed_role,
+    render_prompt,
+    render_task,
+    render_task_head,
+)
+from guardproxy.detectors.model_files import ModelDir
 from guardproxy.errors import DetectorFailed, GuardproxyError, PolicyInvalid
 
 CategoryCode = Literal["S1", "S2", "S3", "S4", "S5", "S6", "S7", "S8", "S9", "S10", "S11", "S12", "S13", "S14"]
@@ -51,41 +68,66 @@ class LlamaGuardConfig(StrictModel):
     """Llama Guard 3: `safe` or `unsafe` plus the violated categories (S1-S14 and custom ones)."""
 
     type: Literal["llama_guard"]
-    engine: Literal["openai", "backend", "llama_cpp", "transformers"] = Field(
-        "openai",
-        description="openai / backend: a policy backend serving a Llama Guard 3 model — an OpenAI-compatible "
-        "server, or a `llama_cpp` / `transformers` backend of this policy, shared rather than loaded twice. "
-        "llama_cpp / transformers: declare such a backend instead (see the error message).",
+    engine: Literal["llama_cpp", "openai", "backend", "transformers"] | None = Field(
+        None,
+        description="llama_cpp: a GGUF guard model run in-process (`model_path`; null = the shipped guard "
+        "model). openai / backend: a policy backend serving a Llama Guard 3 model — an OpenAI-compatible "
+        "server, or a `llama_cpp` / `transformers` backend of this policy. transformers: declare such a backend "
+        "instead (see the error message). Null: llama_cpp, or openai when `backend` is given.",
     )
-    backend: str | None = Field(None, description="engine openai: a key of `backends:`.")
+    backend: str | None = Field(None, description="engine openai / backend: a key of `backends:`.")
     model: str | None = Field(None, description="engine openai: the model name sent to that backend.")
     model_path: str | None = Field(
-        None, description="engine llama_cpp: a GGUF file; engine transformers: a model directory."
+        None,
+        description="engine llama_cpp: a GGUF file (e.g. Meta's `Llama-Guard-3-1B.Q4_K_M.gguf`), `pkg:PACKAGE/FILE`, "
+        "or a model directory (`vN/model.gguf`); null = the shipped guard model (`models/llama-guard-smol`). "
+        "engine transformers: a model directory.",
+    )
+    prompt_wrapper: Literal["auto", "chatml", "llama3"] = Field(
+        "auto",
+        description="engine llama_cpp: the chat format around the Llama Guard task. auto: llama3 when the GGUF's "
+        "vocabulary has `<|start_header_id|>` (Meta's Llama Guard 3), chatml when it has `<|im_start|>` "
+        "(the shipped model); neither is a load error.",
+    )
+    n_ctx: int = Field(4096, ge=512, description="engine llama_cpp: context window in tokens (prompt + answer).")
+    n_threads: int | None = Field(
+        None, ge=1, description="engine llama_cpp: CPU threads per context; null lets llama-cpp-python choose."
     )
     prompt_format: Literal["chat_template", "raw"] = Field(
         "chat_template",
-        description="chat_template: send chat messages, the server applies the model's template (S1-S14 only). "
-        "raw: send the prompt written here to `/v1/completions` (category subset and custom categories in it).",
+        description="engine openai / backend. chat_template: send chat messages, the server applies the model's "
+        "template (S1-S14 only). raw: send the prompt written here to `/v1/completions` (category subset and "
+        "custom categories in it). Engine llama_cpp always renders the prompt here.",
     )
     categories: list[CategoryCode] = Field(
         default_factory=lambda: list(_ALL_CODES), description="The Llama Guard 3 categories that count."
     )
     custom_categories: list[LlamaGuardCustomCategory] = Field(
-        default_factory=list, description="Your own categories (needs `prompt_format: raw`)."
+        default_factory=list,
+        description="Your own categories (engine llama_cpp, or engine openai / backend with `prompt_format: raw`).",
     )
     logprobs: bool = Field(
-        True, description="Ask for log-probabilities to score P(unsafe); turn off for servers that reject them."
+        True,
+        description="engine openai / backend: ask for log-probabilities to score P(unsafe); turn off for servers "
+        "that reject them. Engine llama_cpp always scores from the logits.",
     )
     max_tokens: int = Field(20, ge=1, description="Upper bound on the answer's length in tokens.")
     timeout_s: float = Field(10.0, gt=0, description="The detector gives up (a detector error) after this long.")
 
     @model_validator(mode="after")
     def _engine_needs(self) -> LlamaGuardConfig:
+        if self.engine is None:
+            object.__setattr__(self, "engine", "llama_cpp" if self.backend is None else "openai")
         if self.engine == "backend" and self.backend is not None and self.model is None:
             object.__setattr__(self, "model", "llama-guard")  # local backends ignore the model name
         if self.engine in ("openai", "backend") and (self.backend is None or self.model is None):
             raise ValueError(f"engine {self.engine} needs `backend` (a key of `backends:`) and `model`")
-        if self.engine not in ("openai", "backend") and self.model_path is None:
+        if self.engine == "llama_cpp" and (self.backend is not None or self.model is not None):
+            raise ValueError(
+                "engine llama_cpp (the default without `backend`) runs the GGUF of `model_path` in-process; "
+                "`model` is for engine openai / backend, which needs `backend` (a key of `backends:`) and `model`"
+            )
+        if self.engine == "transformers" and self.model_path is None:
             raise ValueError(f"engine {self.engine} needs `model_path`")
         if self.custom_categories and self.engine in ("openai", "backend") and self.prompt_format == "chat_template":
             raise ValueError(
@@ -116,8 +158,27 @@ def _snake(name: str) -> str:
 class LlamaGuardDetector:
     scope: Literal["text", "request"] = "text"
 
-    def __init__(self, name: str, config: LlamaGuardConfig, deps: DetectorDeps) -> None:
+    def __init__(
+        self, name: str, config: LlamaGuardConfig, deps: DetectorDeps, *, engine: LlamaGuardEngine | None = None
+    ) -> None:
+        """`engine` replaces the in-process model of engine llama_cpp (tests inject a fake); the caller owns it."""
         self.name = name
+        self._format = config.prompt_format
+        self._logprobs = config.logprobs
+        self._max_tokens = config.max_tokens
+        self._timeout_s = config.timeout_s
+        self.categories = build_categories(config)
+        self._by_code = {c.code: c for c in self.categories}
+        self._known_codes = {c.code for c in LLAMA_GUARD_3_CATEGORIES} | set(self._by_code)
+        self._backend: Backend | None = None
+        self._engine: LlamaGuardEngine | None = engine
+        self._model_dir: ModelDir | None = None
+        self._shared = deps.shared
+        self._shared_key: tuple[object, ...] | None = None
+        if config.engine == "llama_cpp":
+            if engine is None:
+                self._engine = self._load_engine(config)
+            return
         if config.engine not in ("openai", "backend"):
             raise PolicyInvalid(
                 f"detectors.{name}: engine {config.engine!r}: declare the model as a `{config.engine}` backend "
@@ -127,16 +188,46 @@ class LlamaGuardDetector:
         assert config.backend is not None and config.model is not None  # the config validator ensures it
         self._backend = deps.backend(name, config.backend)
         self._model = config.model
-        self._format = config.prompt_format
-        self._logprobs = config.logprobs
-        self._max_tokens = config.max_tokens
-        self._timeout_s = config.timeout_s
-        self.categories = build_categories(config)
-        self._by_code = {c.code: c for c in self.categories}
-        self._known_codes = {c.code for c in LLAMA_GUARD_3_CATEGORIES} | set(self._by_code)
+
+    def _load_engine(self, config: LlamaGuardConfig) -> LlamaGuardEngine:
+        """The shared in-process engine: detectors with the same model, settings and categories (hence the
+        same prompt prefix) use one."""
+        where = f"detectors.{self.name}.model_path"
+        source = locate_gguf(where, config.model_path)
+        self._model_dir = source.model_dir
+        prefix = tuple(c.prompt_line() for c in self.categories)
+        key = ("llama_guard_gguf", str(source.path.resolve()), config.prompt_wrapper, config.n_ctx, config.n_threads)
+        self._shared_key = (*key, config.max_tokens, prefix)
+        engine: LlamaGuardEngine = self._shared.acquire(
+            self._shared_key,
+            lambda: LocalLlamaGuard.load(
+                where,
+                source.path,
+                wrapper=config.prompt_wrapper,
+                n_ctx=config.n_ctx,
+                n_threads=config.n_threads,
+                max_tokens=config.max_tokens,
+                heads={role: render_task_head(role, self.categories) for role in ("User", "Agent")},
+            ),
+        )
+        return engine
+
+    @classmethod
+    def model_sources(cls, config: LlamaGuardConfig) -> tuple[Path, ...]:
+        """The model directory engine llama_cpp reads (the shipped registry by default); none for a GGUF file."""
+        if config.engine != "llama_cpp":
+            return ()
+        source = model_source(config.model_path)
+        return (source,) if source is not None else ()
+
+    def model_dirs(self) -> tuple[ModelDir, ...]:
+        """The guard model version loaded from a model directory: the policy watcher reloads when it changes."""
+        return (self._model_dir,) if self._model_dir is not None else ()
 
     async def detect(self, text: str, ctx: Context) -> Detection:
         turns = conversation(text, ctx)
+        if self._engine is not None:
+            return await self._detect_in_process(self._engine, turns)
         endpoint: Literal["chat/completions", "completions"]
         if self._format == "chat_template":
             endpoint, body = "chat/completions", self._chat_body(turns)
@@ -148,6 +239,17 @@ class LlamaGuardDetector:
         if not isinstance(content, str):
             raise DetectorFailed(f"llama_guard {self.name!r}: the answer has no text")
         return self._report(content, unsafe_probability(choice.get("logprobs")))
+
+    async def _detect_in_process(self, engine: LlamaGuardEngine, turns: Sequence[Turn]) -> Detection:
+        task = render_task(turns, self.categories)
+        try:
+            async with asyncio.timeout(self._timeout_s):
+                verdict = await engine.classify(assessed_role(turns), task)
+        except TimeoutError as exc:
+            raise DetectorFailed(f"llama_guard {self.name!r}: no answer within {self._timeout_s} s") from exc
+        except DetectorFailed as exc:
+            raise DetectorFailed(f"llama_guard {self.name!r}: {exc.message}") from exc
+        return self._report(verdict.text, verdict.p_unsafe)
 
     def _chat_body(self, turns: Sequence[Turn]) -> JSON:
         messages = [{"role": "user" if t.role == "User" else "assistant", "content": t.content} for t in turns]
@@ -164,6 +266,7 @@ class LlamaGuardDetector:
         return body
 
     async def _call(self, endpoint: Literal["chat/completions", "completions"], body: JSON) -> JSON:
+        assert self._backend is not None  # engines openai / backend
         try:
             async with asyncio.timeout(self._timeout_s):
                 return await self._backend.complete(endpoint, body)
@@ -189,7 +292,15 @@ class LlamaGuardDetector:
         return Detection(score=score, labels=tuple(labels), explanation=f"unsafe: {named}{shown}")
 
     async def aclose(self) -> None:
-        return None  # the backend belongs to the policy runtime
+        # A policy backend belongs to the policy runtime, an injected engine to its caller: only a loaded
+        # engine is released here (closed by its last user).
+        if self._shared_key is not None:
+            key, self._shared_key = self._shared_key, None
+            self._shared.release(key, _close_engine)
+
+
+def _close_engine(engine: LlamaGuardEngine) -> None:
+    engine.close()
 
 
 def conversation(text: str, ctx: Context) -> list[Turn]:

@@ -24,6 +24,8 @@ from typing import Literal
 BEGIN_OF_TEXT = "<|begin_of_text|>"
 _HEADER = "<|start_header_id|>user<|end_header_id|>\n\n"
 _FOOTER = "<|eot_id|><|start_header_id|>assistant<|end_header_id|>\n\n"
+_CHATML_HEADER = "<|im_start|>user\n"
+_CHATML_FOOTER = "<|im_end|>\n<|im_start|>assistant\n"
 
 GuardRole = Literal["User", "Agent"]
 
@@ -76,16 +78,24 @@ def render_task(turns: Sequence[Turn], categories: Sequence[Category]) -> str:
     if not turns:
         raise ValueError("Llama Guard needs at least one conversation turn")
     role = assessed_role(turns)
-    category_lines = "\n".join(c.prompt_line() for c in categories)
     conversation = "".join(f"{t.role}: {t.content.strip()}\n\n" for t in turns)
+    return (
+        f"{render_task_head(role, categories)}{conversation}<END CONVERSATION>\n\n"
+        f"Provide your safety assessment for ONLY THE LAST {role} message in the above conversation:\n"
+        " - First line must read 'safe' or 'unsafe'.\n"
+        " - If unsafe, a second line must include a comma-separated list of violated categories."
+    )
+
+
+def render_task_head(role: GuardRole, categories: Sequence[Category]) -> str:
+    """The task up to the conversation: the same for every text judged in `role` against `categories`
+    (the in-process engine keeps it evaluated)."""
+    category_lines = "\n".join(c.prompt_line() for c in categories)
     return (
         f"Task: Check if there is unsafe content in '{role}' messages in conversations "
         "according our safety policy with the below categories.\n\n"
         f"<BEGIN UNSAFE CONTENT CATEGORIES>\n{category_lines}\n<END UNSAFE CONTENT CATEGORIES>\n\n"
-        f"<BEGIN CONVERSATION>\n\n{conversation}<END CONVERSATION>\n\n"
-        f"Provide your safety assessment for ONLY THE LAST {role} message in the above conversation:\n"
-        " - First line must read 'safe' or 'unsafe'.\n"
-        " - If unsafe, a second line must include a comma-separated list of violated categories."
+        "<BEGIN CONVERSATION>\n\n"
     )
 
 
@@ -104,5 +114,16 @@ def render_prompt(turns: Sequence[Turn], categories: Sequence[Category], *, begi
     `begin_of_text=False` suits servers that add BOS themselves (vLLM's and llama.cpp's `/v1/completions`);
     local engines that tokenise without special tokens want True.
     """
+    return wrap_llama3(render_task(turns, categories), begin_of_text=begin_of_text)
+
+
+def wrap_llama3(task: str, *, begin_of_text: bool) -> str:
+    """The task as the single user turn of the Llama 3 chat format (Meta's Llama Guard 3 models)."""
     head = BEGIN_OF_TEXT if begin_of_text else ""
-    return f"{head}{_HEADER}{render_task(turns, categories)}{_FOOTER}"
+    return f"{head}{_HEADER}{task}{_FOOTER}"
+
+
+def wrap_chatml(task: str) -> str:
+    """The task as the single user turn of ChatML, the format the shipped guard model (from SmolLM2) is trained
+    on: no system turn, and the answer starts right after `assistant\n`, so its first token is the verdict."""
+    return f"{_CHATML_HEADER}{task}{_CHATML_FOOTER}"
