@@ -74,6 +74,7 @@ def _is_guard_config(path: str) -> bool:
 
 
 def _guard_sft(path: str, output_dir: str | None) -> int:
+    from guardproxy.trainer.guard_model.base_model import BaseModelError
     from guardproxy.trainer.guard_model.config import load_guard_config
     from guardproxy.trainer.guard_model.examples import GuardDataError
 
@@ -82,7 +83,7 @@ def _guard_sft(path: str, output_dir: str | None) -> int:
         from guardproxy.trainer.guard_model.train import run  # torch and transformers: only when training
 
         report = run(config, path)
-    except (ConfigError, GuardDataError) as exc:
+    except (ConfigError, GuardDataError, BaseModelError) as exc:
         print(f"guardproxy trainer sft: {exc}", file=sys.stderr)
         return 2
     print(

@@ -61,7 +61,7 @@ def load_pruned(gguf_path: Path, blocks: Sequence[int] | None) -> LoadedBase:
     from transformers import AutoModelForCausalLM, AutoTokenizer
     from transformers.utils import logging as hf_logging
 
-    hf_logging.disable_progress_bar()
+    hf_logging.disable_progress_bar()  # type: ignore[no-untyped-call]
     folder, name = str(gguf_path.parent), gguf_path.name
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # transformers' GGUF path warns about dequantizing; that is the point

@@ -8,7 +8,7 @@ cache is repeated for every row (the same trick llama.cpp's prompt cache plays a
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Sequence
+from collections.abc import Hashable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -66,32 +66,35 @@ def split_prompt(row: GuardRow) -> SplitPrompt:
 def read_rows(path: Path) -> list[GuardRow]:
     rows: list[GuardRow] = []
     first_custom = len(LLAMA_GUARD_3_CATEGORIES) + 1
-    with path.open(encoding="utf-8") as lines:
-        for number, line in enumerate(lines, 1):
-            if not line.strip():
-                continue
-            try:
-                raw = json.loads(line)
-                custom = tuple(
-                    Category(
-                        f"S{first_custom + i}", c["name"], c.get("label") or c["name"].lower(), c.get("description", "")
-                    )
-                    for i, c in enumerate(raw.get("custom") or ())
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise GuardDataError(f"{path}: cannot read guard rows ({exc})") from exc
+    for number, line in enumerate(text.split("\n"), 1):  # not splitlines: U+2028 may sit inside a string
+        if not line.strip():
+            continue
+        try:
+            raw = json.loads(line)
+            custom = tuple(
+                Category(
+                    f"S{first_custom + i}", c["name"], c.get("label") or c["name"].lower(), c.get("description", "")
                 )
-                row = GuardRow(
-                    role=raw["role"],
-                    user=str(raw["user"]),
-                    answer=raw.get("answer"),
-                    label=raw["label"],
-                    codes=tuple(raw.get("codes") or ()),
-                    custom=custom,
-                    source=str(raw.get("source", "")),
-                    group=str(raw.get("group", "")),
-                )
-            except (ValueError, KeyError, TypeError) as exc:
-                raise GuardDataError(f"{path}:{number}: not a guard row ({exc})") from exc
-            _check(row, f"{path}:{number}")
-            rows.append(row)
+                for i, c in enumerate(raw.get("custom") or ())
+            )
+            row = GuardRow(
+                role=raw["role"],
+                user=str(raw["user"]),
+                answer=raw.get("answer"),
+                label=raw["label"],
+                codes=tuple(raw.get("codes") or ()),
+                custom=custom,
+                source=str(raw.get("source", "")),
+                group=str(raw.get("group", "")),
+            )
+        except (ValueError, KeyError, TypeError) as exc:
+            raise GuardDataError(f"{path}:{number}: not a guard row ({exc})") from exc
+        _check(row, f"{path}:{number}")
+        rows.append(row)
     if not rows:
         raise GuardDataError(f"{path}: no rows")
     return rows
@@ -109,9 +112,9 @@ def _check(row: GuardRow, where: str) -> None:
         raise GuardDataError(f"{where}: a safe row has no codes")
 
 
-def batches(prompts: Sequence[SplitPrompt], size: int, order: Iterable[int]) -> list[list[int]]:
+def batches(prefixes: Sequence[Hashable], size: int, order: Iterable[int]) -> list[list[int]]:
     """Indices grouped by prefix (in `order`), cut into batches of at most `size`."""
-    by_prefix: dict[str, list[int]] = {}
+    by_prefix: dict[Hashable, list[int]] = {}
     for i in order:
-        by_prefix.setdefault(prompts[i].prefix, []).append(i)
+        by_prefix.setdefault(prefixes[i], []).append(i)
     return [group[at : at + size] for group in by_prefix.values() for at in range(0, len(group), size)]

@@ -131,7 +131,7 @@ def _train(model: Any, data: Sequence[Encoded], pad_id: int, config: GuardSFTCon
     for _ in range(passes):
         order = list(range(len(data)))
         rng.shuffle(order)
-        epoch = batches([_Keyed(e) for e in data], config.batch_size, order)
+        epoch = batches([e.prefix for e in data], config.batch_size, order)
         rng.shuffle(epoch)
         plan.extend(epoch)
     plan = plan[: max(1, round(len(plan) * config.epochs / passes))]
@@ -150,24 +150,17 @@ def _train(model: Any, data: Sequence[Encoded], pad_id: int, config: GuardSFTCon
         optimiser.step()
         schedule.step()
         optimiser.zero_grad()
-        losses.append(round(float(loss), 4))
+        losses.append(round(float(loss.detach()), 4))
         if step % 10 == 0:
             print(json.dumps({"step": step, "of": total, "loss": losses[-1]}), flush=True)
     return losses
-
-
-class _Keyed:
-    """An encoded row seen by `batches`, which groups by `.prefix`."""
-
-    def __init__(self, encoded: Encoded) -> None:
-        self.prefix = encoded.prefix
 
 
 def _evaluate(
     model: Any, data: Sequence[Encoded], rows: Sequence[GuardRow], pad_id: int, safe_id: int, unsafe_id: int, size: int
 ) -> dict[str, Any]:
     scores = [0.0] * len(data)
-    for indices in batches([_Keyed(e) for e in data], size, range(len(data))):
+    for indices in batches([e.prefix for e in data], size, range(len(data))):
         for i, p in zip(
             indices, unsafe_probabilities(model, [data[i] for i in indices], pad_id, safe_id, unsafe_id), strict=True
         ):
