@@ -13,6 +13,7 @@ import sys
 from pathlib import Path
 
 from guardproxy.trainer.classifier.data import normalise
+from tests.training_texts import training_texts
 
 ROOT = Path(__file__).resolve().parents[1]
 HARD_NEGATIVES = ROOT / "configs" / "train" / "data" / "hard_negatives"
@@ -70,11 +71,7 @@ def test_no_evaluation_text_is_in_the_repositorys_training_data() -> None:
     """The training data this repository ships (configs/train/data) holds none of the evaluation texts. The
     public sets the configs also read live outside the checkout (../shared/datasets); `python
     bench/ood_overlap.py` checks those too (exact and near duplicates; it exits 1 on any)."""
-    training = {
-        normalise(str(r["text"]))
-        for path in (ROOT / "configs" / "train" / "data").rglob("*.jsonl")
-        for r in _records(path)
-    }
+    training = {normalise(text) for text in training_texts()}
     assert len(training) > 1000  # the folder was found and read
     leaked = [
         (path.name, r["text"]) for path in EVAL_FILES for r in _records(path) if normalise(str(r["text"])) in training

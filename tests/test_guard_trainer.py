@@ -65,7 +65,11 @@ def test_split_prompts_tokenise_as_the_whole_prompt(pruned: LoadedBase) -> None:
         p = split_prompt(row)
         whole = pruned.tokenizer(p.prefix + p.rest, add_special_tokens=False).input_ids
         assert list(e.prefix + e.rest) == whole
-    assert {len(e.prefix) for e in encoded} == {len(encoded[0].prefix), len(encoded[-1].prefix)}
+    # One prefix per task (role and category list): rows with custom categories get their own.
+    by_task: dict[tuple[str, tuple[object, ...]], set[tuple[int, ...]]] = {}
+    for row, e in zip(rows, encoded, strict=True):
+        by_task.setdefault((row.role, row.categories()), set()).add(tuple(e.prefix))
+    assert len(by_task) >= 2 and all(len(prefixes) == 1 for prefixes in by_task.values()), by_task.keys()
 
 
 def test_a_shared_prefix_batch_computes_what_each_prompt_alone_computes(pruned: LoadedBase) -> None:
@@ -126,8 +130,10 @@ def test_the_exported_gguf_scores_in_llama_cpp_as_the_model_did_in_torch(pruned:
     finally:
         model.close()
     t, p = np.asarray(torch_scores), np.asarray(cpp_scores)
-    assert np.abs(t - p).max() < 0.05, (t, p)
-    assert np.corrcoef(t, p)[0, 1] > 0.98
+    # Q8_0 weights move a probability by up to ~0.07 (measured: 0.64 in torch, 0.72 in llama.cpp on an
+    # untrained two-block cut); a wrong tensor layout gives unrelated scores, which the correlation catches.
+    assert np.abs(t - p).max() < 0.12, (t, p)
+    assert np.corrcoef(t, p)[0, 1] > 0.98, (t, p)
 
 
 def test_rows_that_break_the_format_name_file_and_line(tmp_path: Path) -> None:

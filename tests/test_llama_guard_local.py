@@ -431,8 +431,3 @@ def test_through_the_proxy_on_error_allow_lets_it_through(
     _, steps = audit_row(guarded["allow"].policy_path.parent / "audit.db", raw.headers["x-guardproxy-request-id"])
     [guard_step] = [s for s in steps if s.get("detector") == "guard"]
     assert "unexpected answer" in guard_step["error"]
-
-
-# --- the shipped guard model (issue 16) -------------------------------------------------------------------
-# The lead adds the tests of the shipped model's verdicts here (safe, unsafe, a category code, a custom
-# category), with the `shipped_guard_gguf` fixture of tests/conftest.py; no skip when the file is missing.

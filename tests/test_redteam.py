@@ -17,6 +17,7 @@ from guardproxy.redteam.judging import looks_like_refusal, secret_leaked
 from guardproxy.redteam.suites import Category, SuiteName, load_suite
 from tests.fake_upstream import FakeUpstream, Reply
 from tests.proxy_harness import ProxyServer
+from tests.training_texts import training_texts
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT / "guardproxy" / "redteam" / "data"
@@ -55,11 +56,7 @@ def test_shipped_suites_record_source_and_licence_and_share_nothing_with_trainin
     def norm(text: str) -> str:
         return re.sub(r"\s+", " ", unicodedata.normalize("NFKC", text).lower()).strip()
 
-    training = {
-        norm(json.loads(line)["text"])
-        for path in (ROOT / "configs" / "train" / "data").rglob("*.jsonl")
-        for line in path.read_text(encoding="utf-8").splitlines()
-    }
+    training = {norm(text) for text in training_texts()}
     ours = {norm(m["content"]) for p in (*default.attacks, *default.benign) for m in p.messages if m.get("content")}
     assert ours.isdisjoint(training)
 
