@@ -1,7 +1,7 @@
 """What a cascade gains and costs: the fast moderation classifier alone, a slow judge alone, and the classifier
 escalating its uncertain band to the judge (a step's `escalate:`), on labelled moderation sets.
 
-    python bench/bench_cascade.py                                   # judge: models/llama-guard-smol/v1/model.gguf
+    python bench/bench_cascade.py                                   # judge: the shipped models/llama-guard-smol
     python bench/bench_cascade.py --judge-model PATH.gguf           # {type: llama_guard, model_path: PATH}
     python bench/bench_cascade.py --judge-policy-yaml FILE --judge NAME   # any detector of a policy file
     python bench/bench_cascade.py --judge-standin                   # no judge model: the deterministic stand-in
@@ -18,9 +18,9 @@ primary's own mistakes that fall inside the band: the most a perfect judge could
 
 Sets (default; provenance in bench/data/ood/README.md and bench/data/first_run/README.md): the first-run
 prompts and answers (safe), harmless senses of violent/sexual words (safe), benign injection-trigger prompts
-(safe), casual harmful requests (unsafe) and harmful answers (unsafe, output stage), plus
-configs/train/data/guard_sft/heldout.jsonl (`text`, `label` safe|unsafe) when it exists. `--data PATH[:stage]`
-adds or, with `--only-data`, replaces them.
+(safe), casual harmful requests (unsafe) and harmful answers (unsafe, output stage): all cross-source for both
+models (the guard model's held-out split is not among them: it comes from the guard's own training sources, and
+bench/guard_vs_classifier.py reports it apart). `--data PATH[:stage]` adds or, with `--only-data`, replaces them.
 
 The stand-in (`--judge-standin`) is for developing without the judge model: it answers from the sets' gold
 labels after a fixed delay (`--standin-latency-ms`), so its own F1 is 1 by construction and the cascade's
@@ -60,8 +60,7 @@ from guardproxy.proxy.runtime import build_backends  # noqa: E402
 RESULTS = ROOT / "bench" / "results"
 OOD = ROOT / "bench" / "data" / "ood"
 FIRST_RUN = ROOT / "bench" / "data" / "first_run" / "benign_suite.jsonl"
-HELDOUT = ROOT / "configs" / "train" / "data" / "guard_sft" / "heldout.jsonl"
-SHIPPED_JUDGE = ROOT / "models" / "llama-guard-smol" / "v1" / "model.gguf"
+SHIPPED_JUDGE = ROOT / "models" / "llama-guard-smol"  # the registry: its CURRENT (or newest) version
 UNSAFE, SAFE = "unsafe", "safe"
 POSITIVE_LABELS = frozenset({"unsafe"})
 NEGATIVE_LABELS = frozenset({"safe", "benign"})
@@ -315,8 +314,6 @@ def errors_in_band(primary: Sequence[StepResult], examples: Sequence[Example], l
 
 async def bench(args: argparse.Namespace) -> dict[str, Any]:
     sources = [] if args.only_data else list(DEFAULT_SOURCES)
-    if not args.only_data and HELDOUT.exists():
-        sources.append(Source("guard_sft_heldout", HELDOUT))
     sources += [parse_data(spec) for spec in args.data]
     if not sources:
         raise BenchError("--only-data without --data: no sets to run")

