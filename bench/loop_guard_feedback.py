@@ -26,7 +26,6 @@ Output: runs/loop_guard/ (registry, audit.db, rows, candidates) and bench/result
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import shutil
 import sys
@@ -47,7 +46,7 @@ from guardproxy.audit.records import AuditRecord  # noqa: E402
 from guardproxy.audit.store import AuditStore, open_store  # noqa: E402
 from guardproxy.detectors.llama_guard_local import locate_gguf  # noqa: E402
 from guardproxy.evaluation.metrics import Confusion, average_precision, confusion  # noqa: E402
-from guardproxy.trainer.classifier.data import stable_fraction  # noqa: E402
+from guardproxy.trainer.classifier.data import file_sha256, stable_fraction  # noqa: E402
 from guardproxy.trainer.guard_model.config import GuardSFTConfig  # noqa: E402
 from guardproxy.trainer.guard_model.examples import GuardRow, read_rows  # noqa: E402
 from guardproxy.trainer.guard_model.from_audit import reviewed_rows, write_rows  # noqa: E402
@@ -115,7 +114,9 @@ def main(argv: list[str] | None = None) -> int:
         splits = Splits(*(_spread(rows, args.max_rows) for rows in (splits.traffic, splits.gate, splits.evaluation)))
     source = locate_gguf("--guard", args.guard).path
     registry = world / "models" / MODEL_NAME
-    v1 = add_version(registry, source, name=MODEL_NAME, training={"copied_from": str(source), "sha256": _sha(source)})
+    v1 = add_version(
+        registry, source, name=MODEL_NAME, training={"copied_from": str(source), "sha256": file_sha256(source)}
+    )
     promote(registry, v1.name, reason="loop_guard_feedback: the current guard")
 
     audit = world / "audit.db"
@@ -192,7 +193,7 @@ def main(argv: list[str] | None = None) -> int:
     figures = {split: {model: _figures(*by_model[model]) for model in by_model} for split, by_model in scored.items()}
     result = {
         "command": "python bench/loop_guard_feedback.py " + " ".join(argv if argv is not None else sys.argv[1:]),
-        "guard": {"file": str(source), "sha256": _sha(source)},
+        "guard": {"file": str(source), "sha256": file_sha256(source)},
         "data": {
             "heldout_agent_rows": len(heldout),
             "traffic": _facts(splits.traffic),
@@ -409,14 +410,6 @@ def _share(part: int, whole: int) -> float | None:
 
 def _round(value: float | None) -> float | None:
     return None if value is None else round(value, 4)
-
-
-def _sha(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 if __name__ == "__main__":
