@@ -155,7 +155,9 @@ def test_blocks_outside_the_base_are_refused(base_chat_gguf: Path) -> None:
         load_pruned(base_chat_gguf, [0, 30])
 
 
-def test_trainer_sft_end_to_end_writes_a_guard_the_detector_loads(tmp_path: Path) -> None:
+# LoRA is how the sidecar fine-tunes a shipped guard (bench/loop_guard_feedback.py); it once failed only there.
+@pytest.mark.parametrize("adapter", ["", "lora_r: 4\n"], ids=["full", "lora"])
+def test_trainer_sft_end_to_end_writes_a_guard_the_detector_loads(tmp_path: Path, adapter: str) -> None:
     rows = some_rows(12)
     train, heldout = tmp_path / "train.jsonl", tmp_path / "heldout.jsonl"
     for path, part in ((train, rows[:8]), (heldout, rows[8:])):
@@ -171,7 +173,7 @@ def test_trainer_sft_end_to_end_writes_a_guard_the_detector_loads(tmp_path: Path
     config = tmp_path / "guard.yaml"
     config.write_text(
         "format: llama_guard\ntrain: train.jsonl\nheldout: heldout.jsonl\noutput_dir: out/v1\n"
-        "blocks: [0, 29]\ntrain_blocks: 1\nepochs: 1\nbatch_size: 4\nwarmup_steps: 1\nname: tiny-guard\n"
+        "blocks: [0, 29]\ntrain_blocks: 1\nepochs: 1\nbatch_size: 4\nwarmup_steps: 1\nname: tiny-guard\n" + adapter
     )
     done = subprocess.run(
         [sys.executable, "-m", "guardproxy.cli", "trainer", "sft", "--config", str(config)],
@@ -185,6 +187,7 @@ def test_trainer_sft_end_to_end_writes_a_guard_the_detector_loads(tmp_path: Path
     report = json.loads((out / "report.json").read_text())
     assert report["steps"] >= 2 and report["blocks_kept"] == TWO_BLOCKS
     assert report["data"]["train"]["rows"] == 8
+    assert report["config"]["lora_r"] == (4 if adapter else 0)
     assert set(report["heldout_after"]) >= {"all"}
     card = json.loads((out / "model_card.json").read_text())
     assert card["name"] == "tiny-guard" and card["version"] == "v1"

@@ -44,7 +44,9 @@ def run(config: GuardSFTConfig, config_file: str | None = None) -> dict[str, Any
     )
     model = _trainable(model, config.lora_r, config.train_blocks)
     started = time.perf_counter()
-    losses = _train(model, train, pad_id, config)
+    # The adapters sit inside the base model's modules; the forward pass needs its decoder (`.model`), which a
+    # PeftModel's own `.model` attribute is not.
+    losses = _train(model.get_base_model() if config.lora_r else model, train, pad_id, config)
     train_s = time.perf_counter() - started
     if config.lora_r:
         model = model.merge_and_unload()
