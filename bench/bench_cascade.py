@@ -280,7 +280,10 @@ def summarize(results: Sequence[StepResult], examples: Sequence[Example]) -> dic
             {"recall": _round(counts.recall), "n": len(rows)}
             if counts.positives
             else {"fpr": _round(counts.fpr), "n": len(rows)}
-        )
+        ) | {
+            # The first-run sets are ordinary traffic: what share of it pays for the judge.
+            "escalated": _round(sum(results[i].escalation is not None for i in rows) / len(rows))
+        }
     return {
         **_figures(total),
         "escalated": _round(sum(r.escalation is not None for r in results) / len(results)),

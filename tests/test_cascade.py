@@ -492,7 +492,7 @@ def test_the_cascade_bench_measures_what_the_band_changes(tmp_path: Path) -> Non
     assert judge["f1"] == 1.0  # the stand-in answers from the gold labels
     assert cascade["confusion"] == {"tp": 2, "fp": 0, "fn": 1, "tn": 2}
     assert (cascade["f1"], cascade["escalated"], cascade["primary_errors_in_band"]) == (0.8, 0.4, 0.5)
-    assert cascade["sets"] == {"set": {"recall": 0.6667, "n": 5}}
+    assert cascade["sets"] == {"set": {"recall": 0.6667, "n": 5, "escalated": 0.4}}
 
 
 def test_the_cascade_bench_says_what_to_pass_when_the_judge_model_is_missing(tmp_path: Path) -> None:
@@ -516,4 +516,4 @@ def test_the_shipped_policys_commented_cascade_is_valid_once_its_judge_is_declar
         text = text.replace(commented, commented.replace("# ", "", 1))
     policy = parse_policy(text, env={})
     [step] = [s for s in policy.input if s.escalate is not None]
-    assert step.escalate == Escalation(detector="llama_guard", band=(0.2, 0.8))
+    assert step.escalate == Escalation(detector="llama_guard", band=(0.35, 0.65))
