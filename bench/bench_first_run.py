@@ -125,18 +125,32 @@ def _pct(n: int, d: int) -> float:
     return round(100.0 * n / d, 2) if d else 0.0
 
 
-def with_model(policy: Path, model: Path, out: Path) -> Path:
-    """A copy of the policy whose classifier detectors serve `model` (a candidate) instead of the shipped one."""
+def served_copy(policy: Path, out: Path, model: Path | None, fake_backends: bool) -> Path:
+    """A copy of the policy as the bench serves it.
+
+    `model`: the classifier detectors serve this directory (a candidate) instead of the shipped one.
+    `fake_backends`: every model is answered by the fake upstream (`UPSTREAM_URL`), so a policy written for a
+    local model (policy.local.yaml) is measured on its guard alone, with the suite's answers.
+    """
     tree = yaml.safe_load(policy.read_text(encoding="utf-8"))
-    for config in tree.get("detectors", {}).values():
-        if config.get("type") in {"injection_classifier", "moderation_classifier"}:
-            config["model_path"] = str(model.resolve())
+    if model is not None:
+        for config in tree.get("detectors", {}).values():
+            if config.get("type") in {"injection_classifier", "moderation_classifier"}:
+                config["model_path"] = str(model.resolve())
+    if fake_backends:
+        tree["backends"] = {"fake": {"type": "openai", "base_url": "${UPSTREAM_URL}", "api_key": "k"}}
+        tree["models"] = [{"name": m["name"], "backend": "fake"} for m in tree["models"]]
     out.write_text(yaml.safe_dump(tree, sort_keys=False), encoding="utf-8")
     return out
 
 
 def summarise(
-    results: list[Outcomes], policy: Path, data: Path, wall_s: float, model: Path | None = None
+    results: list[Outcomes],
+    policy: Path,
+    data: Path,
+    wall_s: float,
+    model: Path | None = None,
+    fake_backends: bool = False,
 ) -> dict[str, Any]:
     n = len(results)
     refused = [r for r in results if r.refused_input or r.stopped_output]
@@ -167,7 +181,11 @@ def summarise(
         part = [r for r in results if r.prompt.category == cat]
         bad = sum(r.refused_input or r.stopped_output for r in part)
         by_category[cat] = {"n": len(part), "refused": bad, "refused_pct": _pct(bad, len(part))}
-    command = f"python bench/bench_first_run.py --policy {_rel(policy)}" + (f" --model {_rel(model)}" if model else "")
+    command = (
+        f"python bench/bench_first_run.py --policy {_rel(policy)}"
+        + (f" --model {_rel(model)}" if model else "")
+        + (" --fake-backends" if fake_backends else "")
+    )
     return {
         "command": command,
         "policy": _rel(policy),
@@ -214,11 +232,12 @@ def _rel(path: Path) -> str:
     return str(path.relative_to(ROOT) if path.is_relative_to(ROOT) else path)
 
 
-def run(policy: Path, data: Path, model: Path | None = None) -> dict[str, Any]:
+def run(policy: Path, data: Path, model: Path | None = None, fake_backends: bool = False) -> dict[str, Any]:
     prompts = load_suite(data)
     results: list[Outcomes] = []
     with tempfile.TemporaryDirectory(prefix="first-run-") as tmp, FakeUpstream() as upstream:
-        served = with_model(policy, model, Path(tmp) / "policy.yaml") if model else policy
+        changed = model is not None or fake_backends
+        served = served_copy(policy, Path(tmp) / "policy.yaml", model, fake_backends) if changed else policy
         os.environ["UPSTREAM_URL"] = upstream.base_url
         cwd = Path.cwd()
         os.chdir(tmp)  # the shipped policy writes ./guardproxy-audit.db
@@ -235,7 +254,7 @@ def run(policy: Path, data: Path, model: Path | None = None) -> dict[str, Any]:
         finally:
             os.chdir(cwd)
         wall = time.monotonic() - started
-    return summarise(results, policy, data, wall, model)
+    return summarise(results, policy, data, wall, model, fake_backends)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -246,8 +265,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--model", type=Path, help="serve this model directory in the classifier detectors (a candidate)"
     )
+    parser.add_argument(
+        "--fake-backends",
+        action="store_true",
+        help="answer every model from the fake upstream (to measure policy.local.yaml's guard without its model)",
+    )
     args = parser.parse_args(argv)
-    report = run(args.policy.resolve(), args.data.resolve(), args.model)
+    report = run(args.policy.resolve(), args.data.resolve(), args.model, args.fake_backends)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(report, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
     print(
