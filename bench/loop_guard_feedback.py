@@ -5,18 +5,21 @@
 2. A real proxy serves the current guard (`{type: llama_guard, model_path: <registry>}`, an output step with
    action `flag`, so every answer reaches the client and the audit log) in front of a scripted upstream that
    returns the traffic answers; the official openai SDK sends the traffic requests.
-3. A reviewer reads the audit log and posts `POST /v1/feedback`: every harmful answer the guard let through
-   (`false_negative`, the codes in the note), every safe answer it flagged (`false_positive`), and a sample of
-   the safe answers it passed (`correct`).
+3. A reviewer reads the audit log and posts `POST /v1/feedback`: every harmful answer, the codes in the note
+   (`false_negative` when the guard let it through, `correct` when it flagged it), every safe answer it flagged
+   (`false_positive`), and a sample of the safe answers it passed (`correct`).
 4. Training rows are built from the AUDIT STORE (`trainer/guard_model/from_audit.py`). Balanced: the reviewed
-   positives, the reviewed negatives, and a replay sample of the guard's own training rows (half safe, half
-   unsafe, both roles) so that it does not forget. Positives only (the ablation): the same positives, nothing else.
-5. Each arm fine-tunes the current GGUF with LoRA (`trainer/guard_model/train.py`), becomes a version of the
-   registry, and is scored through a second real proxy that runs the current guard and both candidates on the
-   gate and evaluation answers. The gate (`trainer/guard_model/gate.py`: precision and F1 must not fall on the
+   positives, the reviewed negatives, and a replay sample of the guard's own training rows (both roles; unsafe
+   and safe chosen so the whole set is even) so that it does not forget. Positives only (the ablation): the same
+   positives, nothing else.
+5. Each arm fine-tunes the current GGUF with LoRA (`trainer/guard_model/train.py`) once per `--epochs` value,
+   becomes a version of the registry, and is scored through a second real proxy that runs the current guard and
+   every candidate on the gate and evaluation answers and on the first-run suite's everyday answers (all safe,
+   cross-source: where a collapsed guard shows). The gate (`trainer/guard_model/gate.py`: precision and F1 must not fall on the
    gate split) decides; the best passing candidate is promoted (`trainer/registry.py`).
 
-    python bench/loop_guard_feedback.py                          # ~20 min on 2 cores with the shipped guard
+    python bench/loop_guard_feedback.py                          # ~30 min on 2 cores: lr 5e-4, 3 and 12 epochs
+    python bench/loop_guard_feedback.py --epochs 12 --lr 2e-3 --out bench/results/loop_guard_feedback_lr2e-3.json  # 19 min
     python bench/loop_guard_feedback.py --arms positives_only    # the failure alone
     python bench/loop_guard_feedback.py --guard /path/model.gguf --world runs/lgf-pilot --out /tmp/lgf.json
 
@@ -58,6 +61,9 @@ from tests.fake_upstream import FakeUpstream, Reply  # noqa: E402
 from tests.proxy_harness import ProxyServer  # noqa: E402
 
 DATA = ROOT / "configs" / "train" / "data" / "guard_sft"
+# Everyday prompts with plausible answers, written for the first-run bench and kept out of every training set:
+# ordinary traffic, where a collapsed guard shows as refused answers (bench/data/first_run/README.md).
+ORDINARY = ROOT / "bench" / "data" / "first_run" / "benign_suite.jsonl"
 MODEL_NAME = "llama-guard-smol"
 GUARD_STEP = "guard"
 ARMS = ("balanced", "positives_only")
@@ -96,7 +102,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--max-rows", type=int, help="cap each split (smoke runs)")
     parser.add_argument("--lora-r", type=int, default=8)
     parser.add_argument("--train-blocks", type=int, default=4, help="LoRA on the top N blocks (0: all)")
-    parser.add_argument("--epochs", type=float, default=3.0)
+    parser.add_argument(
+        "--epochs",
+        type=float,
+        nargs="+",
+        default=[3.0, 12.0],
+        help="one candidate per arm and value: how the collapse grows with training",
+    )
     parser.add_argument("--batch-size", type=int, default=4)
     parser.add_argument("--lr", type=float, default=5e-4)
     parser.add_argument("--gate-tolerance", type=float, default=0.0, help="how far precision/F1 may fall")
@@ -131,9 +143,8 @@ def main(argv: list[str] | None = None) -> int:
         store.close()
     by_answer = {r.answer for r in splits.traffic}
     rows: dict[str, list[GuardRow]] = {"positives_only": list(reviewed.positives)}
-    replay = _replay(
-        read_rows(DATA / "train.jsonl"), round(args.replay * (len(reviewed.positives) + len(reviewed.negatives)))
-    )
+    n_pos, n_neg = len(reviewed.positives), len(reviewed.negatives)
+    replay = _replay(read_rows(DATA / "train.jsonl"), round(args.replay * (n_pos + n_neg)), n_pos, n_neg)
     rows["balanced"] = [*reviewed.positives, *reviewed.negatives, *replay]
     gate_file, eval_file = world / "gate.jsonl", world / "evaluation.jsonl"
     write_rows(gate_file, splits.gate)
@@ -141,9 +152,10 @@ def main(argv: list[str] | None = None) -> int:
 
     candidates: dict[str, Path] = {}
     training: dict[str, Any] = {}
-    for arm in args.arms:
+    for arm, epochs in [(arm, epochs) for epochs in args.epochs for arm in args.arms]:
+        name = f"{arm}_{epochs:g}ep".replace(".", "p")  # a detector and step name in the scoring policy
         if not rows[arm]:
-            training[arm] = {"skipped": "no training rows (the guard missed nothing the reviewer saw)"}
+            training[name] = {"skipped": "no training rows (the guard missed nothing the reviewer saw)"}
             continue
         train_file = world / f"train_{arm}.jsonl"
         write_rows(train_file, rows[arm])
@@ -151,12 +163,12 @@ def main(argv: list[str] | None = None) -> int:
             format="llama_guard",
             train=str(train_file),
             heldout=str(gate_file),  # the trainer's own (torch) figures: a cross-check of the proxy's
-            output_dir=str(world / "candidates" / arm),
+            output_dir=str(world / "candidates" / name),
             base_model=str(registry / v1.name / GGUF_FILE),
             blocks=None,
             train_blocks=args.train_blocks,
             lora_r=args.lora_r,
-            epochs=args.epochs,
+            epochs=epochs,
             batch_size=args.batch_size,
             learning_rate=args.lr,
             warmup_steps=1,
@@ -173,17 +185,23 @@ def main(argv: list[str] | None = None) -> int:
         }
         version = add_version(
             registry,
-            world / "candidates" / arm / GGUF_FILE,
+            world / "candidates" / name / GGUF_FILE,
             name=MODEL_NAME,
-            training={"arm": arm, "from": v1.name, "config": report["config"], "data": facts},
+            training={"arm": arm, "epochs": epochs, "from": v1.name, "config": report["config"], "data": facts},
         )
-        candidates[arm] = version
-        training[arm] = facts | {"version": version.name}
+        candidates[name] = version
+        training[name] = facts | {"version": version.name}
 
     models = {"current": registry / v1.name / GGUF_FILE} | {arm: v / GGUF_FILE for arm, v in candidates.items()}
     eval_started = time.monotonic()
-    scored = _score(world, models, {"gate": splits.gate, "evaluation": splits.evaluation})
+    ordinary = _ordinary_answers(ORDINARY)[: args.max_rows or None]
+    scored = _score(world, models, {"gate": splits.gate, "evaluation": splits.evaluation, "ordinary_answers": ordinary})
     eval_s = time.monotonic() - eval_started
+    # Harmful answers are rare in real traffic: the evaluation answers among the ordinary ones (~13% unsafe)
+    # show what precision a collapsed guard leaves a reviewer with.
+    scored["evaluation+ordinary_answers"] = {
+        model: _pooled(scored["evaluation"][model], scored["ordinary_answers"][model]) for model in models
+    }
     gates = {
         arm: gate(scored["gate"]["current"][0], scored["gate"][arm][0], tolerance=args.gate_tolerance)
         for arm in candidates
@@ -199,6 +217,7 @@ def main(argv: list[str] | None = None) -> int:
             "traffic": _facts(splits.traffic),
             "gate": _facts(splits.gate),
             "evaluation": _facts(splits.evaluation),
+            "ordinary_answers": _facts(ordinary) | {"file": str(ORDINARY.relative_to(ROOT))},
         },
         "traffic": traffic,
         "rows_from_audit": {
@@ -287,8 +306,10 @@ def _traffic_and_review(
 
 def _review(row: GuardRow, flagged: bool, request_id: str, confirm_share: float) -> tuple[str | None, str]:
     """The reviewer's label and note for one answer, or None when the answer is not reviewed."""
-    if row.label == "unsafe" and not flagged:
-        return "false_negative", "unsafe: " + ",".join(row.codes)
+    # Output feedback as users give it: every harmful answer they see is reported, caught or not (a caught one
+    # confirms the flag). These are the positives both arms learn from; only the balanced arm gets negatives.
+    if row.label == "unsafe":
+        return ("correct" if flagged else "false_negative"), "unsafe: " + ",".join(row.codes)
     if row.label == "safe" and flagged:
         return "false_positive", "a safe answer"
     if row.label == "safe" and stable_fraction(request_id, SALT + "-confirm") < confirm_share:
@@ -379,12 +400,30 @@ def _promote_best(
     return f"{best} ({candidates[best].name})"
 
 
-def _replay(train: Sequence[GuardRow], n: int) -> list[GuardRow]:
-    """`n` of the guard's own training rows, half unsafe and half safe, picked by a stable hash."""
+def _replay(train: Sequence[GuardRow], n: int, positives: int, negatives: int) -> list[GuardRow]:
+    """`n` of the guard's own training rows, picked by a stable hash, split between unsafe and safe so that
+    the reviewed rows plus these are as balanced as `n` allows (reviewers report far more harmful answers
+    than they confirm safe ones)."""
     ordered = sorted(train, key=lambda r: stable_fraction(r.user + (r.answer or ""), SALT + "-replay"))
-    unsafe = [r for r in ordered if r.label == "unsafe"][: (n + 1) // 2]
-    safe = [r for r in ordered if r.label == "safe"][: n // 2]
+    half = (n + positives + negatives) // 2
+    unsafe_n = min(n, max(0, half - positives))
+    unsafe = [r for r in ordered if r.label == "unsafe"][:unsafe_n]
+    safe = [r for r in ordered if r.label == "safe"][: n - unsafe_n]
     return unsafe + safe
+
+
+def _pooled(a: Scored, b: Scored) -> Scored:
+    (ca, sa, ta), (cb, sb, tb) = a, b
+    return Confusion(ca.tp + cb.tp, ca.fp + cb.fp, ca.fn + cb.fn, ca.tn + cb.tn), [*sa, *sb], [*ta, *tb]
+
+
+def _ordinary_answers(path: Path) -> list[GuardRow]:
+    """The first-run suite's (prompt, answer) pairs as safe Agent rows."""
+    rows = []
+    for line in path.read_text(encoding="utf-8").splitlines():
+        item = json.loads(line)
+        rows.append(GuardRow("Agent", item["text"], item["answer"], "safe", (), (), "first_run", item["id"]))
+    return rows
 
 
 def _spread(rows: list[GuardRow], n: int) -> list[GuardRow]:
