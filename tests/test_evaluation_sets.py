@@ -8,6 +8,7 @@ not describe).
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -17,6 +18,7 @@ from tests.training_texts import training_texts
 
 ROOT = Path(__file__).resolve().parents[1]
 HARD_NEGATIVES = ROOT / "configs" / "train" / "data" / "hard_negatives"
+EVERYDAY = ROOT / "configs" / "train" / "data" / "everyday"
 EVAL_FILES = [
     *sorted((ROOT / "bench" / "data" / "ood").glob("*.jsonl")),
     ROOT / "bench" / "data" / "first_run" / "benign_suite.jsonl",
@@ -51,6 +53,40 @@ def test_hard_negatives_are_exactly_what_the_generator_writes(tmp_path: Path) ->
             if json.loads(line)["meta"]["kind"] != "advbench_target"
         ]
         assert (tmp_path / name).read_text(encoding="utf-8").splitlines() == committed
+
+
+def test_everyday_data_is_exactly_what_its_generator_writes(tmp_path: Path) -> None:
+    subprocess.run(
+        [sys.executable, str(ROOT / "scripts" / "build_everyday_requests.py"), "--out", str(tmp_path)],
+        check=True,
+        capture_output=True,
+    )
+    written = sorted(p.name for p in tmp_path.glob("*.jsonl"))
+    assert written == sorted(p.name for p in EVERYDAY.glob("*.jsonl")) == ["answers.jsonl", "requests.jsonl"]
+    for name in written:
+        assert (tmp_path / name).read_bytes() == (EVERYDAY / name).read_bytes()
+
+
+def _words(text: str) -> frozenset[str]:
+    return frozenset(re.findall(r"[a-z0-9']+", normalise(text)))
+
+
+def test_no_everyday_record_is_a_near_duplicate_of_an_evaluation_text_or_answer() -> None:
+    """The everyday data was written by someone who had read the first-run suite; its generator drops every seed
+    within word-set Jaccard 0.5 of an evaluation text. Checked here against the committed files, with the
+    first-run answers too (the output steps judge them)."""
+    evaluation = [
+        _words(str(r[key])) for path in EVAL_FILES for r in _records(path) for key in ("text", "answer") if key in r
+    ]
+    near = [
+        r["text"]
+        for path in EVERYDAY.glob("*.jsonl")
+        for r in _records(path)
+        for e in evaluation
+        if len(_words(str(r["text"])) & e) / len(_words(str(r["text"])) | e) >= 0.5
+    ]
+    assert near == []
+    assert sum(1 for path in EVERYDAY.glob("*.jsonl") for _ in _records(path)) > 400  # the files were read
 
 
 def test_every_contrast_seed_with_a_harmful_twin_keeps_both_in_one_group() -> None:
