@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import re
 import sys
 from collections import defaultdict
 from pathlib import Path
@@ -26,7 +25,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from guardproxy.trainer.classifier.config import load_config  # noqa: E402
-from guardproxy.trainer.classifier.data import load_examples, normalise  # noqa: E402
+from guardproxy.trainer.classifier.data import load_examples, normalise, word_set  # noqa: E402
 
 NEAR = 0.6
 COMMON = 2000  # words in more training texts than this do not make candidates (they cannot decide a 0.6 overlap alone)
@@ -36,10 +35,6 @@ EVAL_FILES = [
     ROOT / "bench" / "data" / "ood_jailbreaks.jsonl",
 ]
 GUARD_SFT = ROOT / "configs" / "train" / "data" / "guard_sft"
-
-
-def words(text: str) -> frozenset[str]:
-    return frozenset(re.findall(r"[a-z0-9']+", normalise(text)))
 
 
 def guard_sft_texts(folder: Path) -> list[str]:
@@ -71,7 +66,7 @@ def main(argv: list[str] | None = None) -> int:
     if not args.no_guard_sft:
         train |= {normalise(t): t for t in guard_sft_texts(GUARD_SFT)}
     texts = list(train.values())
-    sets = [words(t) for t in texts]
+    sets = [word_set(t) for t in texts]
     index: defaultdict[str, list[int]] = defaultdict(list)
     for i, s in enumerate(sets):
         for w in s:
@@ -86,7 +81,7 @@ def main(argv: list[str] | None = None) -> int:
                 exact += 1
                 print(f"EXACT {path.name}: {text[:100]!r}")
                 continue
-            mine = words(text)
+            mine = word_set(text)
             # Candidates share a rarer word; their Jaccard is then computed on the whole word sets (counting
             # only the rarer shared words, as before, underestimated it: short questions were missed).
             candidates = {i for w in mine if len(index[w]) <= COMMON for i in index[w]}

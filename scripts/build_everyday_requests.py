@@ -25,13 +25,14 @@ from __future__ import annotations
 
 import argparse
 import json
-import re
 import sys
 from collections import Counter
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
-from build_hard_negatives import EVAL_SETS, REPO, Record, _eval_texts, _normalise, _pick, write
+from build_hard_negatives import EVAL_SETS, REPO, Record, _eval_texts, _pick, write
+
+from guardproxy.trainer.classifier.data import jaccard, word_set
 
 OUT = REPO / "configs" / "train" / "data" / "everyday"
 
@@ -456,15 +457,7 @@ def answer_records() -> Iterator[Record]:
 NEAR = 0.5  # stricter than bench/ood_overlap.py's 0.6, so that check stays clean with margin
 
 
-def _words(text: str) -> frozenset[str]:
-    return frozenset(re.findall(r"[a-z0-9']+", _normalise(text)))
-
-
-def _near(a: frozenset[str], b: frozenset[str]) -> bool:
-    return bool(a and b) and len(a & b) / len(a | b) >= NEAR
-
-
-def eval_words() -> list[frozenset[str]]:
+def evalword_set() -> list[frozenset[str]]:
     """Word sets of every evaluation text and answer (the first-run suite's answers are judged by output steps)."""
     out = []
     for folder in EVAL_SETS:
@@ -472,7 +465,7 @@ def eval_words() -> list[frozenset[str]]:
             for line in path.read_text(encoding="utf-8").splitlines():
                 if line.strip():
                     record = json.loads(line)
-                    out += [_words(record[k]) for k in ("text", "answer") if isinstance(record.get(k), str)]
+                    out += [word_set(record[k]) for k in ("text", "answer") if isinstance(record.get(k), str)]
     return out
 
 
@@ -481,7 +474,7 @@ def without_near_eval_seeds(
 ) -> list[Record]:
     """Drops every record of a seed (meta.group) that has any record near an evaluation text."""
     kept = list(records)
-    tainted = {r.group for r in kept if any(_near(_words(r.text), e) for e in evaluation)}
+    tainted = {r.group for r in kept if any(jaccard(word_set(r.text), e) >= NEAR for e in evaluation)}
     counts["seeds_dropped_near_eval"] += len(tainted)
     return [r for r in kept if r.group not in tainted]
 
@@ -492,7 +485,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     args.out.mkdir(parents=True, exist_ok=True)
     blocked = _eval_texts()
-    near = eval_words()
+    near = evalword_set()
     counts: Counter[str] = Counter()
     write(args.out, "requests.jsonl", without_near_eval_seeds(request_records(), near, counts), blocked, counts)
     write(args.out, "answers.jsonl", without_near_eval_seeds(answer_records(), near, counts), blocked, counts)

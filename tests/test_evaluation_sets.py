@@ -8,12 +8,11 @@ not describe).
 from __future__ import annotations
 
 import json
-import re
 import subprocess
 import sys
 from pathlib import Path
 
-from guardproxy.trainer.classifier.data import normalise
+from guardproxy.trainer.classifier.data import jaccard, normalise, word_set
 from tests.training_texts import training_texts
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -67,23 +66,19 @@ def test_everyday_data_is_exactly_what_its_generator_writes(tmp_path: Path) -> N
         assert (tmp_path / name).read_bytes() == (EVERYDAY / name).read_bytes()
 
 
-def _words(text: str) -> frozenset[str]:
-    return frozenset(re.findall(r"[a-z0-9']+", normalise(text)))
-
-
 def test_no_everyday_record_is_a_near_duplicate_of_an_evaluation_text_or_answer() -> None:
     """The everyday data was written by someone who had read the first-run suite; its generator drops every seed
     within word-set Jaccard 0.5 of an evaluation text. Checked here against the committed files, with the
     first-run answers too (the output steps judge them)."""
     evaluation = [
-        _words(str(r[key])) for path in EVAL_FILES for r in _records(path) for key in ("text", "answer") if key in r
+        word_set(str(r[key])) for path in EVAL_FILES for r in _records(path) for key in ("text", "answer") if key in r
     ]
     near = [
         r["text"]
         for path in EVERYDAY.glob("*.jsonl")
         for r in _records(path)
         for e in evaluation
-        if len(_words(str(r["text"])) & e) / len(_words(str(r["text"])) | e) >= 0.5
+        if jaccard(word_set(str(r["text"])), e) >= 0.5
     ]
     assert near == []
     assert sum(1 for path in EVERYDAY.glob("*.jsonl") for _ in _records(path)) > 400  # the files were read

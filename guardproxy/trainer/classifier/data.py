@@ -20,12 +20,23 @@ from tokenizers import Tokenizer
 from guardproxy.detectors.onnx_classifier import window_starts
 from guardproxy.trainer.classifier.config import CATEGORIES, ClassifierTrainConfig, DatasetSpec
 
+_WORDS = re.compile(r"[a-z0-9']+")
 _SPACES = re.compile(r"\s+")
 
 
 def normalise(text: str) -> str:
     """NFKC, lower case, collapsed whitespace: the key for deduplication and splitting."""
     return _SPACES.sub(" ", unicodedata.normalize("NFKC", text).lower()).strip()
+
+
+def word_set(text: str) -> frozenset[str]:
+    """The words of `normalise(text)`: what near-duplicate checks between training and evaluation texts compare."""
+    return frozenset(_WORDS.findall(normalise(text)))
+
+
+def jaccard(a: frozenset[str], b: frozenset[str]) -> float:
+    """Word-set overlap in [0, 1]; two empty sets share nothing."""
+    return len(a & b) / len(a | b) if a and b else 0.0
 
 
 def stable_fraction(key: str, salt: str) -> float:
