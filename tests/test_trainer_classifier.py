@@ -21,6 +21,7 @@ from guardproxy.trainer.classifier.data import (
     load_examples,
     normalise,
     stable_fraction,
+    training_split,
     training_windows,
 )
 from guardproxy.trainer.classifier.evaluate import binary_metrics, threshold_for_fpr
@@ -187,6 +188,31 @@ def test_long_positive_trains_on_the_window_holding_its_evidence(tmp_path: Path)
     long_neg = [e for e in examples if e.text.startswith(FILLER) and e.label == 0]
     neg_windows = training_windows(long_neg, tok, cfg, cls_id, sep_id)
     assert len(neg_windows) == cfg.train_max_windows * len(long_neg)
+
+
+def test_repeat_oversamples_only_the_training_split_of_its_dataset(tmp_path: Path) -> None:
+    _write_jsonl(tmp_path / "slow.jsonl", [{"text": f"slow doc {i}", "label": "injection"} for i in range(40)])
+    _write_jsonl(tmp_path / "fast.jsonl", [{"text": f"fast doc {i}", "label": "benign"} for i in range(40)])
+    spec: dict[str, object] = {
+        "name": "t",
+        "label_map": {"benign": "benign", "injection": "injection"},
+        "datasets": [{"path": "slow.jsonl", "repeat": 3}, {"path": "fast.jsonl"}],
+    }
+    cfg_path = tmp_path / "c.yaml"
+    cfg_path.write_text(yaml.safe_dump(spec))
+    cfg = load_config(cfg_path)
+    examples, _ = load_examples(cfg)
+    trained = training_split(examples, cfg)
+    slow_train = [e for e in examples if e.dataset == "slow" and e.split == "train"]
+    fast_train = [e for e in examples if e.dataset == "fast" and e.split == "train"]
+    assert slow_train and fast_train
+    assert sum(e.dataset == "slow" for e in trained) == 3 * len(slow_train)
+    assert sum(e.dataset == "fast" for e in trained) == len(fast_train)
+    assert all(e.split == "train" for e in trained)  # the held-out halves are never repeated
+    spec["datasets"] = [{"path": "slow.jsonl", "repeat": 0}]
+    cfg_path.write_text(yaml.safe_dump(spec))
+    with pytest.raises(ValueError, match="repeat must be >= 1"):
+        load_config(cfg_path)
 
 
 def test_config_errors_and_command_line_overrides(tmp_path: Path) -> None:

@@ -85,6 +85,13 @@ class DatasetSpec:
         default=None,
         metadata={"help": "Keep at most N records of a dataset label (a stable hash picks which)."},
     )
+    repeat: int = field(
+        default=1,
+        metadata={
+            "help": "Copies of each training-split record of this dataset (oversampling a source the model is slow "
+            "to fit, such as long documents with one planted sentence). The held-out halves are not repeated."
+        },
+    )
 
 
 @dataclass(config=TRAINER_CONFIG)
@@ -224,6 +231,8 @@ class ClassifierTrainConfig:
             raise ValueError("validation_fraction: must be in (0, 1)")
         if not 0 <= self.stride < self.max_length - 2:
             raise ValueError("stride: must be >= 0 and smaller than max_length - 2")
+        if any(spec.repeat < 1 for spec in self.datasets):
+            raise ValueError("datasets: repeat must be >= 1")
         # quantize_base's values are checked by its type (QuantizeBase); this is the combination rule.
         if self.quantize_base == "nf4" and self.finetune != "lora":
             raise ValueError("quantize_base: nf4 (QLoRA) needs finetune: lora")

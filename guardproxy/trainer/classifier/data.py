@@ -160,6 +160,12 @@ def load_examples(cfg: ClassifierTrainConfig) -> tuple[list[Example], DataReport
     return examples, report
 
 
+def training_split(examples: list[Example], cfg: ClassifierTrainConfig) -> list[Example]:
+    """The examples trained on: the train split, each record of a dataset with `repeat: n` in it n times."""
+    repeats = {_dataset_name(spec): spec.repeat for spec in cfg.datasets}
+    return [e for e in examples if e.split == "train" for _ in range(repeats.get(e.dataset, 1))]
+
+
 def _split(group_key: str, cfg: ClassifierTrainConfig) -> str:
     if stable_fraction(group_key, cfg.split_salt) >= cfg.validation_fraction:
         return "train"

@@ -19,7 +19,7 @@ from guardproxy.detectors.model_card import ModelCard
 from guardproxy.detectors.onnx_classifier import OnnxTextClassifier
 from guardproxy.trainer.classifier.card import library_versions, resolve_base_model, write_card
 from guardproxy.trainer.classifier.config import ClassifierTrainConfig, parse_args
-from guardproxy.trainer.classifier.data import Example, file_sha256, load_examples, training_windows
+from guardproxy.trainer.classifier.data import Example, file_sha256, load_examples, training_split, training_windows
 from guardproxy.trainer.classifier.evaluate import evaluate_multilabel, evaluate_scores
 from guardproxy.trainer.config_load import ConfigError
 
@@ -112,7 +112,7 @@ def _train_and_write(cfg: ClassifierTrainConfig) -> Path:
         raise ValueError(f"{tokenizer_file}: expected a BERT-style tokenizer with [CLS] and [SEP]")
 
     examples, data_report = load_examples(cfg)
-    train_set = [e for e in examples if e.split == "train"]
+    train_set = training_split(examples, cfg)
     validation = [e for e in examples if e.split != "train"]
     windows = training_windows(train_set, tokenizer, cfg, cls_id, sep_id)
     log.info("examples: %d train, %d validation; %d training windows", len(train_set), len(validation), len(windows))
