@@ -6,8 +6,9 @@
 
 The training side is every text of the configs plus, unless --no-guard-sft, the `user` and `answer` texts of
 configs/train/data/guard_sft/*.jsonl (the Llama Guard style SFT data, train and held-out: both must stay apart
-from these sets). For every record of bench/data/ood/*.jsonl, bench/data/first_run/*.jsonl and
-bench/data/ood_jailbreaks.jsonl (its `text`, and its `answer` where it has one, as the first-run suite does):
+from these sets). For every record of bench/data/ood/*.jsonl, bench/data/first_run/*.jsonl,
+bench/data/ood_jailbreaks.jsonl and tests/data/code_answers.jsonl (its `text`, and its `answer` where it has one,
+as the first-run suite does):
 an *exact* overlap is the same normalised text (NFKC, lower case, collapsed spaces) in the training data, a
 *near* one a training text whose word set has Jaccard similarity >= 0.6 with it. Exits 1 when any is found,
 listing them, so a data change that leaks an evaluation text into training is caught.
@@ -33,6 +34,7 @@ EVAL_FILES = [
     *sorted((ROOT / "bench" / "data" / "ood").glob("*.jsonl")),
     *sorted((ROOT / "bench" / "data" / "first_run").glob("*.jsonl")),
     ROOT / "bench" / "data" / "ood_jailbreaks.jsonl",
+    ROOT / "tests" / "data" / "code_answers.jsonl",  # real code answers: the output steps' test and probe
 ]
 GUARD_SFT = ROOT / "configs" / "train" / "data" / "guard_sft"
 

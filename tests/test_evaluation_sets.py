@@ -21,6 +21,7 @@ EVERYDAY = ROOT / "configs" / "train" / "data" / "everyday"
 EVAL_FILES = [
     *sorted((ROOT / "bench" / "data" / "ood").glob("*.jsonl")),
     ROOT / "bench" / "data" / "first_run" / "benign_suite.jsonl",
+    ROOT / "tests" / "data" / "code_answers.jsonl",  # the output steps' code-answer test and cross-source probe
 ]
 
 
@@ -61,7 +62,7 @@ def test_everyday_data_is_exactly_what_its_generator_writes(tmp_path: Path) -> N
         capture_output=True,
     )
     written = sorted(p.name for p in tmp_path.glob("*.jsonl"))
-    assert written == sorted(p.name for p in EVERYDAY.glob("*.jsonl")) == ["answers.jsonl", "requests.jsonl"]
+    assert written == sorted(p.name for p in EVERYDAY.glob("*.jsonl")) == ["answers.jsonl", "code_answers.jsonl", "requests.jsonl"]
     for name in written:
         assert (tmp_path / name).read_bytes() == (EVERYDAY / name).read_bytes()
 
@@ -105,7 +106,11 @@ def test_no_evaluation_text_is_in_the_repositorys_training_data() -> None:
     training = {normalise(text) for text in training_texts()}
     assert len(training) > 1000  # the folder was found and read
     leaked = [
-        (path.name, r["text"]) for path in EVAL_FILES for r in _records(path) if normalise(str(r["text"])) in training
+        (path.name, r[key])
+        for path in EVAL_FILES
+        for r in _records(path)
+        for key in ("text", "answer")
+        if key in r and normalise(str(r[key])) in training
     ]
     assert leaked == []
 
