@@ -4,6 +4,7 @@
     python bench/cross_source.py loso --config configs/train/guard.yaml --config configs/train/guard_v4.yaml
     python bench/cross_source.py shipped --model models/guard-classifier/v3
     python bench/cross_source.py shipped --model models/guard-classifier/v3 --model models/guard-classifier/v4
+    python bench/cross_source.py split --config configs/train/guard_v6.yaml --model A --model B  # same test half
 
 Two measurements, both written to bench/results/ (the command is stored in each file):
 
@@ -49,6 +50,7 @@ RESULTS = ROOT / "bench" / "results"
 CACHE = ROOT / "runs" / "cross_source_embeddings.npz"
 OOD = ROOT / "bench" / "data" / "ood"
 FIRST_RUN = ROOT / "bench" / "data" / "first_run" / "benign_suite.jsonl"
+CODE_ANSWERS = ROOT / "tests" / "data" / "code_answers.jsonl"
 MODERATION = ("harassment", "hate", "self-harm", "sexual", "violence", "illicit")
 TARGET_FPR = 0.01
 EMBED_TOKENS = 128  # frozen-encoder input length: the LOSO heads see the first 128 tokens of a text
@@ -296,6 +298,8 @@ def _probes() -> list[Probe]:
         Probe("first_run_prompts/injection", FIRST_RUN, inj),
         Probe("first_run_prompts/moderation", FIRST_RUN, "moderation"),
         Probe("first_run_answers/moderation(output)", FIRST_RUN, "moderation", stage="output", field="answer"),
+        # real code answers (tests/data/code_answers.README.md): "kill", "execute", "inject" in their technical sense
+        Probe("code_answers/moderation(output)", CODE_ANSWERS, "moderation", stage="output", field="answer"),
         Probe("trigger_word_benign/injection", OOD / "trigger_word_benign.jsonl", inj),
         Probe("trigger_word_benign_tool/injection(tool)", OOD / "trigger_word_benign_tool.jsonl", inj, role="tool"),
         Probe("harmless_sense/moderation", OOD / "harmless_sense.jsonl", "moderation"),
@@ -318,7 +322,9 @@ def _eval(policy: Path, probe: Probe, tmp: Path) -> dict[str, Any]:
         data = tmp / f"{probe.data.stem}.{probe.field}.jsonl"
         with probe.data.open(encoding="utf-8") as fh:
             rows = [json.loads(line) for line in fh if line.strip()]
-        data.write_text("".join(json.dumps({**r, "text": r[probe.field]}) + "\n" for r in rows), encoding="utf-8")
+        default = "safe" if probe.what == "false positives" else "unsafe"  # e.g. the unlabelled code answers
+        copied = ({"label": default, **r, "text": r[probe.field]} for r in rows)
+        data.write_text("".join(json.dumps(c) + "\n" for c in copied), encoding="utf-8")
     report = tmp / "report.json"
     cmd = [sys.executable, "-m", "guardproxy", "eval", "--policy", str(policy), "--detector", probe.detector]
     cmd += ["--data", str(data), "--stage", probe.stage, "--predictions", str(tmp / "pred.jsonl")]
@@ -382,6 +388,47 @@ def shipped(models: list[Path], only: str | None = None) -> dict[str, Any]:
     return out
 
 
+# --------------------------------------------------------------------------------------------- split
+
+# detector of POLICY scoring each group of the config
+SPLIT_DETECTORS = {"injection": "injection_model", "moderation": "moderation"}
+
+
+def split(config: Path, models: list[Path]) -> dict[str, Any]:
+    """In-distribution, but fair: every model on the SAME held-out test half (of `config`), per source. A model
+    card's own figures come from its own config's split, which grows with the data, so two cards disagree even
+    for one model."""
+    flags = " ".join(f"--model {_rel(m)}" for m in models)
+    out: dict[str, Any] = {
+        "command": f"python bench/cross_source.py split --config {_rel(config)} {flags}",
+        "method": "guardproxy train holdout --part test --group G, then guardproxy eval --group-by dataset with "
+        "each model's classifier alone (no rules); in-distribution for models trained on this config",
+        "models": {},
+    }
+    with tempfile.TemporaryDirectory(prefix="cross-source-split-") as tmp_name:
+        tmp = Path(tmp_name)
+        for group, detector in SPLIT_DETECTORS.items():
+            data = tmp / f"{group}.jsonl"
+            holdout = [sys.executable, "-m", "guardproxy", "train", "holdout", "--config", str(config)]
+            subprocess.run([*holdout, "--out", str(data), "--group", group], check=True, cwd=ROOT)
+            for model in models:
+                policy = tmp / "policy.yaml"
+                policy.write_text(POLICY.format(model=json.dumps(str(model.resolve()))), encoding="utf-8")
+                report = tmp / "report.json"
+                cmd = [sys.executable, "-m", "guardproxy", "eval", "--policy", str(policy), "--detector", detector]
+                cmd += ["--data", str(data), "--positive-labels", "unsafe", "--group-by", "dataset"]
+                cmd += ["--predictions", str(tmp / "pred.jsonl"), "--report", str(report), "--concurrency", "1"]
+                subprocess.run(cmd, check=True, cwd=ROOT, stdout=subprocess.DEVNULL)
+                m = json.loads(report.read_text())["metrics"][detector]
+                if m["errors"]:
+                    raise RuntimeError(f"{_rel(model)} {group}: {m['errors']} detector errors")
+                keep = ("positives", "negatives", "recall", "fpr", "f1", "roc_auc")
+                row = {k: m[k] for k in keep} | {"per_source": m["per_group"]}
+                out["models"].setdefault(_rel(model), {})[group] = row
+                print(f"{_rel(model)} {group}: { ({k: m[k] for k in keep}) }", file=sys.stderr)
+    return out
+
+
 def _rel(path: Path) -> str:
     path = path.resolve()
     return str(path.relative_to(ROOT)) if path.is_relative_to(ROOT) else str(path)
@@ -397,9 +444,15 @@ def main(argv: list[str] | None = None) -> int:
     p_ship.add_argument("--model", type=Path, action="append", help="model dir(s); default models/guard-classifier/v3")
     p_ship.add_argument("--only", help="run only the probes whose name contains this (e.g. moderation)")
     p_ship.add_argument("--out", type=Path, default=RESULTS / "cross_source_shipped.json")
+    p_split = sub.add_parser("split", help="model(s) on one config's held-out test half, per source")
+    p_split.add_argument("--config", type=Path, required=True, help="training config whose test half to use")
+    p_split.add_argument("--model", type=Path, action="append", required=True, help="model dir(s)")
+    p_split.add_argument("--out", type=Path, default=RESULTS / "cross_source_split.json")
     args = parser.parse_args(argv)
     if args.command == "loso":
         report = loso(args.config or [ROOT / "configs" / "train" / "guard.yaml"])
+    elif args.command == "split":
+        report = split(args.config, args.model)
     else:
         report = shipped(args.model or [ROOT / "models" / "guard-classifier" / "v3"], args.only)
     args.out.parent.mkdir(parents=True, exist_ok=True)
