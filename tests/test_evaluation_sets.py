@@ -62,7 +62,11 @@ def test_everyday_data_is_exactly_what_its_generator_writes(tmp_path: Path) -> N
         capture_output=True,
     )
     written = sorted(p.name for p in tmp_path.glob("*.jsonl"))
-    assert written == sorted(p.name for p in EVERYDAY.glob("*.jsonl")) == ["answers.jsonl", "code_answers.jsonl", "requests.jsonl"]
+    assert (
+        written
+        == sorted(p.name for p in EVERYDAY.glob("*.jsonl"))
+        == ["answers.jsonl", "code_answers.jsonl", "requests.jsonl"]
+    )
     for name in written:
         assert (tmp_path / name).read_bytes() == (EVERYDAY / name).read_bytes()
 
