@@ -316,6 +316,16 @@ def _probes() -> list[Probe]:
     ]
 
 
+def _guardproxy_eval(policy: Path, detector: str, data: Path, tmp: Path, flags: list[str]) -> dict[str, Any]:
+    """One `guardproxy eval` run, one record at a time; its JSON report."""
+    report = tmp / "report.json"
+    cmd = [sys.executable, "-m", "guardproxy", "eval", "--policy", str(policy), "--detector", detector]
+    cmd += ["--data", str(data), "--predictions", str(tmp / "pred.jsonl"), "--report", str(report)]
+    subprocess.run([*cmd, "--concurrency", "1", *flags], check=True, cwd=ROOT, stdout=subprocess.DEVNULL)
+    report_json: dict[str, Any] = json.loads(report.read_text())
+    return report_json
+
+
 def _eval(policy: Path, probe: Probe, tmp: Path) -> dict[str, Any]:
     data = probe.data
     if probe.field != "text":  # guardproxy eval reads `text`: copy the field over
@@ -325,14 +335,8 @@ def _eval(policy: Path, probe: Probe, tmp: Path) -> dict[str, Any]:
         default = "safe" if probe.what == "false positives" else "unsafe"  # e.g. the unlabelled code answers
         copied = ({"label": default, **r, "text": r[probe.field]} for r in rows)
         data.write_text("".join(json.dumps(c) + "\n" for c in copied), encoding="utf-8")
-    report = tmp / "report.json"
-    cmd = [sys.executable, "-m", "guardproxy", "eval", "--policy", str(policy), "--detector", probe.detector]
-    cmd += ["--data", str(data), "--stage", probe.stage, "--predictions", str(tmp / "pred.jsonl")]
-    cmd += ["--report", str(report), "--concurrency", "1"]
-    if probe.role:
-        cmd += ["--role", probe.role]
-    subprocess.run(cmd, check=True, cwd=ROOT, stdout=subprocess.DEVNULL)
-    full = json.loads(report.read_text())
+    flags = ["--stage", probe.stage] + (["--role", probe.role] if probe.role else [])
+    full = _guardproxy_eval(policy, probe.detector, data, tmp, flags)
     metrics = full["metrics"]
     m = metrics.get("combined") or next(iter(metrics.values()))
     n = m["tp"] + m["fp"] + m["fn"] + m["tn"]
@@ -414,12 +418,8 @@ def split(config: Path, models: list[Path]) -> dict[str, Any]:
             for model in models:
                 policy = tmp / "policy.yaml"
                 policy.write_text(POLICY.format(model=json.dumps(str(model.resolve()))), encoding="utf-8")
-                report = tmp / "report.json"
-                cmd = [sys.executable, "-m", "guardproxy", "eval", "--policy", str(policy), "--detector", detector]
-                cmd += ["--data", str(data), "--positive-labels", "unsafe", "--group-by", "dataset"]
-                cmd += ["--predictions", str(tmp / "pred.jsonl"), "--report", str(report), "--concurrency", "1"]
-                subprocess.run(cmd, check=True, cwd=ROOT, stdout=subprocess.DEVNULL)
-                m = json.loads(report.read_text())["metrics"][detector]
+                flags = ["--positive-labels", "unsafe", "--group-by", "dataset"]
+                m = _guardproxy_eval(policy, detector, data, tmp, flags)["metrics"][detector]
                 if m["errors"]:
                     raise RuntimeError(f"{_rel(model)} {group}: {m['errors']} detector errors")
                 keep = ("positives", "negatives", "recall", "fpr", "f1", "roc_auc")

@@ -582,7 +582,7 @@ CODE_EVAL = REPO / "tests" / "data" / "code_answers.jsonl"
 NEAR = 0.5  # stricter than bench/ood_overlap.py's 0.6, so that check stays clean with margin
 
 
-def evalword_set() -> list[frozenset[str]]:
+def eval_word_sets() -> list[frozenset[str]]:
     """Word sets of every evaluation text and answer (the first-run suite's answers are judged by output steps)."""
     out = []
     for path in [*(p for folder in EVAL_SETS for p in sorted(folder.glob("*.jsonl"))), CODE_EVAL]:
@@ -609,7 +609,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     args.out.mkdir(parents=True, exist_ok=True)
     blocked = _eval_texts()
-    near = evalword_set()
+    near = eval_word_sets()
     counts: Counter[str] = Counter()
     write(args.out, "requests.jsonl", without_near_eval_seeds(request_records(), near, counts), blocked, counts)
     write(args.out, "answers.jsonl", without_near_eval_seeds(answer_records(), near, counts), blocked, counts)
