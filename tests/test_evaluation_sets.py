@@ -12,12 +12,15 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from guardproxy.trainer.classifier.data import jaccard, normalise, word_set
 from tests.training_texts import training_texts
 
 ROOT = Path(__file__).resolve().parents[1]
 HARD_NEGATIVES = ROOT / "configs" / "train" / "data" / "hard_negatives"
 EVERYDAY = ROOT / "configs" / "train" / "data" / "everyday"
+CODE = ROOT / "configs" / "train" / "data" / "code"  # scripts/build_stdlib_code_answers.py
 EVAL_FILES = [
     *sorted((ROOT / "bench" / "data" / "ood").glob("*.jsonl")),
     ROOT / "bench" / "data" / "first_run" / "benign_suite.jsonl",
@@ -71,22 +74,23 @@ def test_everyday_data_is_exactly_what_its_generator_writes(tmp_path: Path) -> N
         assert (tmp_path / name).read_bytes() == (EVERYDAY / name).read_bytes()
 
 
-def test_no_everyday_record_is_a_near_duplicate_of_an_evaluation_text_or_answer() -> None:
-    """The everyday data was written by someone who had read the first-run suite; its generator drops every seed
-    within word-set Jaccard 0.5 of an evaluation text. Checked here against the committed files, with the
-    first-run answers too (the output steps judge them)."""
+@pytest.mark.parametrize(("folder", "at_least"), [(EVERYDAY, 400), (CODE, 500)], ids=["everyday", "stdlib_code"])
+def test_no_generated_record_is_a_near_duplicate_of_an_evaluation_text_or_answer(folder: Path, at_least: int) -> None:
+    """The everyday data was written by someone who had read the first-run suite; its generator, and the stdlib
+    code answers' one, drop every seed within word-set Jaccard 0.5 of an evaluation text. Checked here against
+    the committed files, with the first-run answers too (the output steps judge them)."""
     evaluation = [
         word_set(str(r[key])) for path in EVAL_FILES for r in _records(path) for key in ("text", "answer") if key in r
     ]
     near = [
         r["text"]
-        for path in EVERYDAY.glob("*.jsonl")
+        for path in folder.glob("*.jsonl")
         for r in _records(path)
         for e in evaluation
         if jaccard(word_set(str(r["text"])), e) >= 0.5
     ]
     assert near == []
-    assert sum(1 for path in EVERYDAY.glob("*.jsonl") for _ in _records(path)) > 400  # the files were read
+    assert sum(1 for path in folder.glob("*.jsonl") for _ in _records(path)) > at_least  # the files were read
 
 
 def test_every_contrast_seed_with_a_harmful_twin_keeps_both_in_one_group() -> None:
