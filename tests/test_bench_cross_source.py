@@ -2,29 +2,18 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import sys
 from pathlib import Path
-from types import ModuleType
 
 import numpy as np
 import pytest
 
+from tests.bench_scripts import load_bench_script
+
 REPO = Path(__file__).resolve().parents[1]
-BENCH = REPO / "bench" / "cross_source.py"
 
 
-def load_bench() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("cross_source", BENCH)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look their module up
-    spec.loader.exec_module(module)
-    return module
-
-
-cs = load_bench()
+cs = load_bench_script("cross_source")
 
 NEGATIVES = np.array([0.9, 0.7, 0.5, 0.3, 0.1, 0.05, 0.04, 0.03, 0.02, 0.01])
 

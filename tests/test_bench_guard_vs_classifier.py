@@ -2,30 +2,21 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import subprocess
 import sys
 from pathlib import Path
-from types import ModuleType
 
 import pytest
+
+from tests.bench_scripts import load_bench_script
 
 REPO = Path(__file__).resolve().parents[1]
 BENCH = REPO / "bench" / "guard_vs_classifier.py"
 VERDICT_WORDS = tuple(w[:n] for w in ("▁safe", "▁unsafe") for n in range(2, len(w) + 1))
 
 
-def load_bench() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("guard_vs_classifier", BENCH)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look their module up
-    spec.loader.exec_module(module)
-    return module
-
-
-gvc = load_bench()
+gvc = load_bench_script("guard_vs_classifier")
 
 # 4 positives, 6 negatives, all scores distinct; in descending order: P N P P N P N N N N
 SCORES = [0.9, 0.8, 0.7, 0.6, 0.5, 0.4, 0.3, 0.2, 0.1, 0.05]
