@@ -29,6 +29,7 @@ import sys
 from collections import Counter
 from collections.abc import Iterable, Iterator
 from pathlib import Path
+from typing import Protocol, TypeVar
 
 from build_hard_negatives import EVAL_SETS, REPO, Record, _eval_texts, _pick, write
 
@@ -593,9 +594,19 @@ def eval_word_sets() -> list[frozenset[str]]:
     return out
 
 
-def without_near_eval_seeds(
-    records: Iterable[Record], evaluation: list[frozenset[str]], counts: Counter[str]
-) -> list[Record]:
+class Seeded(Protocol):
+    """A generated record: its text, and the seed (meta.group) its variants share."""
+
+    @property
+    def text(self) -> str: ...
+    @property
+    def group(self) -> str: ...
+
+
+S = TypeVar("S", bound=Seeded)
+
+
+def without_near_eval_seeds(records: Iterable[S], evaluation: list[frozenset[str]], counts: Counter[str]) -> list[S]:
     """Drops every record of a seed (meta.group) that has any record near an evaluation text."""
     kept = list(records)
     tainted = {r.group for r in kept if any(jaccard(word_set(r.text), e) >= NEAR for e in evaluation)}

@@ -28,10 +28,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from build_everyday_requests import NEAR, eval_word_sets
+from build_everyday_requests import eval_word_sets, without_near_eval_seeds
 from build_hard_negatives import REPO
-
-from guardproxy.trainer.classifier.data import jaccard, word_set
 
 OUT = REPO / "configs" / "train" / "data" / "code"
 # Words with a harmful everyday sense and a technical one; a function is kept when its source uses one.
@@ -77,6 +75,21 @@ def _summary(node: ast.FunctionDef | ast.AsyncFunctionDef) -> str:
     return first if len(first) <= 240 else ""
 
 
+def _lines(source: str) -> list[bytes]:
+    """The file's lines as UTF-8 bytes (ast's offsets count bytes), split as ast.get_source_segment splits."""
+    return [line.encode("utf-8") for line in re.split(r"(?<=\r\n)|(?<=\r)(?!\n)|(?<=\n)", source) if line]
+
+
+def _segment(lines: list[bytes], node: ast.FunctionDef | ast.AsyncFunctionDef) -> str:
+    """The function's source with its first line's indent kept, so that the whole body dedents."""
+    assert node.end_lineno is not None and node.end_col_offset is not None
+    first, last = node.lineno - 1, node.end_lineno - 1
+    if first == last:
+        return lines[first][: node.end_col_offset].decode("utf-8")
+    body = [lines[first], *lines[first + 1 : last], lines[last][: node.end_col_offset]]
+    return b"".join(body).decode("utf-8")
+
+
 def _functions(path: Path, stdlib: Path) -> Iterator[CodeAnswer]:
     source = path.read_text(encoding="utf-8", errors="replace")
     try:
@@ -84,13 +97,12 @@ def _functions(path: Path, stdlib: Path) -> Iterator[CodeAnswer]:
     except SyntaxError:
         return
     module = ".".join(path.relative_to(stdlib).with_suffix("").parts).removesuffix(".__init__")
+    lines = _lines(source)  # once per file: ast.get_source_segment re-splits the file on every call
     for node in ast.walk(tree):
-        if not isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
+        if not isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef) or node.end_lineno is None:
             continue
-        segment = ast.get_source_segment(source, node)
-        # A method's first line comes without its indent: put it back so the whole body dedents.
-        code = None if segment is None else textwrap.dedent(" " * node.col_offset + segment)
-        if code is None or not MIN_CHARS <= len(code) <= MAX_CHARS or not TRIGGER.search(code):
+        code = textwrap.dedent(_segment(lines, node))
+        if not MIN_CHARS <= len(code) <= MAX_CHARS or not TRIGGER.search(code):
             continue
         group = f"{module}:{node.name}:{node.lineno}"
         intro = INTROS[int(_rank(group), 16) % len(INTROS)].format(module=module, name=node.name)
@@ -112,16 +124,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=OUT, help="output folder (default: %(default)s)")
     parser.add_argument("--stdlib", type=Path, default=Path(sysconfig.get_paths()["stdlib"]))
     args = parser.parse_args(argv)
-    near = eval_word_sets()
     counts: Counter[str] = Counter()
-    kept: list[CodeAnswer] = []
-    for answer in sorted(stdlib_code_answers(args.stdlib), key=lambda a: _rank(a.group)):
-        if len(kept) == TOTAL:
-            break
-        if any(jaccard(word_set(answer.text), e) >= NEAR for e in near):
-            counts["dropped_near_eval"] += 1
-            continue
-        kept.append(answer)
+    ranked = sorted(stdlib_code_answers(args.stdlib), key=lambda a: _rank(a.group))
+    kept = without_near_eval_seeds(ranked, eval_word_sets(), counts)[:TOTAL]
     args.out.mkdir(parents=True, exist_ok=True)
     with (args.out / "stdlib_code_answers.jsonl").open("w", encoding="utf-8") as fh:
         fh.writelines(a.to_json() + "\n" for a in kept)
