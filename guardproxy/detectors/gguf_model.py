@@ -7,6 +7,10 @@ last position's logits and tell end-of-generation tokens. `Any` stays inside thi
 The context is made with `logits_all=False`: llama-cpp-python 0.3.x then never copies logits into
 `Llama.scores` (its `eval` leaves that buffer untouched), so the last position's logits are read from the
 context itself (`llama_get_logits_ith(ctx, -1)`), which holds them for the last token of each evaluated batch.
+
+Flash attention is on: it evaluated a 316-token prompt ~15-20% faster on the 2-core AVX2 machine (4-block F16
+guard: p50 106 -> 82 ms; v1: 244 -> 198 ms) and moved P(unsafe) by at most 0.035 (mean 0.004) on 31 held-out
+guard rows (session 13 probes, interleaved runs).
 """
 
 from __future__ import annotations
@@ -49,7 +53,14 @@ class GgufModel:
         """Loads `path` (weights memory-mapped: a second context of the same file costs its KV cache only)."""
         lib = _llama_cpp(where)
         try:
-            llm = lib.Llama(model_path=str(path), n_ctx=n_ctx, n_threads=n_threads, logits_all=False, verbose=False)
+            llm = lib.Llama(
+                model_path=str(path),
+                n_ctx=n_ctx,
+                n_threads=n_threads,
+                logits_all=False,
+                flash_attn=True,
+                verbose=False,
+            )
         except (ValueError, RuntimeError, OSError) as exc:
             raise BackendLoadError(
                 f"{where}: {path}: llama.cpp could not load it "

@@ -9,6 +9,7 @@ from typing import Any, Literal
 from pydantic.dataclasses import dataclass
 
 from guardproxy.trainer.config_load import PATH, TRAINER_CONFIG, load_yaml_config
+from guardproxy.trainer.guard_model.gguf_export import BlockType
 
 
 @dataclass(config=TRAINER_CONFIG)
@@ -33,6 +34,10 @@ class GuardSFTConfig:
         default=0, metadata={"help": "Only the top N kept blocks (and the final norm) train; 0: every kept block."}
     )
     lora_r: int = field(default=0, metadata={"help": "0: train the kept blocks fully; >0: LoRA of this rank, merged."})
+    block_type: BlockType = field(
+        default="q8_0",
+        metadata={"help": "How the trained blocks' matrices are written to the GGUF (f16: larger, ~15% faster here)."},
+    )
     epochs: float = field(default=1.0, metadata={"help": "Passes over the training rows (fractions allowed)."})
     batch_size: int = field(default=16, metadata={"help": "Rows per step (rows of one batch share a prefix)."})
     learning_rate: float = field(default=1e-4, metadata={"help": "Peak AdamW learning rate (linear warmup/decay)."})

@@ -3,7 +3,7 @@
 Everything llama.cpp needs besides the weights (tokenizer, vocabulary, special tokens, chat template, rope
 settings) is copied key by key from the base GGUF the model was read from, so the guard tokenizes exactly as
 its base did. The token embedding was frozen in training (it is tied to the output head) and is copied byte for
-byte; the trained blocks are written as Q8_0 (norms stay F32). Q and K projections get llama.cpp's row order
+byte; the trained blocks are written as Q8_0 or F16 (`block_type`; norms stay F32). Q and K projections get llama.cpp's row order
 back (transformers' GGUF reader undoes it on load; `convert_hf_to_gguf.py` applies the same permutation).
 """
 
@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 
@@ -27,6 +27,9 @@ _BLOCK_TENSORS = {  # transformers name inside model.layers.N -> GGUF name insid
     "mlp.down_proj.weight": "ffn_down.weight",
 }
 _COPIED_TENSORS = ("token_embd.weight",)
+# F16 blocks evaluate ~15% faster than Q8_0 on the 2-core AVX2 machine (4-block guard, 316 tokens: p50 116 vs
+# 136 ms, /tmp probe of session 13) for twice the bytes per block.
+BlockType = Literal["q8_0", "f16"]
 _SKIPPED_KEYS = ("GGUF.", "general.architecture")  # the writer adds these itself
 
 
@@ -46,6 +49,7 @@ def export_gguf(
     n_head_kv: int,
     name: str,
     extra_metadata: Mapping[str, str] | None = None,
+    block_type: BlockType = "q8_0",
 ) -> Path:
     """`state`: the fine-tuned model's state dict (torch tensors or numpy arrays), transformers names."""
     import gguf
@@ -76,8 +80,8 @@ def export_gguf(
                 weights = llama_cpp_row_order(weights, n_head)
             elif hf_name == "self_attn.k_proj.weight":
                 weights = llama_cpp_row_order(weights, n_head_kv)
-            _add(writer, f"blk.{i}.{gguf_name}", weights)
-    _add(writer, "output_norm.weight", _numpy(state["model.norm.weight"]))
+            _add(writer, f"blk.{i}.{gguf_name}", weights, block_type)
+    _add(writer, "output_norm.weight", _numpy(state["model.norm.weight"]), block_type)
     writer.write_header_to_file()
     writer.write_kv_data_to_file()
     writer.write_tensors_to_file()
@@ -90,12 +94,15 @@ def _numpy(tensor: Any) -> np.ndarray:
     return np.ascontiguousarray(array, dtype=np.float32)
 
 
-def _add(writer: Any, name: str, weights: np.ndarray) -> None:
+def _add(writer: Any, name: str, weights: np.ndarray, block_type: BlockType) -> None:
     import gguf
     from gguf import quants
 
     if weights.ndim == 1:
         writer.add_tensor(name, weights)
+        return
+    if block_type == "f16":
+        writer.add_tensor(name, weights.astype(np.float16))
         return
     kind = gguf.GGMLQuantizationType.Q8_0
     writer.add_tensor(name, quants.quantize(weights, kind), raw_dtype=kind)

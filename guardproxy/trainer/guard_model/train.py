@@ -64,6 +64,7 @@ def run(config: GuardSFTConfig, config_file: str | None = None) -> dict[str, Any
         n_head_kv=int(c.num_key_value_heads),
         name=config.name,
         extra_metadata={"guardproxy.guard.protocol": "llama_guard_3", "guardproxy.guard.prompt_wrapper": "chatml"},
+        block_type=config.block_type,
     )
     report: dict[str, Any] = {
         "base_model": {"file": str(base_path), "sha256": _sha256(base_path), "blocks_total": loaded.layers_total},
