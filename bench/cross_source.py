@@ -51,6 +51,7 @@ CACHE = ROOT / "runs" / "cross_source_embeddings.npz"
 OOD = ROOT / "bench" / "data" / "ood"
 FIRST_RUN = ROOT / "bench" / "data" / "first_run" / "benign_suite.jsonl"
 CODE_ANSWERS = ROOT / "tests" / "data" / "code_answers.jsonl"
+CODE_ANSWERS_FRESH = ROOT / "tests" / "data" / "code_answers_fresh.jsonl"
 MODERATION = ("harassment", "hate", "self-harm", "sexual", "violence", "illicit")
 TARGET_FPR = 0.01
 EMBED_TOKENS = 128  # frozen-encoder input length: the LOSO heads see the first 128 tokens of a text
@@ -300,6 +301,11 @@ def _probes() -> list[Probe]:
         Probe("first_run_answers/moderation(output)", FIRST_RUN, "moderation", stage="output", field="answer"),
         # real code answers (tests/data/code_answers.README.md): "kill", "execute", "inject" in their technical sense
         Probe("code_answers/moderation(output)", CODE_ANSWERS, "moderation", stage="output", field="answer"),
+        # 40 more, written blind on 2026-12-08 after v6-v8 had been judged on the 20 above
+        # (tests/data/code_answers_fresh.README.md)
+        Probe(
+            "code_answers_fresh/moderation(output)", CODE_ANSWERS_FRESH, "moderation", stage="output", field="answer"
+        ),
         Probe("trigger_word_benign/injection", OOD / "trigger_word_benign.jsonl", inj),
         Probe("trigger_word_benign_tool/injection(tool)", OOD / "trigger_word_benign_tool.jsonl", inj, role="tool"),
         Probe("harmless_sense/moderation", OOD / "harmless_sense.jsonl", "moderation"),
