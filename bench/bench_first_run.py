@@ -3,6 +3,7 @@
     python bench/bench_first_run.py                       # policy.yaml, bench/data/first_run/benign_suite.jsonl
     python bench/bench_first_run.py --policy my.yaml --out /tmp/first_run.json
     python bench/bench_first_run.py --model runs/candidates/v3-recal --out bench/results/first_run_v3_recal.json
+    python bench/bench_first_run.py --stream --data tests/data/code_answers_fresh.jsonl --out /tmp/code_stream.json
 
 Every prompt of the suite (hand-written for this benchmark, kept out of training: see
 bench/data/first_run/README.md) is sent with the official `openai` SDK to the real app (uvicorn, the shipped
@@ -77,17 +78,21 @@ def load_suite(path: Path) -> list[Prompt]:
                 continue
             try:
                 r = json.loads(line)
-                prompts.append(Prompt(str(r["id"]), str(r["category"]), str(r["text"]), str(r["answer"])))
+                # The code-answer sets (tests/data/code_answers_fresh.jsonl) say "question" and carry no id.
+                text = r["text"] if "text" in r else r["question"]
+                prompts.append(Prompt(str(r.get("id", n)), str(r.get("category", "-")), str(text), str(r["answer"])))
             except (json.JSONDecodeError, KeyError) as exc:
                 raise SystemExit(f"{path}:{n}: not a suite record ({exc})") from exc
     return prompts
 
 
-def _send(client: openai.OpenAI, upstream: FakeUpstream, prompt: Prompt) -> Outcomes:
+def _send(client: openai.OpenAI, upstream: FakeUpstream, prompt: Prompt, stream: bool) -> Outcomes:
     upstream.reset()
     upstream.enqueue(Reply(content=prompt.answer))
     out = Outcomes(prompt)
     try:
+        if stream:
+            return _send_streamed(client, prompt, out)
         raw = client.chat.completions.with_raw_response.create(
             model=MODEL, messages=[{"role": "user", "content": prompt.text}]
         )
@@ -108,6 +113,25 @@ def _send(client: openai.OpenAI, upstream: FakeUpstream, prompt: Prompt) -> Outc
     sent = upstream.requests
     if sent:
         out.prompt_changed_upstream = sent[-1].body["messages"][-1]["content"] != prompt.text
+    return out
+
+
+def _send_streamed(client: openai.OpenAI, prompt: Prompt, out: Outcomes) -> Outcomes:
+    """The answer streamed: the relay checks it window by window, so an output step sees growing prefixes of
+    it (a partial code block among them), and any window it stops ends the stream with content_filter."""
+    raw = client.chat.completions.with_raw_response.create(
+        model=MODEL, messages=[{"role": "user", "content": prompt.text}], stream=True
+    )
+    out.request_id = raw.headers.get("x-guardproxy-request-id")
+    parts: list[str] = []
+    finish: str | None = None
+    for chunk in raw.parse():
+        for choice in chunk.choices:
+            parts.append(choice.delta.content or "")
+            finish = choice.finish_reason or finish
+    out.answer_received = "".join(parts)
+    out.stopped_output = finish == "content_filter"
+    out.answer_changed = out.answer_received != prompt.answer
     return out
 
 
@@ -151,6 +175,7 @@ def summarise(
     wall_s: float,
     model: Path | None = None,
     fake_backends: bool = False,
+    stream: bool = False,
 ) -> dict[str, Any]:
     n = len(results)
     refused = [r for r in results if r.refused_input or r.stopped_output]
@@ -185,6 +210,8 @@ def summarise(
         f"python bench/bench_first_run.py --policy {_rel(policy)}"
         + (f" --model {_rel(model)}" if model else "")
         + (" --fake-backends" if fake_backends else "")
+        + (" --stream" if stream else "")
+        + (f" --data {_rel(data)}" if data != DEFAULT_DATA else "")
     )
     return {
         "command": command,
@@ -192,7 +219,7 @@ def summarise(
         "model": _rel(model) if model else "as the policy says (shipped: models/guard-classifier, newest version)",
         "data": _rel(data),
         "setup": "real proxy (uvicorn) + official openai SDK; fake upstream answers each prompt with the suite's "
-        "hand-written answer; non-streamed; one request at a time",
+        f"hand-written answer; {'streamed' if stream else 'non-streamed'}; one request at a time",
         "prompts": n,
         "refused": len(refused),
         "refused_pct": _pct(len(refused), n),
@@ -232,7 +259,9 @@ def _rel(path: Path) -> str:
     return str(path.relative_to(ROOT) if path.is_relative_to(ROOT) else path)
 
 
-def run(policy: Path, data: Path, model: Path | None = None, fake_backends: bool = False) -> dict[str, Any]:
+def run(
+    policy: Path, data: Path, model: Path | None = None, fake_backends: bool = False, stream: bool = False
+) -> dict[str, Any]:
     prompts = load_suite(data)
     results: list[Outcomes] = []
     with tempfile.TemporaryDirectory(prefix="first-run-") as tmp, FakeUpstream() as upstream:
@@ -246,7 +275,7 @@ def run(policy: Path, data: Path, model: Path | None = None, fake_backends: bool
             with ProxyServer(served.resolve()) as proxy:
                 client = openai.OpenAI(base_url=proxy.url + "/v1", api_key="k", max_retries=0)
                 for i, prompt in enumerate(prompts, 1):
-                    results.append(_send(client, upstream, prompt))
+                    results.append(_send(client, upstream, prompt, stream))
                     if i % 50 == 0:
                         print(f"{i}/{len(prompts)}", file=sys.stderr)
             # Leaving the server flushes its audit sink.
@@ -254,7 +283,7 @@ def run(policy: Path, data: Path, model: Path | None = None, fake_backends: bool
         finally:
             os.chdir(cwd)
         wall = time.monotonic() - started
-    return summarise(results, policy, data, wall, model, fake_backends)
+    return summarise(results, policy, data, wall, model, fake_backends, stream)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -270,8 +299,11 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="answer every model from the fake upstream (to measure policy.local.yaml's guard without its model)",
     )
+    parser.add_argument(
+        "--stream", action="store_true", help="stream every answer (the relay checks it window by window)"
+    )
     args = parser.parse_args(argv)
-    report = run(args.policy.resolve(), args.data.resolve(), args.model, args.fake_backends)
+    report = run(args.policy.resolve(), args.data.resolve(), args.model, args.fake_backends, args.stream)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(report, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
     print(
