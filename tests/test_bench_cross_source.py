@@ -56,7 +56,7 @@ def test_the_summary_names_the_worst_source() -> None:
 def test_the_shipped_code_answer_probe_runs_the_real_output_step(tmp_path: Path) -> None:
     """The code answers carry no label: the probe counts them as safe, so what it reports is a false-positive
     rate over all 20, measured by `guardproxy eval` on the shipped model at the output stage."""
-    out = cs.shipped([REPO / "models" / "guard-classifier" / "v3"], only="code_answers")
+    out = cs.shipped([REPO / "models" / "guard-classifier" / "v3"], only="code_answers/")
     (tmp_path / "out.json").write_text(json.dumps(out))
     [rows] = out["models"].values()
     probe = rows["code_answers/moderation(output)"]
