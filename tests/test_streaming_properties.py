@@ -128,18 +128,21 @@ texts = st.lists(st.one_of(words, words, words, st.sampled_from([SECRET, BOMB, "
 chunk_sizes = st.lists(st.integers(1, 15), max_size=40)
 holdbacks = st.integers(len(SECRET), 40)  # a hold-back shorter than a span could release its prefix
 contexts = st.integers(0, 64)
+min_windows = st.integers(0, 40)
 
 
 @PROPERTIES
-@given(parts=texts, sizes=chunk_sizes, holdback=holdbacks, context_chars=contexts)
+@given(parts=texts, sizes=chunk_sizes, holdback=holdbacks, context_chars=contexts, min_window=min_windows)
 def test_every_released_character_was_seen_by_every_step_before_release(
-    parts: list[str], sizes: list[int], holdback: int, context_chars: int
+    parts: list[str], sizes: list[int], holdback: int, context_chars: int, min_window: int
 ) -> None:
     text = "".join(parts)
     fed = Fed()
     recorders = [Recorder("first", fed), Recorder("second", fed)]
     steps: list[Step] = [FlagStep(detector=r.name, action="flag") for r in recorders]
-    guard = StreamGuard(chain_of({r.name: r for r in recorders}, steps), CTX, None, holdback, context_chars)
+    guard = StreamGuard(
+        chain_of({r.name: r for r in recorders}, steps), CTX, None, holdback, context_chars, min_window=min_window
+    )
     result = asyncio.run(stream(guard, split(text, sizes), fed, tuple(recorders)))
     assert result.output == text
     for recorder in recorders:
@@ -166,30 +169,30 @@ def shown_end(text: str, fed: int, seen: str) -> int | None:
 
 
 @PROPERTIES
-@given(parts=texts, sizes=chunk_sizes, holdback=holdbacks, context_chars=contexts)
-@example(parts=["aaaaaaaSEC", "RET"], sizes=[10], holdback=6, context_chars=0)  # a span cut by the hold-back
+@given(parts=texts, sizes=chunk_sizes, holdback=holdbacks, context_chars=contexts, min_window=min_windows)
+@example(parts=["aaaaaaaSEC", "RET"], sizes=[10], holdback=6, context_chars=0, min_window=0)  # cut by the hold-back
 def test_redacted_spans_never_reach_the_client(
-    parts: list[str], sizes: list[int], holdback: int, context_chars: int
+    parts: list[str], sizes: list[int], holdback: int, context_chars: int, min_window: int
 ) -> None:
     text = "".join(parts)
     detectors: dict[str, Detector] = {"secret": Marker("secret", SECRET)}
     chain = chain_of(detectors, [RedactStep(detector="secret", action="redact")])
-    guard = StreamGuard(chain, CTX, None, holdback, context_chars)
+    guard = StreamGuard(chain, CTX, None, holdback, context_chars, min_window=min_window)
     result = asyncio.run(stream(guard, split(text, sizes), Fed()))
     assert SECRET not in result.output
     assert result.output == text.replace(SECRET, "[MARK]")
 
 
 @PROPERTIES
-@given(parts=texts, sizes=chunk_sizes, holdback=holdbacks, context_chars=contexts)
-@example(parts=["aaaaaaaBO", "MB"], sizes=[9], holdback=6, context_chars=0)
+@given(parts=texts, sizes=chunk_sizes, holdback=holdbacks, context_chars=contexts, min_window=min_windows)
+@example(parts=["aaaaaaaBO", "MB"], sizes=[9], holdback=6, context_chars=0, min_window=0)
 def test_a_block_stops_the_stream_before_the_blocked_text(
-    parts: list[str], sizes: list[int], holdback: int, context_chars: int
+    parts: list[str], sizes: list[int], holdback: int, context_chars: int, min_window: int
 ) -> None:
     text = "".join(parts)
     detectors: dict[str, Detector] = {"bomb": Marker("bomb", BOMB)}
     chain = chain_of(detectors, [BlockStep(detector="bomb", action="block")])
-    guard = StreamGuard(chain, CTX, None, holdback, context_chars)
+    guard = StreamGuard(chain, CTX, None, holdback, context_chars, min_window=min_window)
     result = asyncio.run(stream(guard, split(text, sizes), Fed()))
     assert result.blocked == (BOMB in text)
     assert text.startswith(result.output)
@@ -231,3 +234,15 @@ def test_a_word_still_being_written_is_shown_only_once_whole() -> None:
     run = asyncio.run(stream(guard, ["import os\n    retu", "rn os.getpid()\n"], fed, (recorder,)))
     assert run.output == "import os\n    return os.getpid()\n"
     assert [seen for _, seen in recorder.seen] == ["import os\n    ", "import os\n    return os.getpid()\n"]
+
+
+def test_nothing_is_released_before_the_first_window_is_long_enough() -> None:
+    """A first line ("Slice it:") is judged with what follows it, not alone."""
+    fed = Fed()
+    recorder = Recorder("seen", fed)
+    chain = chain_of({"seen": recorder}, [FlagStep(detector="seen", action="flag")])
+    guard = StreamGuard(chain, CTX, None, 256, 200, min_window=30)
+    run = asyncio.run(stream(guard, ["Slice it:\n", "\n", "```python\nxs = xs[::-1]\n", "```\n"], fed, (recorder,)))
+    assert run.output == "Slice it:\n\n```python\nxs = xs[::-1]\n```\n"
+    assert recorder.seen[0][1] == "Slice it:\n\n```python\nxs = xs[::-1]\n"
+    assert run.releases[0].start == 0 and run.releases[0].end == len("Slice it:\n\n```python\nxs = xs[::-1]\n")

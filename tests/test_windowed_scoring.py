@@ -163,13 +163,16 @@ def test_padding_does_not_lower_the_score_and_sentence_windows_count_at_stricter
     )
     assert shipped.service is same_thresholds.service is ignoring.service  # one model, one forward pass
     try:
-        alone = shipped.detect_sync(SELF_HARM).score  # one sentence: no sentence windows, no margin
+        by_itself = shipped.detect_sync(SELF_HARM)  # one sentence: no sentence windows, no margin
+        alone = by_itself.score
         padded = diluted(SELF_HARM, 2)
         # int8 dynamic quantisation scales activations per call, so batch company moves scores a little
         assert abs(same_thresholds.detect_sync(padded).score - alone) < 0.05
         detection = shipped.detect_sync(padded)
         assert 0.5 <= detection.score < alone  # caught, at a stricter operating point
-        assert "self-harm" in detection.labels
+        # at the stricter operating point, some of the categories the sentence has by itself (v8: harassment
+        # 0.86, violence 0.70, self-harm 0.52, sexual 0.51 alone; harassment in the window)
+        assert detection.labels and set(detection.labels) <= set(by_itself.labels), (detection, by_itself)
         assert f"in sentence window 4/6 (chars {padded.index(SELF_HARM)}-" in detection.explanation
         assert ignoring.detect_sync(padded).score < 0.5  # whole-text windows only: diluted, as before
     finally:

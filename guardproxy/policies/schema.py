@@ -262,6 +262,12 @@ class StreamSettings(StrictModel):
         256, ge=1, description="Max characters held back when no sentence boundary is found; bounds span length."
     )
     context_chars: int = Field(200, ge=0, description="Released text re-shown to output steps as context.")
+    min_window_chars: int = Field(
+        64,
+        ge=0,
+        description="Nothing is released before the text checked holds this many characters (or the answer ends): "
+        "a first line like `Slice it:` is not judged alone.",
+    )
 
 
 class ImageSettings(StrictModel):

@@ -159,7 +159,14 @@ class StreamRelay:
         if guard is None:
             cfg = self.ex.rt.policy.proxy.stream
             ctx = Context(self.ex.request_id, "output", "assistant", self.ex.model, self.ex.body, self.ex.client)
-            guard = StreamGuard(self.ex.chains.output, ctx, self.ex.scope, cfg.holdback_chars, cfg.context_chars)
+            guard = StreamGuard(
+                self.ex.chains.output,
+                ctx,
+                self.ex.scope,
+                cfg.holdback_chars,
+                cfg.context_chars,
+                min_window=cfg.min_window_chars,
+            )
             # Blocking an answer that breaks its schema means holding it back whole: JSON is valid only at the end.
             guard.hold_all = self.schema_step is not None and self.schema_step.action == "block"
             self.guards[index] = guard

@@ -44,10 +44,15 @@ class StreamGuard:
     context_chars: int
     # Release nothing before the end (an answer that must be validated whole before the client sees it).
     hold_all: bool = False
+    # Release nothing before the checked text holds this many characters: a classifier shown only "Slice it:"
+    # (the first line of a code answer) scored it violence 0.53, over its operating point; with the code after
+    # it, 0.13 (guard-classifier v8, session 13).
+    min_window: int = 0
     results: list[StepResult] = field(default_factory=list)
     audit_parts: list[str] = field(default_factory=list)
     _pending: str = ""
     _context: str = ""
+    _released: int = 0
 
     @property
     def checks_anything(self) -> bool:
@@ -75,6 +80,8 @@ class StreamGuard:
             cut = m.end()
         if cut == 0 and len(pending) > self.holdback:
             cut = len(pending) - self.holdback
+        if self._released + cut < self.min_window:
+            return 0
         if cut and self.chain.holdbacks:  # a link still being written is judged whole (url_guard)
             cut = self.chain.unfinished_from(pending[:cut])
         return self._before_partial_placeholder(cut)
@@ -113,6 +120,7 @@ class StreamGuard:
                 edits.append(Edit(start, end, e.label, e.action))
         part = self._pending[:cut]
         self._pending = self._pending[cut:]
+        self._released += cut
         self._context = (self._context + part)[-self.context_chars :] if self.context_chars else ""
         # On output both redact and anonymize become `[LABEL]`: a placeholder would leak nothing
         # but could never be restored for the client either.
