@@ -263,10 +263,10 @@ class StreamSettings(StrictModel):
     )
     context_chars: int = Field(200, ge=0, description="Released text re-shown to output steps as context.")
     min_window_chars: int = Field(
-        64,
+        0,
         ge=0,
-        description="Nothing is released before the text checked holds this many characters (or the answer ends): "
-        "a first line like `Slice it:` is not judged alone.",
+        description="Nothing is released before the text checked holds this many characters (or the answer ends), "
+        "so a first line like `Slice it:` is not judged alone; 0 = off. The shipped policies set 64.",
     )
 
 
